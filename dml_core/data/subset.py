@@ -1,0 +1,60 @@
+"""``ClassSubset``: the items of some classes of a dataset, relabelled 0..C'-1.
+
+Used to hold out validation classes from the train split (``--val-classes``), so a checkpoint can be
+selected without looking at the test classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class ClassSubset(Dataset):
+    """View of ``base`` restricted to ``classes`` (labels of ``base``); indices are the subset's."""
+
+    def __init__(self, base: Any, classes: Sequence[int]) -> None:
+        classes = sorted(int(c) for c in classes)
+        if len(classes) < 2:
+            raise ValueError(f"a class subset needs at least two classes, got {len(classes)}")
+        self.base = base
+        base_labels = np.asarray(base.labels)
+        self.base_indices = np.flatnonzero(np.isin(base_labels, classes))
+        relabel = {c: i for i, c in enumerate(classes)}
+        self.labels = np.array(
+            [relabel[int(c)] for c in base_labels[self.base_indices]], dtype=np.int64
+        )
+        self.class_names = [base.class_names[c] for c in classes]
+        self.num_classes = len(classes)
+        self.input_shape = base.input_shape
+
+    def __len__(self) -> int:
+        return len(self.base_indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        tensor, _, _ = self.base[int(self.base_indices[index])]
+        return tensor, int(self.labels[index]), int(index)
+
+    def image_path(self, index: int) -> str | None:
+        return self.base.image_path(int(self.base_indices[index]))
+
+    def thumbnail(self, index: int, size: int = 64) -> Any:
+        return self.base.thumbnail(int(self.base_indices[index]), size=size)
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.base.summary(), "items": len(self), "classes": self.num_classes}
+
+
+def split_validation_classes(num_classes: int, fraction: float) -> tuple[list[int], list[int]]:
+    """Last ``round(fraction·C)`` train classes become validation classes: ``(train, val)``."""
+    num_val = round(fraction * num_classes)
+    if num_val < 2 or num_classes - num_val < 2:
+        raise ValueError(
+            f"val_classes={fraction} of {num_classes} train classes leaves {num_val} validation and "
+            f"{num_classes - num_val} training classes; each needs at least two"
+        )
+    return list(range(num_classes - num_val)), list(range(num_classes - num_val, num_classes))

@@ -1,0 +1,132 @@
+"""Safe checkpoints (DESIGN.md §6): one ``.safetensors`` file, never pickle.
+
+Tensors are stored under ``model.<name>`` and ``loss.<name>`` (the loss's own parameters, such as
+proxies or per-class β, kept apart from the model's). The header's metadata holds one JSON document
+under the key ``dml_explorer``: format version, the full TrainConfig, the model config, dataset name
+and class split, epoch/step, metric history, best metrics and code version. Files are written through
+a temporary file and ``os.replace``, so a crash never leaves a half-written checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dml_core import __version__
+from dml_core.io import atomic_write
+
+FORMAT_VERSION = 1
+METADATA_KEY = "dml_explorer"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a DML Explorer checkpoint, or one that does not match the model."""
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    metadata: dict[str, Any],
+    loss: torch.nn.Module | None = None,
+) -> Path:
+    """Write weights and metadata atomically; returns the path."""
+    tensors = {
+        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in _state(model).items()
+    }
+    if loss is not None:
+        tensors.update(
+            {
+                f"loss.{k}": v.detach().cpu().contiguous().clone()
+                for k, v in loss.state_dict().items()
+            }
+        )
+    document = {"format_version": FORMAT_VERSION, "code_version": __version__, **metadata}
+    header = {METADATA_KEY: json.dumps(document, sort_keys=True)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """State dict of the bare model (unwrapping DDP and torch.compile)."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return model.state_dict()
+
+
+def _refuse(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} {reason}. Expected a .safetensors checkpoint written by `python -m dml_core train`; "
+        "DML Explorer never unpickles files."
+    )
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's JSON document, read from the header alone (no tensor is loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            raise _refuse(path, "is a pickle / torch.save file and is refused")
+        if len(head) < 8:
+            raise _refuse(path, "is truncated (shorter than a safetensors header)")
+        (header_size,) = struct.unpack("<Q", head)
+        if header_size > size - 8 or header_size > 100_000_000:
+            raise _refuse(path, "is not a safetensors file or is truncated (bad header length)")
+        try:
+            header = json.loads(handle.read(header_size))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _refuse(path, "has an unreadable safetensors header") from None
+    data_end = max(
+        (entry["data_offsets"][1] for k, entry in header.items() if k != "__metadata__"), default=0
+    )
+    if 8 + header_size + data_end > size:
+        raise _refuse(
+            path, f"is truncated ({size} bytes, header promises {8 + header_size + data_end})"
+        )
+    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None:
+        raise _refuse(path, "is a safetensors file but not a DML Explorer checkpoint (no metadata)")
+    document = json.loads(raw)
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _refuse(
+            path, f"has checkpoint format version {version!r}; this code reads {FORMAT_VERSION}"
+        )
+    return document
+
+
+def load_tensors(path: str | Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors stored under ``prefix.`` (``"model"`` or ``"loss"``), prefix removed."""
+    read_metadata(path)
+    tensors = load_file(str(path))
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model from the metadata alone and load its weights: ``(model, metadata)``."""
+    from dml_core.models import build_model
+
+    metadata = read_metadata(path)
+    model_config = dict(metadata["model"])
+    arch = model_config.pop("arch")
+    embed_dim = model_config.pop("embed_dim")
+    model_config["pretrained"] = None
+    model = build_model(arch, embed_dim, **model_config)
+    try:
+        model.load_state_dict(load_tensors(path, "model"))
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the architecture its metadata names ({arch}, "
+            f"embed_dim={embed_dim}): {str(error).splitlines()[0]}"
+        ) from None
+    return model.to(device).eval(), metadata

@@ -1,0 +1,123 @@
+"""The trainer end to end on real (tiny) data: events, checkpoints, determinism, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dml_core.config import TrainConfig, preset
+from dml_core.engine.checkpoint import load_checkpoint, load_tensors, read_metadata
+from dml_core.engine.events import read_events
+from dml_core.engine.trainer import NonFiniteLossError, Trainer
+
+TINY_GLYPHS = {
+    **preset("glyphs"),
+    "dataset_options": {"num_classes": 12, "samples_per_class": 8, "image_size": 32},
+    "batch_size": 16,
+    "samples_per_class": 2,
+    "epochs": 2,
+    "eval_batch_size": 64,
+}
+
+
+def toy_config(**changes) -> TrainConfig:
+    return TrainConfig.from_dict({**preset("toy"), "epochs": 6, "eval_every": 3, **changes})
+
+
+def test_toy_run_writes_events_and_checkpoints(tmp_path: Path) -> None:
+    final = Trainer(toy_config(), tmp_path).run()
+    assert final["kind"] == "done" and final["reason"] == "finished"
+    events, _ = read_events(tmp_path / "events.jsonl")
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    evals = [e for e in events if e["kind"] == "eval"]
+    assert [e["epoch"] for e in evals] == [3, 6]
+    metrics = evals[-1]["metrics"]
+    for key in ("test/recall@1", "test/map@r", "train/rho@2", "train/pi_ratio"):
+        assert key in metrics and math.isfinite(metrics[key])
+    assert (tmp_path / "last.safetensors").exists() and (tmp_path / "best.safetensors").exists()
+    metadata = read_metadata(tmp_path / "last.safetensors")
+    assert metadata["epoch"] == 6 and metadata["config"]["dataset"] == "toy_diagonal"
+    assert len(metadata["history"]) == 2
+
+
+def test_checkpoint_rebuilds_the_same_model(tmp_path: Path) -> None:
+    trainer = Trainer(toy_config(), tmp_path)
+    trainer.run()
+    model, metadata = load_checkpoint(tmp_path / "last.safetensors")
+    inputs = torch.rand(7, 2)
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(inputs), trainer.model(inputs))
+    assert metadata["model"]["arch"] == "mlp"
+
+
+def test_same_seed_same_metrics() -> None:
+    first = Trainer(toy_config()).run()
+    second = Trainer(toy_config()).run()
+    assert first["best"] == second["best"]
+
+
+def _final_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_tensors(path / "last.safetensors", "model")
+
+
+@pytest.mark.parametrize("stop_after", [3, 4])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, stop_after: int) -> None:
+    """Stop mid-epoch (3 steps = epoch 1 of 2 steps + 1) or at an epoch boundary, resume, compare."""
+    Trainer(toy_config(), tmp_path / "straight").run()
+    interrupted = Trainer(toy_config(), tmp_path / "resumed")
+    for event in interrupted.steps():
+        if event["kind"] == "step" and event["step"] == stop_after:
+            interrupted.request_stop()
+    assert interrupted.step == stop_after
+    resumed = Trainer(toy_config(), tmp_path / "resumed", resume=True)
+    resumed.run()
+    straight, again = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "resumed")
+    assert straight.keys() == again.keys()
+    for name in straight:
+        assert torch.equal(straight[name], again[name]), name
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    Trainer(toy_config(epochs=2), tmp_path).run()
+    good = _final_weights(tmp_path)
+    config = toy_config(epochs=4, optimizer="sgd", lr=1e38, momentum=0.0)
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        Trainer(config, tmp_path / "exploding").run()
+    events, _ = read_events(tmp_path / "exploding" / "events.jsonl")
+    assert events[-1]["kind"] == "error"
+    assert all(torch.isfinite(t).all() for t in good.values())
+
+
+def test_refuses_to_overwrite_an_existing_run(tmp_path: Path) -> None:
+    Trainer(toy_config(epochs=1), tmp_path).run()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(toy_config(epochs=1), tmp_path)
+
+
+def test_rho_with_internally_mining_loss_is_rejected() -> None:
+    with pytest.raises(ValueError, match="rho"):
+        Trainer(toy_config(loss="multisimilarity", miner="auto", rho=0.3))
+
+
+@pytest.mark.slow
+def test_glyphs_run_with_validation_classes_and_snapshots(tmp_path: Path) -> None:
+    config = TrainConfig.from_dict({**TINY_GLYPHS, "val_classes": 0.5, "rho": 0.2})
+    final = Trainer(config, tmp_path).run()
+    metadata = read_metadata(tmp_path / "best.safetensors")
+    assert metadata["selected_on"] == "val" and final["best"]["metric"] == "val/recall@1"
+    assert set(metadata["dataset"]["classes"]) == {"train", "val", "test"}
+    assert not set(metadata["dataset"]["classes"]["val"]) & set(metadata["dataset"]["classes"]["train"])
+    events, _ = read_events(tmp_path / "events.jsonl")
+    evals = [e for e in events if e["kind"] == "eval"]
+    snapshot = tmp_path / evals[-1]["snapshot"]
+    with __import__("numpy").load(snapshot) as data:
+        assert data["embeddings"].shape == (len(data["labels"]), 128)
+    steps = [e for e in events if e["kind"] == "step" and "miner_push_triplets" in e]
+    assert steps, "ρ-regularization logs its push triplets"
+    assert json.loads((tmp_path / "config.json").read_text())["rho"] == 0.2
