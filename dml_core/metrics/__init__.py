@@ -1,0 +1,34 @@
+"""Evaluation metrics (DESIGN.md §3): retrieval, clustering and embedding-space properties."""
+
+from dml_core.metrics.embedding_space import (
+    embedding_space_metrics,
+    per_class_density,
+    singular_value_spectrum,
+    spectral_decay,
+    uniformity,
+)
+from dml_core.metrics.knn import leave_one_out_chunks, leave_one_out_neighbors
+from dml_core.metrics.retrieval import (
+    RetrievalReport,
+    clustering_metrics,
+    kmeans_clusters,
+    pair_counting_f1,
+    retrieval_metrics,
+    retrieval_report,
+)
+
+__all__ = [
+    "RetrievalReport",
+    "clustering_metrics",
+    "embedding_space_metrics",
+    "kmeans_clusters",
+    "leave_one_out_chunks",
+    "leave_one_out_neighbors",
+    "pair_counting_f1",
+    "per_class_density",
+    "retrieval_metrics",
+    "retrieval_report",
+    "singular_value_spectrum",
+    "spectral_decay",
+    "uniformity",
+]

@@ -1,0 +1,101 @@
+"""Validation shared by every metric: one clear ValueError for each way the input can be wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """Checked embeddings and labels, with labels re-indexed to classes ``0 … K−1``.
+
+    ``embeddings`` keeps its kind and device (a torch tensor stays on its device so the kNN can
+    run there); ``class_index[i]`` is item i's class, ``class_labels[c]`` the original label of
+    class c and ``class_sizes[c]`` its number of items.
+    """
+
+    embeddings: np.ndarray | torch.Tensor
+    class_index: np.ndarray
+    class_labels: np.ndarray
+    class_sizes: np.ndarray
+
+    @property
+    def num_items(self) -> int:
+        return int(self.class_index.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.class_sizes.shape[0])
+
+    def embeddings_numpy(self) -> np.ndarray:
+        """The embeddings as a float64 numpy array (one device→host copy for CUDA tensors)."""
+        return as_numpy(self.embeddings).astype(np.float64)
+
+
+def as_numpy(array: ArrayLike) -> np.ndarray:
+    """A numpy view or copy of a numpy array or a torch tensor on any device."""
+    if isinstance(array, torch.Tensor):
+        return array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def check_embeddings(embeddings: ArrayLike) -> np.ndarray | torch.Tensor:
+    """Checked embeddings (N, d), N ≥ 1, finite: float64 if given so, else float32."""
+    if isinstance(embeddings, torch.Tensor):
+        checked: np.ndarray | torch.Tensor = embeddings.detach()
+        if checked.is_complex() or checked.dtype == torch.bool:
+            raise ValueError(f"embeddings must be real numbers, got dtype {checked.dtype}")
+        if checked.dtype != torch.float64:
+            checked = checked.to(torch.float32)
+    else:
+        checked = np.asarray(embeddings)
+        if checked.dtype.kind not in "fiu":
+            raise ValueError(f"embeddings must be real numbers, got dtype {checked.dtype}")
+        keep_double = checked.dtype == np.float64
+        checked = np.ascontiguousarray(checked, dtype=np.float64 if keep_double else np.float32)
+    if checked.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (N, d), got shape {tuple(checked.shape)}")
+    if checked.shape[0] == 0 or checked.shape[1] == 0:
+        raise ValueError(f"embeddings are empty: shape {tuple(checked.shape)}")
+    finite = (
+        bool(torch.isfinite(checked).all())
+        if isinstance(checked, torch.Tensor)
+        else bool(np.isfinite(checked).all())
+    )
+    if not finite:
+        raise ValueError("embeddings contain NaN or infinite values")
+    return checked
+
+
+def check_inputs(embeddings: ArrayLike, labels: ArrayLike) -> MetricInputs:
+    """Validate a pair (embeddings (N, d), labels (N,)) with at least two classes."""
+    checked = check_embeddings(embeddings)
+    label_array = as_numpy(labels)
+    if label_array.ndim != 1:
+        raise ValueError(f"labels must be 1-D (N,), got shape {label_array.shape}")
+    if label_array.shape[0] != checked.shape[0]:
+        raise ValueError(
+            f"embeddings and labels differ in length: {checked.shape[0]} embeddings, "
+            f"{label_array.shape[0]} labels"
+        )
+    if label_array.dtype.kind == "f" and not np.isfinite(label_array).all():
+        raise ValueError("labels contain NaN or infinite values")
+    class_labels, class_index, class_sizes = np.unique(
+        label_array, return_inverse=True, return_counts=True
+    )
+    if class_labels.shape[0] < 2:
+        raise ValueError(
+            f"retrieval and class-density metrics need at least two classes, got "
+            f"{class_labels.shape[0]} (labels: {class_labels.tolist()[:5]})"
+        )
+    return MetricInputs(
+        embeddings=checked,
+        class_index=class_index.reshape(-1).astype(np.int64),
+        class_labels=class_labels,
+        class_sizes=class_sizes.astype(np.int64),
+    )
