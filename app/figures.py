@@ -1,0 +1,259 @@
+"""Pure figure builders: numpy in, plotly figures (or an HTML string) out. Tests call them directly."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.analysis import RetrievalRow
+
+QUERY_BORDER, HIT_BORDER, MISS_BORDER = "#1f77b4", "#2ca02c", "#d62728"
+CURVE_PANELS = (
+    ("loss", "loss"),
+    ("test/recall@1", "Recall@1 (test)"),
+    ("test/map@r", "MAP@R (test)"),
+    ("train/rho@2", "ρ@2 (train)"),
+    ("train/pi_ratio", "π_ratio (train)"),
+)
+CLASS_COLORSCALE = "Turbo"
+
+
+def _compact(figure: go.Figure, height: int = 360) -> go.Figure:
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+def spectrum_figure(
+    spectra: Mapping[str, np.ndarray], *, log_scale: bool = False, title: str = ""
+) -> go.Figure:
+    """Normalised singular values s̃_i = s_i / Σs (DESIGN.md §3) against their rank, one line each."""
+    figure = go.Figure()
+    for name, spectrum in spectra.items():
+        values = np.asarray(spectrum, dtype=np.float64)
+        figure.add_trace(
+            go.Scatter(x=np.arange(1, values.size + 1), y=values, mode="lines+markers", name=name)
+        )
+    figure.update_xaxes(title="rank i")
+    figure.update_yaxes(title="s̃_i", type="log" if log_scale else "linear")
+    figure.update_layout(title=title or ("spectrum (log)" if log_scale else "spectrum"))
+    return _compact(figure)
+
+
+def spectrum_bars(spectrum: np.ndarray, title: str = "singular values") -> go.Figure:
+    """Bars of the normalised singular values (the toy's 2 or 3 of them)."""
+    values = np.asarray(spectrum, dtype=np.float64)
+    labels = [f"s̃{i}" for i in range(1, values.size + 1)]
+    figure = go.Figure(go.Bar(x=labels, y=values, text=[f"{v:.3f}" for v in values]))
+    figure.update_yaxes(range=[0, 1], title="share of Σs")
+    figure.update_layout(title=title)
+    return _compact(figure, 300)
+
+
+def projection_figure(
+    coordinates: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    hover: Sequence[str] | None = None,
+) -> go.Figure:
+    """2-D projection coloured by class; one trace, so a selection's point indices are item rows."""
+    labels = np.asarray(labels)
+    names = [class_names[int(v)] if class_names else str(int(v)) for v in labels]
+    text = list(hover) if hover is not None else [f"#{i} · {n}" for i, n in enumerate(names)]
+    figure = go.Figure(
+        go.Scattergl(
+            x=coordinates[:, 0],
+            y=coordinates[:, 1],
+            mode="markers",
+            marker={"color": labels, "colorscale": CLASS_COLORSCALE, "size": 6, "opacity": 0.8},
+            text=text,
+            customdata=np.arange(len(labels)),
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    figure.update_layout(title=title, dragmode="lasso")
+    figure.update_xaxes(showticklabels=False)
+    figure.update_yaxes(showticklabels=False, scaleanchor="x")
+    return _compact(figure, 420)
+
+
+def density_figure(rows: Sequence[Mapping[str, object]], title: str = "") -> go.Figure:
+    """π_intra of each class against the cosine distance of its mean to the nearest other mean."""
+    figure = go.Figure(
+        go.Scatter(
+            x=[row["distance to nearest class"] for row in rows],
+            y=[row["pi_intra"] for row in rows],
+            mode="markers",
+            text=[f"{row['class']} (nearest: {row['nearest class']})" for row in rows],
+            hovertemplate="%{text}<br>π_intra %{y:.3f}<br>to nearest %{x:.3f}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title="distance to nearest class mean (1 − cos)")
+    figure.update_yaxes(title="π_intra (mean intra-class 1 − cos)")
+    figure.update_layout(title=title or "per-class density")
+    return _compact(figure)
+
+
+def curves_figure(curves: Mapping[str, Mapping[str, tuple[list[float], list[float]]]]) -> go.Figure:
+    """Training curves of several runs overlaid: ``curves[run][series] = (x, y)``, one panel each."""
+    figure = make_subplots(
+        rows=1, cols=len(CURVE_PANELS), subplot_titles=[t for _, t in CURVE_PANELS]
+    )
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+    for run_index, (run, series) in enumerate(curves.items()):
+        color = palette[run_index % len(palette)]
+        for column, (key, _) in enumerate(CURVE_PANELS, start=1):
+            x, y = series.get(key, ([], []))
+            figure.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers" if key != "loss" else "lines",
+                    name=run,
+                    legendgroup=run,
+                    showlegend=column == 1,
+                    line={"color": color},
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_xaxes(title="step", row=1, col=1)
+    for column in range(2, len(CURVE_PANELS) + 1):
+        figure.update_xaxes(title="epoch", row=1, col=column)
+    return _compact(figure, 320)
+
+
+def history_figure(history: Sequence[Mapping[str, float]], keys: Sequence[str]) -> go.Figure:
+    """A checkpoint's stored metric history: one line per metric key against the epoch."""
+    figure = go.Figure()
+    epochs = [entry.get("epoch") for entry in history]
+    for key in keys:
+        figure.add_trace(go.Scatter(x=epochs, y=[e.get(key) for e in history], name=key))
+    figure.update_xaxes(title="epoch")
+    figure.update_layout(title="stored metric history")
+    return _compact(figure, 300)
+
+
+def toy_embedding_figure(
+    train_points: np.ndarray,
+    train_labels: np.ndarray,
+    test_points: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    *,
+    title: str = "embedding",
+) -> go.Figure:
+    """Unit-norm embeddings on the circle (2-D) or the sphere (3-D); train filled, test hollow."""
+    three_d = train_points.shape[1] == 3
+    figure = go.Figure()
+    parts = [("train", train_points, train_labels, "circle")]
+    if test_points is not None and test_labels is not None:
+        parts.append(("test", test_points, test_labels, "circle-open" if not three_d else "x"))
+    for name, points, labels, symbol in parts:
+        marker = {"color": labels, "colorscale": CLASS_COLORSCALE, "symbol": symbol, "size": 7}
+        if three_d:
+            trace = go.Scatter3d(
+                x=points[:, 0],
+                y=points[:, 1],
+                z=points[:, 2],
+                mode="markers",
+                name=name,
+                marker={**marker, "size": 3},
+            )
+        else:
+            trace = go.Scatter(
+                x=points[:, 0], y=points[:, 1], mode="markers", name=name, marker=marker
+            )
+        figure.add_trace(trace)
+    if not three_d:
+        angle = np.linspace(0, 2 * np.pi, 181)
+        figure.add_trace(
+            go.Scatter(
+                x=np.cos(angle),
+                y=np.sin(angle),
+                mode="lines",
+                line={"color": "#bbb", "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        figure.update_xaxes(range=[-1.15, 1.15])
+        figure.update_yaxes(range=[-1.15, 1.15], scaleanchor="x")
+    figure.update_layout(title=title)
+    return _compact(figure, 380)
+
+
+def loss_figure(steps: Sequence[int], losses: Sequence[float]) -> go.Figure:
+    figure = go.Figure(go.Scatter(x=list(steps), y=list(losses), mode="lines", name="loss"))
+    figure.update_xaxes(title="iteration")
+    figure.update_layout(title="loss")
+    return _compact(figure, 300)
+
+
+def toy_data_figure(data: Mapping[str, np.ndarray]) -> go.Figure:
+    """The toy's input data: train and test points (x, y) coloured by class, side by side."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=["train classes", "test classes"])
+    for column, split in enumerate(("train", "test"), start=1):
+        points = np.asarray(data[f"{split}_points"])
+        labels = np.asarray(data[f"{split}_labels"])
+        figure.add_trace(
+            go.Scatter(
+                x=points[:, 0],
+                y=points[:, 1],
+                mode="markers",
+                name=split,
+                marker={"color": labels, "colorscale": CLASS_COLORSCALE, "size": 5},
+            ),
+            row=1,
+            col=column,
+        )
+    figure.update_layout(showlegend=False)
+    return _compact(figure, 300)
+
+
+def study_figure(
+    summary: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str
+) -> go.Figure:
+    """Mean ± 95 % interval of ``metric`` per toy mode: ``summary[mode][metric] = {mean, ci95}``."""
+    modes = list(summary)
+    means = [summary[mode][metric]["mean"] for mode in modes]
+    half_widths = [summary[mode][metric].get("ci95", 0.0) for mode in modes]
+    figure = go.Figure(
+        go.Bar(x=modes, y=means, error_y={"type": "data", "array": half_widths, "visible": True})
+    )
+    figure.update_layout(title=f"{metric}: mean ± 95 % interval over seeds")
+    return _compact(figure, 320)
+
+
+def retrieval_grid_html(
+    rows: Sequence[RetrievalRow],
+    image_uri: Callable[[int], str],
+    class_name: Callable[[int], str] = str,
+    caption: Callable[[RetrievalRow], str] | None = None,
+) -> str:
+    """Query (blue border) then its neighbours (green: same class, red: other), distance below."""
+
+    def cell(uri: str, color: str, text: str) -> str:
+        return (
+            '<figure style="margin:0 6px 6px 0;display:inline-block;text-align:center">'
+            f'<img src="{uri}" width="72" height="72" style="border:4px solid {color};'
+            f'image-rendering:pixelated"/><figcaption style="font-size:11px">{html.escape(text)}'
+            "</figcaption></figure>"
+        )
+
+    lines = []
+    for row in rows:
+        title = caption(row) if caption else f"query #{row.query}"
+        cells = [
+            cell(image_uri(row.query), QUERY_BORDER, f"{title} · {class_name(row.query_label)}")
+        ]
+        for neighbor, distance, hit in zip(row.neighbors, row.distances, row.hits, strict=True):
+            cells.append(
+                cell(image_uri(neighbor), HIT_BORDER if hit else MISS_BORDER, f"d={distance:.3f}")
+            )
+        lines.append('<div style="white-space:nowrap;overflow-x:auto">' + "".join(cells) + "</div>")
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""2-D projections of embeddings: PCA at once, UMAP in a background thread, cached on disk.
+
+The first UMAP in a fresh process pays for numba compilation (tens of seconds), so the app warms
+UMAP up in a background thread when it starts (:func:`start_warmup`) and shows PCA until the UMAP
+of the requested embedding is ready. Finished projections are written atomically to
+``.cache/projections/<sha256 of source path + mtime + split + method>.npz`` (or the folder named by
+``DML_EXPLORER_PROJECTION_CACHE``), so reopening a checkpoint is instant. ``DML_EXPLORER_UMAP=off``
+turns UMAP off (PCA only), e.g. on a slow machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from dml_core.io import atomic_save_npz
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+UMAP_NEIGHBORS = 15
+UMAP_MIN_DIST = 0.1
+UMAP_SEED = 0
+WARMUP_POINTS = 256
+
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="umap")
+_jobs: dict[str, Future[np.ndarray]] = {}
+_jobs_lock = threading.Lock()
+_warmup: Future[None] | None = None
+
+
+def projection_cache_dir() -> Path:
+    """``$DML_EXPLORER_PROJECTION_CACHE`` if set, else ``<repo>/.cache/projections``."""
+    configured = os.environ.get("DML_EXPLORER_PROJECTION_CACHE")
+    return Path(configured).expanduser() if configured else REPO_ROOT / ".cache" / "projections"
+
+
+def umap_enabled() -> bool:
+    """False when ``DML_EXPLORER_UMAP`` is ``off`` (or ``0``/``false``)."""
+    return os.environ.get("DML_EXPLORER_UMAP", "on").strip().lower() not in ("off", "0", "false")
+
+
+def projection_key(source: str | Path, split: str, method: str) -> str:
+    """sha256 of the resolved source path, its mtime (ns), the split and the method."""
+    path = Path(source).resolve()
+    stamp = f"{path}|{path.stat().st_mtime_ns}|{split}|{method}"
+    return hashlib.sha256(stamp.encode()).hexdigest()
+
+
+def pca_2d(embeddings: np.ndarray) -> np.ndarray:
+    """First two principal components of the centred embeddings (N, 2), signs fixed.
+
+    X_c = X − mean; X_c = U S Vᵀ; coordinates = X_c V[:, :2]. Each axis is flipped so that its
+    largest-magnitude loading is positive, which makes the picture deterministic.
+    """
+    points = np.asarray(embeddings, dtype=np.float64)
+    centred = points - points.mean(axis=0, keepdims=True)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    axes = components[:2].T
+    if axes.shape[1] < 2:
+        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(2)])
+    signs[signs == 0] = 1.0
+    return (centred @ (axes * signs)).astype(np.float32)
+
+
+def umap_2d(embeddings: np.ndarray, seed: int = UMAP_SEED) -> np.ndarray:
+    """UMAP (McInnes et al. 2018) to 2-D with cosine distance, 15 neighbours, min_dist 0.1."""
+    import umap
+
+    points = np.asarray(embeddings, dtype=np.float32)
+    neighbors = max(2, min(UMAP_NEIGHBORS, points.shape[0] - 1))
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=neighbors,
+        min_dist=UMAP_MIN_DIST,
+        metric="cosine",
+        random_state=seed,
+        n_jobs=1,
+    )
+    return reducer.fit_transform(points).astype(np.float32)
+
+
+def read_cached(key: str) -> np.ndarray | None:
+    """The cached projection under ``key``, or None (also for an unreadable file)."""
+    path = projection_cache_dir() / f"{key}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["coordinates"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_cached(key: str, coordinates: np.ndarray) -> None:
+    atomic_save_npz(projection_cache_dir() / f"{key}.npz", coordinates=coordinates)
+
+
+def _umap_job(key: str, embeddings: np.ndarray) -> np.ndarray:
+    coordinates = umap_2d(embeddings)
+    write_cached(key, coordinates)
+    return coordinates
+
+
+def _warm_up() -> None:
+    points = np.random.default_rng(0).normal(size=(WARMUP_POINTS, 8)).astype(np.float32)
+    umap_2d(points)
+
+
+def start_warmup() -> Future[None] | None:
+    """Compile UMAP's numba kernels in the background thread (once per process; None if off)."""
+    global _warmup
+    if not umap_enabled():
+        return None
+    with _jobs_lock:
+        if _warmup is None:
+            _warmup = _executor.submit(_warm_up)
+        return _warmup
+
+
+def umap_projection(key: str, embeddings: np.ndarray) -> np.ndarray | None:
+    """The UMAP of ``embeddings`` if cached or finished, else None after queueing it.
+
+    Jobs run one at a time in the background thread, after the warm-up; a failed job raises here.
+    With UMAP turned off, only an already cached projection is returned.
+    """
+    cached = read_cached(key)
+    if cached is not None or not umap_enabled():
+        return cached
+    with _jobs_lock:
+        job = _jobs.get(key)
+        if job is None:
+            job = _executor.submit(_umap_job, key, np.array(embeddings, copy=True))
+            _jobs[key] = job
+    if not job.done():
+        return None
+    with _jobs_lock:
+        _jobs.pop(key, None)
+    return job.result()
+
+
+def wait_for_umap(key: str, embeddings: np.ndarray, timeout: float | None = None) -> np.ndarray:
+    """Block until the UMAP of ``embeddings`` is ready (benchmarks and tests)."""
+    result = umap_projection(key, embeddings)
+    if result is not None:
+        return result
+    with _jobs_lock:
+        job = _jobs.get(key)
+    if job is None:
+        cached = read_cached(key)
+        if cached is None:
+            raise RuntimeError(f"the UMAP job {key} vanished without a result")
+        return cached
+    return job.result(timeout=timeout)

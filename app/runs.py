@@ -1,0 +1,215 @@
+"""Background training runs: launch ``python -m dml_core train``, stop it, tail its events.
+
+A launched run writes ``runs/<name>/`` (the trainer's ``events.jsonl``, checkpoints, snapshots)
+plus ``app.pid`` (JSON: pid and command, written by :func:`launch_run`) and ``output.log``. A run
+is *running* while its events hold no ``done``/``error`` event and the pid in ``app.pid`` is a
+live ``dml_core`` process; that is how a reloaded page reattaches. Stop = SIGINT, which the
+trainer turns into a clean stop that keeps ``last.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dml_core.engine.events import read_events
+from dml_core.io import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PID_FILE = "app.pid"
+LOG_FILE = "output.log"
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+FINAL_KINDS = ("done", "error")
+CURVE_KEYS = ("test/recall@1", "test/map@r", "train/rho@2", "train/pi_ratio")
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+"""Runs this process launched, so their exit status can be collected (no zombies)."""
+
+
+def runs_dir() -> Path:
+    """``$DML_EXPLORER_RUNS_DIR`` if set, else ``<repo>/runs``."""
+    configured = os.environ.get("DML_EXPLORER_RUNS_DIR")
+    return Path(configured).expanduser() if configured else REPO_ROOT / "runs"
+
+
+def train_command(options: dict[str, Any], out_dir: Path, preset: str | None = None) -> list[str]:
+    """The argv of ``python -m dml_core train``: one ``--flag value`` per TrainConfig field given.
+
+    Booleans become ``--flag``/``--no-flag``, lists repeat values, dicts are passed as JSON and
+    None as ``none``.
+    """
+    argv = [sys.executable, "-m", "dml_core", "train", "--out", str(out_dir), "--no-progress"]
+    if preset:
+        argv += ["--preset", preset]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [flag, json.dumps(value)]
+        else:
+            argv += [flag, "none" if value is None else str(value)]
+    return argv
+
+
+def launch_run(
+    name: str, options: dict[str, Any], preset: str | None = None, root: Path | None = None
+) -> Path:
+    """Start a run in ``<root>/<name>`` as a subprocess; returns the run directory."""
+    if not RUN_NAME_PATTERN.match(name):
+        raise ValueError(
+            f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 81 characters)"
+        )
+    run_dir = (root or runs_dir()) / name
+    if (run_dir / "events.jsonl").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pick another name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = train_command(options, run_dir, preset)
+    with open(run_dir / LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    _children[process.pid] = process
+    atomic_write_json(run_dir / PID_FILE, {"pid": process.pid, "command": command})
+    return run_dir
+
+
+def read_pid(run_dir: Path) -> int | None:
+    try:
+        return int(json.loads((run_dir / PID_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """True for a live (not zombie) ``dml_core`` process with this pid."""
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command_line = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        return state != "Z" and b"dml_core" in command_line
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+@dataclass
+class RunState:
+    """What the app knows about one run directory, updated incrementally by :func:`refresh`."""
+
+    run_dir: Path
+    offset: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def finished(self) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events) if e["kind"] in FINAL_KINDS), None)
+
+    @property
+    def running(self) -> bool:
+        if self.finished is not None:
+            return False
+        pid = read_pid(self.run_dir)
+        return pid is not None and process_alive(pid)
+
+    @property
+    def status(self) -> str:
+        final = self.finished
+        if final is not None:
+            return "error" if final["kind"] == "error" else final.get("reason", "finished")
+        return "running" if self.running else "ended without a done event"
+
+    @property
+    def latest_snapshot(self) -> Path | None:
+        for event in reversed(self.events):
+            if event["kind"] == "eval" and event.get("snapshot"):
+                return self.run_dir / event["snapshot"]
+        return None
+
+    def config(self) -> dict[str, Any] | None:
+        start = next((e for e in self.events if e["kind"] == "start"), None)
+        return start.get("config") if start else None
+
+
+def refresh(state: RunState) -> RunState:
+    """Read the events appended since the last call (tailing ``events.jsonl``)."""
+    new_events, state.offset = read_events(state.run_dir / "events.jsonl", state.offset)
+    state.events.extend(new_events)
+    return state
+
+
+def discover_runs(root: Path | None = None) -> list[Path]:
+    """Run directories under ``root`` that have an ``events.jsonl``, newest first."""
+    base = root or runs_dir()
+    if not base.is_dir():
+        return []
+    found = [p.parent for p in base.glob("*/events.jsonl")]
+    return sorted(found, key=lambda p: (p / "events.jsonl").stat().st_mtime, reverse=True)
+
+
+def running_runs(root: Path | None = None) -> list[Path]:
+    """Runs still going: no done/error event and a live pid file (reattach after a reload)."""
+    return [run for run in discover_runs(root) if refresh(RunState(run)).running]
+
+
+def stop_run(run_dir: Path) -> bool:
+    """Send SIGINT to the run's process (clean stop, checkpoint kept); False if it is not running."""
+    pid = read_pid(run_dir)
+    if pid is None or not process_alive(pid):
+        return False
+    os.kill(pid, signal.SIGINT)
+    return True
+
+
+def curves(events: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """``{"loss": (steps, losses), metric: (epochs, values)}`` from a run's events."""
+    series: dict[str, tuple[list[float], list[float]]] = {"loss": ([], [])}
+    for key in CURVE_KEYS:
+        series[key] = ([], [])
+    for event in events:
+        if event["kind"] == "step" and event.get("loss") is not None:
+            series["loss"][0].append(event["step"])
+            series["loss"][1].append(event["loss"])
+        elif event["kind"] == "eval":
+            metrics = event.get("metrics") or {}
+            for key in CURVE_KEYS:
+                if metrics.get(key) is not None:
+                    series[key][0].append(event["epoch"])
+                    series[key][1].append(metrics[key])
+    return series
+
+
+def output_tail(run_dir: Path, max_bytes: int = 4000) -> str:
+    """The end of the run's captured stdout/stderr (for error messages)."""
+    path = run_dir / LOG_FILE
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - max_bytes))
+        return handle.read().decode("utf-8", errors="replace")

@@ -1,0 +1,289 @@
+"""The app's pure helpers: projections and their cache, checkpoint safety, retrieval rows, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from app import analysis, figures, projection
+from app.checkpoints import (
+    CHECKPOINT_DIRS_VARIABLE,
+    UnsafeCheckpointError,
+    allowed_roots,
+    discover_checkpoints,
+    resolve_checkpoint,
+)
+from dml_core.config import TrainConfig, preset
+from dml_core.engine.checkpoint import save_checkpoint
+from dml_core.metrics import retrieval_report
+
+
+@pytest.fixture
+def checkpoint_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "allowed"
+    root.mkdir()
+    monkeypatch.setenv(CHECKPOINT_DIRS_VARIABLE, str(root))
+    monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(tmp_path / "runs"))
+    return root
+
+
+def write_checkpoint(path: Path) -> Path:
+    """A real (untrained) DML Explorer checkpoint: the toy's MLP with full metadata."""
+    from dml_core.models import build_model
+
+    config = TrainConfig.from_dict(preset("toy"))
+    model = build_model("mlp", 2, pretrained=None, frozen_bn=False, normalize=True, in_channels=3)
+    metadata = {"kind": "last", "config": config.to_dict(), "model": model.config(), "history": []}
+    return save_checkpoint(path, model, metadata)
+
+
+# --- projection -----------------------------------------------------------------------------------
+
+
+def test_pca_matches_sklearn_up_to_sign() -> None:
+    points = np.random.default_rng(0).normal(size=(300, 16)) * np.linspace(3, 0.1, 16)
+    ours = projection.pca_2d(points)
+    reference = PCA(n_components=2).fit_transform(points)
+    for axis in range(2):
+        correlation = np.corrcoef(ours[:, axis], reference[:, axis])[0, 1]
+        assert abs(correlation) == pytest.approx(1.0, abs=1e-6)
+    # Deterministic signs: the largest loading of each axis is positive.
+    centred = points - points.mean(axis=0)
+    loadings = np.linalg.lstsq(centred, ours.astype(np.float64), rcond=None)[0]
+    assert (loadings[np.abs(loadings).argmax(axis=0), [0, 1]] > 0).all()
+
+
+def test_pca_of_one_dimensional_embeddings_pads_a_zero_axis() -> None:
+    coordinates = projection.pca_2d(np.arange(10.0).reshape(10, 1))
+    assert coordinates.shape == (10, 2) and np.allclose(coordinates[:, 1], 0)
+
+
+def test_projection_key_changes_with_mtime_split_and_method(tmp_path: Path) -> None:
+    source = tmp_path / "a.safetensors"
+    source.write_bytes(b"x")
+    first = projection.projection_key(source, "test", "umap")
+    assert first == projection.projection_key(source, "test", "umap")
+    assert first != projection.projection_key(source, "eval_train", "umap")
+    assert first != projection.projection_key(source, "test", "pca")
+    os.utime(source, ns=(1, source.stat().st_mtime_ns + 10**9))
+    assert first != projection.projection_key(source, "test", "umap")
+
+
+def test_projection_cache_round_trip_and_unreadable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DML_EXPLORER_PROJECTION_CACHE", str(tmp_path / "cache"))
+    coordinates = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
+    assert projection.read_cached("k") is None
+    projection.write_cached("k", coordinates)
+    assert np.array_equal(projection.read_cached("k"), coordinates)
+    (tmp_path / "cache" / "broken.npz").write_bytes(b"not an npz")
+    assert projection.read_cached("broken") is None
+
+
+def test_umap_off_returns_only_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DML_EXPLORER_PROJECTION_CACHE", str(tmp_path))
+    monkeypatch.setenv("DML_EXPLORER_UMAP", "off")
+    points = np.random.default_rng(0).normal(size=(40, 4))
+    assert projection.start_warmup() is None
+    assert projection.umap_projection("never-computed", points) is None
+    projection.write_cached("done", np.zeros((40, 2), np.float32))
+    assert projection.umap_projection("done", points).shape == (40, 2)
+
+
+@pytest.mark.slow
+def test_umap_runs_in_background_and_lands_in_the_disk_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DML_EXPLORER_PROJECTION_CACHE", str(tmp_path))
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 5
+    labels = np.repeat(np.arange(4), 30)
+    points = centres[labels] + rng.normal(size=(120, 8)) * 0.1
+    coordinates = projection.wait_for_umap("blobs", points, timeout=240)
+    assert coordinates.shape == (120, 2) and np.isfinite(coordinates).all()
+    assert np.array_equal(projection.read_cached("blobs"), coordinates)
+    # Well separated blobs stay separated: each point's nearest 2-D neighbour shares its blob.
+    distances = np.linalg.norm(coordinates[:, None] - coordinates[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    assert (labels[distances.argmin(axis=1)] == labels).mean() > 0.95
+
+
+# --- checkpoint safety and discovery --------------------------------------------------------------
+
+
+def test_env_var_roots_are_allowed(checkpoint_root: Path, tmp_path: Path) -> None:
+    roots = allowed_roots()
+    assert checkpoint_root.resolve() in roots
+    assert (tmp_path / "runs").resolve() in roots
+    assert Path(__file__).resolve().parent.parent / "checkpoints" in roots
+
+
+def test_checkpoint_inside_a_root_resolves(checkpoint_root: Path) -> None:
+    path = write_checkpoint(checkpoint_root / "sub" / "toy.safetensors")
+    assert resolve_checkpoint(path) == path.resolve()
+    entries = discover_checkpoints()
+    assert [e.path for e in entries if e.path.is_relative_to(checkpoint_root)] == [path.resolve()]
+    assert any(e.label.endswith("sub/toy.safetensors") for e in entries)
+
+
+def test_path_outside_the_roots_is_refused(checkpoint_root: Path, tmp_path: Path) -> None:
+    outside = write_checkpoint(tmp_path / "elsewhere" / "toy.safetensors")
+    with pytest.raises(UnsafeCheckpointError, match="outside the checkpoint folders"):
+        resolve_checkpoint(outside)
+    with pytest.raises(UnsafeCheckpointError, match="outside"):
+        resolve_checkpoint(checkpoint_root / ".." / "elsewhere" / "toy.safetensors")
+
+
+def test_symlink_pointing_outside_is_refused(checkpoint_root: Path, tmp_path: Path) -> None:
+    outside = write_checkpoint(tmp_path / "elsewhere" / "toy.safetensors")
+    link = checkpoint_root / "link.safetensors"
+    link.symlink_to(outside)
+    with pytest.raises(UnsafeCheckpointError, match="outside"):
+        resolve_checkpoint(link)
+    assert all(e.path != outside.resolve() for e in discover_checkpoints())
+
+
+def test_non_safetensors_file_is_refused(checkpoint_root: Path) -> None:
+    pickled = checkpoint_root / "model.pt"
+    torch.save({"weights": torch.zeros(2)}, pickled)
+    with pytest.raises(UnsafeCheckpointError, match=r"not a \.safetensors file"):
+        resolve_checkpoint(pickled)
+    with pytest.raises(FileNotFoundError):
+        resolve_checkpoint(checkpoint_root / "absent.safetensors")
+
+
+def test_discovery_skips_foreign_safetensors(checkpoint_root: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(checkpoint_root / "foreign.safetensors"))
+    (checkpoint_root / "truncated.safetensors").write_bytes(b"\x10\x00")
+    assert not any(e.path.is_relative_to(checkpoint_root) for e in discover_checkpoints())
+
+
+# --- analysis -------------------------------------------------------------------------------------
+
+
+def _clustered(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(5), 6)
+    points = rng.normal(size=(5, 4))[labels] + rng.normal(size=(30, 4)) * 0.8
+    return points.astype(np.float32), labels
+
+
+def test_retrieval_rows_match_an_explicit_loop() -> None:
+    points, labels = _clustered()
+    report = retrieval_report(points, labels, ks=(1,), keep_neighbors=6)
+    queries = [0, 7, 29]
+    rows = analysis.retrieval_rows(report, labels, queries, k=4)
+    as_float = points.astype(np.float64)
+    for row, query in zip(rows, queries, strict=True):
+        distances = np.linalg.norm(as_float - as_float[query], axis=1)
+        others = [i for i in np.argsort(distances, kind="stable") if i != query][:4]
+        assert row.query == query and row.query_label == labels[query]
+        assert row.neighbors == [int(i) for i in others]
+        assert np.allclose(row.distances, distances[others], atol=1e-4)
+        assert row.hits == [bool(labels[i] == labels[query]) for i in others]
+
+
+def test_worst_queries_sorts_by_ap_and_skips_nan() -> None:
+    ap = np.array([0.5, np.nan, 0.1, 0.9, 0.1, 0.3])
+    assert analysis.worst_queries(ap, 3) == [2, 4, 5]
+    assert analysis.worst_queries(ap, 10) == [2, 4, 5, 0, 3]
+
+
+def test_random_queries_are_distinct_and_seeded() -> None:
+    first = analysis.random_queries(50, 6, seed=3)
+    assert first == analysis.random_queries(50, 6, seed=3)
+    assert len(set(first)) == 6 and all(0 <= q < 50 for q in first)
+    assert analysis.random_queries(3, 10, seed=0) == [0, 1, 2]
+
+
+def test_metric_comparison_deltas_against_the_first() -> None:
+    rows = analysis.metric_comparison(
+        {"a": {"r@1": 0.5, "rho": 2.0}, "b": {"r@1": 0.75}, "c": {"r@1": 0.25, "rho": 1.0}}
+    )
+    by_metric = {row["metric"]: row for row in rows}
+    assert by_metric["r@1"]["Δ b"] == pytest.approx(0.25)
+    assert by_metric["r@1"]["Δ c"] == pytest.approx(-0.25)
+    assert np.isnan(by_metric["rho"]["Δ b"]) and by_metric["rho"]["Δ c"] == pytest.approx(-1.0)
+
+
+def test_density_table_names_classes() -> None:
+    points, labels = _clustered()
+    from dml_core.metrics import per_class_density
+
+    rows = analysis.density_table(per_class_density(points, labels), [f"c{i}" for i in range(5)])
+    assert [row["class"] for row in rows] == ["c0", "c1", "c2", "c3", "c4"]
+    assert all(row["nearest class"] != row["class"] for row in rows)
+    assert sum(row["items"] for row in rows) == 30
+
+
+def test_png_data_uri_decodes_to_the_image() -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (3, 2), (10, 20, 30))
+    uri = analysis.png_data_uri(image)
+    assert uri.startswith("data:image/png;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert decoded.size == (3, 2) and decoded.getpixel((0, 0)) == (10, 20, 30)
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def test_spectrum_figure_plots_the_values_on_the_chosen_scale() -> None:
+    spectrum = np.array([0.6, 0.3, 0.1])
+    linear = figures.spectrum_figure({"a": spectrum, "b": spectrum[::-1]})
+    assert [t.name for t in linear.data] == ["a", "b"]
+    assert np.allclose(linear.data[0].y, spectrum) and list(linear.data[0].x) == [1, 2, 3]
+    assert figures.spectrum_figure({"a": spectrum}, log_scale=True).layout.yaxis.type == "log"
+
+
+def test_projection_figure_is_one_trace_with_row_indices() -> None:
+    coordinates = np.arange(8.0).reshape(4, 2)
+    figure = figures.projection_figure(coordinates, np.array([0, 1, 1, 0]), ["x", "y"])
+    assert len(figure.data) == 1
+    assert list(figure.data[0].customdata) == [0, 1, 2, 3]
+    assert list(figure.data[0].text) == ["#0 · x", "#1 · y", "#2 · y", "#3 · x"]
+
+
+def test_retrieval_grid_borders_follow_hits() -> None:
+    row = analysis.RetrievalRow(3, 1, [5, 6, 7], [0.1, 0.2, 0.3], [True, False, True])
+    page = figures.retrieval_grid_html([row], lambda i: f"data:image/png;base64,{i}", str)
+    assert page.count(figures.QUERY_BORDER) == 1
+    assert page.count(figures.HIT_BORDER) == 2 and page.count(figures.MISS_BORDER) == 1
+    assert "d=0.200" in page and "base64,6" in page
+
+
+def test_curves_figure_overlays_runs_in_every_panel() -> None:
+    series = {"loss": ([1, 2], [1.0, 0.5]), "test/recall@1": ([1], [0.4])}
+    figure = figures.curves_figure({"a": series, "b": series})
+    assert len(figure.data) == 2 * len(figures.CURVE_PANELS)
+    assert sum(trace.showlegend for trace in figure.data) == 2
+
+
+def test_toy_embedding_figure_two_and_three_dimensions() -> None:
+    angles = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    flat = figures.toy_embedding_figure(circle, np.arange(6), circle, np.arange(6))
+    assert [t.type for t in flat.data] == ["scatter", "scatter", "scatter"]
+    sphere = np.concatenate([circle, np.zeros((6, 1))], axis=1)
+    assert figures.toy_embedding_figure(sphere, np.arange(6)).data[0].type == "scatter3d"
+
+
+def test_study_figure_error_bars() -> None:
+    summary = {"base": {"m": {"mean": 0.5, "ci95": 0.1}}, "rho": {"m": {"mean": 0.7, "ci95": 0.05}}}
+    figure = figures.study_figure(summary, "m")
+    assert list(figure.data[0].y) == [0.5, 0.7]
+    assert list(figure.data[0].error_y.array) == [0.1, 0.05]
+    assert json.loads(figure.to_json())["data"][0]["x"] == ["base", "rho"]
