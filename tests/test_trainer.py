@@ -21,6 +21,7 @@ TINY_GLYPHS = {
     "samples_per_class": 2,
     "epochs": 2,
     "eval_batch_size": 64,
+    "log_every": 1,
 }
 
 

@@ -49,7 +49,8 @@ LOWER_IS_BETTER = ("rho@1", "rho@2", "pi_ratio", "uniformity")
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss (or, checked at each epoch end, a weight) became NaN or infinite; the last good
+    checkpoint is kept."""
 
 
 def _metric_improved(name: str, value: float, best: float | None) -> bool:
@@ -306,7 +307,8 @@ class Trainer:
             yield event
             if self._stop_requested:
                 return
-        if bool(non_finite):
+        weights_finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
+        if bool(non_finite) or not bool(weights_finite.all()):
             self._raise_non_finite()
 
     def _load(self, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -364,7 +366,8 @@ class Trainer:
 
     def _raise_non_finite(self) -> None:
         raise NonFiniteLossError(
-            f"the loss became non-finite at epoch {self.epoch}, step {self.step}; the run stopped and "
+            f"the loss or the weights became non-finite at epoch {self.epoch}, step {self.step}; the run "
+            "stopped and "
             "the last good checkpoint was kept. Lower --lr, or check the data for broken inputs."
         )
 
