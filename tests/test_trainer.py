@@ -113,7 +113,9 @@ def test_glyphs_run_with_validation_classes_and_snapshots(tmp_path: Path) -> Non
     metadata = read_metadata(tmp_path / "best.safetensors")
     assert metadata["selected_on"] == "val" and final["best"]["metric"] == "val/recall@1"
     assert set(metadata["dataset"]["classes"]) == {"train", "val", "test"}
-    assert not set(metadata["dataset"]["classes"]["val"]) & set(metadata["dataset"]["classes"]["train"])
+    assert not set(metadata["dataset"]["classes"]["val"]) & set(
+        metadata["dataset"]["classes"]["train"]
+    )
     events, _ = read_events(tmp_path / "events.jsonl")
     evals = [e for e in events if e["kind"] == "eval"]
     snapshot = tmp_path / evals[-1]["snapshot"]
