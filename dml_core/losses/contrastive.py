@@ -1,0 +1,38 @@
+"""Contrastive loss on the (anchor, positive) and (anchor, negative) pairs of mined triplets."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
+from dml_core.losses.functional import tuple_distances
+
+
+@register_loss("contrastive")
+class ContrastiveLoss(DMLLoss):
+    """L = mean_T [d(a,p) − m₊]₊ + mean_T [m₋ − d(a,n)]₊ (Hadsell et al. 2006), Euclidean d.
+
+    Pairs come from the triplet miner's rows; m₊ = 0, m₋ = 1 as in the official code of
+    Roth et al. (2020), ``criteria/contrastive.py`` (``--loss_contrastive_pos/neg_margin``).
+    """
+
+    miner_kind = "triplet"
+
+    def __init__(
+        self, *, pos_margin: float = 0.0, neg_margin: float = 1.0, **sizes: int | None
+    ) -> None:
+        super().__init__(**sizes)
+        self.pos_margin = pos_margin
+        self.neg_margin = neg_margin
+
+    def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
+        assert triplets is not None
+        if triplets.shape[0] == 0:
+            self.stats = {"negative_active_fraction": torch.zeros(())}
+            return connected_zero(x)
+        anchors, positives, negatives = triplets.unbind(dim=1)
+        positive_terms = torch.relu(tuple_distances(x, anchors, positives) - self.pos_margin)
+        negative_terms = torch.relu(self.neg_margin - tuple_distances(x, anchors, negatives))
+        self.stats = {"negative_active_fraction": detached((negative_terms > 0).float().mean())}
+        return positive_terms.mean() + negative_terms.mean()

@@ -1,0 +1,50 @@
+"""Signal-to-noise-ratio triplet loss (Yuan et al. 2019, CVPR)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dml_core.losses.base import DMLLoss, connected_zero, detached, nonzero_mean, register_loss
+
+VARIANCE_EPS = 1e-12
+
+
+def snr_distances(x: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """d_SNR(i, j) = var(x_j − x_i) / var(x_i), variances over the embedding dimensions."""
+    noise_variance = torch.var(x[second] - x[first], dim=1)
+    signal_variance = torch.var(x[first], dim=1).clamp_min(VARIANCE_EPS)
+    return noise_variance / signal_variance
+
+
+@register_loss("snr")
+class SNRLoss(DMLLoss):
+    """L = Σ_T [d_SNR(a,p) − d_SNR(a,n) + m]₊ / #(non-zero) + λ · mean_T |Σ_k x_{a,k}|.
+
+    Yuan et al. 2019, eqs. 5 and 9; m = 0.2, λ = 0.005 as in the official code of Roth et al.
+    (2020), ``criteria/snr.py`` (``--loss_snr_margin``, ``--loss_snr_reg_lambda``).
+    """
+
+    miner_kind = "triplet"
+
+    def __init__(
+        self, *, margin: float = 0.2, reg_lambda: float = 0.005, **sizes: int | None
+    ) -> None:
+        super().__init__(**sizes)
+        self.margin = margin
+        self.reg_lambda = reg_lambda
+
+    def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
+        assert triplets is not None
+        if triplets.shape[0] == 0:
+            self.stats = {"active_fraction": torch.zeros(())}
+            return connected_zero(x)
+        anchors, positives, negatives = triplets.unbind(dim=1)
+        violations = torch.relu(
+            snr_distances(x, anchors, positives)
+            - snr_distances(x, anchors, negatives)
+            + self.margin
+        )
+        regulariser = x[anchors].sum(dim=1).abs().mean()
+        self.stats = {"active_fraction": detached((violations > 0).float().mean())}
+        return nonzero_mean(violations) + self.reg_lambda * regulariser

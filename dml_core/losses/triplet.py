@@ -1,0 +1,97 @@
+"""Triplet and quadruplet losses on mined (anchor, positive, negative) rows."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
+from dml_core.losses.functional import DeviceGenerators, sample_per_row, tuple_distances
+
+
+@register_loss("triplet")
+class TripletLoss(DMLLoss):
+    """L = mean_T [d(a,p) − d(a,n) + m]₊ (Schroff et al. 2015, FaceNet), Euclidean d, m = 0.2.
+
+    Defaults and the plain mean over all rows follow the official code of Roth et al. (2020),
+    ``criteria/triplet.py`` (``--loss_triplet_margin 0.2``).
+    """
+
+    miner_kind = "triplet"
+
+    def __init__(self, *, margin: float = 0.2, **sizes: int | None) -> None:
+        super().__init__(**sizes)
+        self.margin = margin
+
+    def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
+        assert triplets is not None
+        if triplets.shape[0] == 0:
+            self.stats = {"active_fraction": torch.zeros(())}
+            return connected_zero(x)
+        anchors, positives, negatives = triplets.unbind(dim=1)
+        violations = torch.relu(
+            tuple_distances(x, anchors, positives)
+            - tuple_distances(x, anchors, negatives)
+            + self.margin
+        )
+        self.stats = {"active_fraction": detached((violations > 0).float().mean())}
+        return violations.mean()
+
+
+@register_loss("quadruplet")
+class QuadrupletLoss(DMLLoss):
+    """Quadruplet loss (Chen et al. 2017, CVPR), Euclidean distances as in the official code:
+
+    L = mean_T [d(a,p) − d(a,n) + α₁]₊ + mean_T' [d(a,p) − d(n,k) + α₂]₊, with α₁ = α₂ = 0.2
+    (``--loss_quadruplet_margin_alpha_1/2``). The fourth sample k is drawn uniformly per row among
+    the samples whose label differs from both the anchor's and the negative's (the paper's
+    definition); rows without such a sample only enter the first term. ``seed``/``generator``
+    make the draw reproducible.
+    """
+
+    miner_kind = "triplet"
+
+    def __init__(
+        self,
+        *,
+        margin_triplet: float = 0.2,
+        margin_quadruplet: float = 0.2,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        **sizes: int | None,
+    ) -> None:
+        super().__init__(**sizes)
+        self.margin_triplet = margin_triplet
+        self.margin_quadruplet = margin_quadruplet
+        self.generators = DeviceGenerators(seed, generator)
+
+    def draw_fourth_samples(self, labels: Tensor, triplets: Tensor) -> tuple[Tensor, Tensor]:
+        """Per row, a uniform index k with label[k] ∉ {label[a], label[n]}; and whether one exists."""
+        anchor_labels = labels[triplets[:, 0]]
+        negative_labels = labels[triplets[:, 2]]
+        allowed = (labels[None, :] != anchor_labels[:, None]) & (
+            labels[None, :] != negative_labels[:, None]
+        )
+        return sample_per_row(allowed, None, self.generators.for_device(labels.device))
+
+    def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
+        assert triplets is not None
+        if triplets.shape[0] == 0:
+            self.stats = {"active_fraction": torch.zeros(())}
+            return connected_zero(x)
+        anchors, positives, negatives = triplets.unbind(dim=1)
+        fourth, has_fourth = self.draw_fourth_samples(labels, triplets)
+        positive_distances = tuple_distances(x, anchors, positives)
+        triplet_terms = torch.relu(
+            positive_distances - tuple_distances(x, anchors, negatives) + self.margin_triplet
+        )
+        quadruplet_terms = torch.relu(
+            positive_distances - tuple_distances(x, negatives, fourth) + self.margin_quadruplet
+        )
+        quadruplet_terms = torch.where(has_fourth, quadruplet_terms, 0.0)
+        quadruplet_mean = quadruplet_terms.sum() / has_fourth.sum().clamp_min(1)
+        self.stats = {
+            "active_fraction": detached((triplet_terms > 0).float().mean()),
+            "quadruplet_term": detached(quadruplet_mean),
+        }
+        return triplet_terms.mean() + quadruplet_mean

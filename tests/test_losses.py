@@ -1,0 +1,558 @@
+"""Losses: each against an explicit float64 loop over its tuples, against pytorch-metric-learning
+where the definitions match, and for finite gradients, empty batches, bf16 autocast and errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning import reducers as pml_reducers
+
+from dml_core.losses import LOSSES, DMLLoss, build_loss, check_compatible
+from dml_core.miners import build_miner
+
+NUM_CLASSES, PER_CLASS, DIM = 8, 3, 16
+TUPLE_MINER = {"triplet": "distance", "npair": "npair", "lifted": "lifted"}
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(NUM_CLASSES * PER_CLASS, DIM, generator=generator, dtype=torch.float64)
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)
+    return F.normalize(x, dim=1), labels
+
+
+def make_loss(name: str, **hparams: object) -> DMLLoss:
+    torch.manual_seed(1)
+    return build_loss(name, num_classes=NUM_CLASSES, embed_dim=DIM, **hparams).double()
+
+
+def tuples_for(loss: DMLLoss, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    """The rows a loss consumes; triplet losses get ρ-regularized rows so push triplets occur."""
+    if loss.miner_kind is None:
+        return None
+    rho = 0.4 if loss.miner_kind == "triplet" else 0.0
+    return build_miner(TUPLE_MINER[loss.miner_kind], rho=rho, seed=2)(x, labels)
+
+
+def as_lists(x: torch.Tensor, rows: torch.Tensor) -> tuple[np.ndarray, list[list[int]]]:
+    return x.detach().numpy(), rows.tolist()
+
+
+def dist(u: np.ndarray, v: np.ndarray) -> float:
+    squared = float(((u - v) ** 2).sum())
+    return math.sqrt(squared) if squared > 1e-12 else 0.0
+
+
+# ---------------------------------------------------------------- explicit loop references
+
+
+def loop_triplet(x, rows, margin=0.2):
+    return np.mean([max(0.0, dist(x[a], x[p]) - dist(x[a], x[n]) + margin) for a, p, n in rows])
+
+
+def loop_margin(x, rows, labels, beta, margin=0.2):
+    total, active = 0.0, 0
+    for a, p, n in rows:
+        b = beta[labels[a]]
+        pos = max(0.0, dist(x[a], x[p]) - b + margin)
+        neg = max(0.0, b - dist(x[a], x[n]) + margin)
+        total += pos + neg
+        active += int(pos > 0) + int(neg > 0)
+    return total / max(active, 1)
+
+
+def loop_contrastive(x, rows):
+    pos = [max(0.0, dist(x[a], x[p]) - 0.0) for a, p, _ in rows]
+    neg = [max(0.0, 1.0 - dist(x[a], x[n])) for a, _, n in rows]
+    return np.mean(pos) + np.mean(neg)
+
+
+def loop_snr(x, rows, margin=0.2, reg=0.005):
+    terms = []
+    for a, p, n in rows:
+        snr_ap = np.var(x[p] - x[a], ddof=1) / np.var(x[a], ddof=1)
+        snr_an = np.var(x[n] - x[a], ddof=1) / np.var(x[a], ddof=1)
+        terms.append(max(0.0, snr_ap - snr_an + margin))
+    active = sum(int(t > 0) for t in terms)
+    regulariser = np.mean([abs(x[a].sum()) for a, _, _ in rows])
+    return sum(terms) / max(active, 1) + reg * regulariser
+
+
+def loop_quadruplet(x, rows, fourth, has_fourth):
+    first = np.mean([max(0.0, dist(x[a], x[p]) - dist(x[a], x[n]) + 0.2) for a, p, n in rows])
+    second = [
+        max(0.0, dist(x[a], x[p]) - dist(x[n], x[k]) + 0.2)
+        for (a, p, n), k, ok in zip(rows, fourth, has_fourth, strict=True)
+        if ok
+    ]
+    return first + (np.mean(second) if second else 0.0)
+
+
+def loop_multisimilarity(x, labels, alpha=2.0, beta=40.0, base=0.5, eps=0.1):
+    losses = []
+    for a in range(len(x)):
+        pos = [x[a] @ x[j] for j in range(len(x)) if labels[j] == labels[a] and j != a]
+        neg = [x[a] @ x[j] for j in range(len(x)) if labels[j] != labels[a]]
+        if not pos or not neg:
+            continue
+        mined_neg = [s for s in neg if s + eps > min(pos)]
+        mined_pos = [s for s in pos if s - eps < max(neg)]
+        if not mined_neg or not mined_pos:
+            continue
+        pos_term = math.log(1 + sum(math.exp(-alpha * (s - base)) for s in mined_pos)) / alpha
+        neg_term = math.log(1 + sum(math.exp(beta * (s - base)) for s in mined_neg)) / beta
+        losses.append(pos_term + neg_term)
+    return np.mean(losses)
+
+
+def loop_lifted(x, labels, margin=1.0, l2=0.005):
+    losses = []
+    for a in range(len(x)):
+        pos = [dist(x[a], x[j]) for j in range(len(x)) if labels[j] == labels[a] and j != a]
+        neg = [dist(x[a], x[j]) for j in range(len(x)) if labels[j] != labels[a]]
+        if pos and neg:
+            pos_term = math.log(sum(math.exp(d) for d in pos))
+            neg_term = math.log(sum(math.exp(margin - d) for d in neg))
+            losses.append(max(0.0, pos_term + neg_term))
+    return np.mean(losses) + l2 * np.mean(np.linalg.norm(x, axis=1))
+
+
+def npair_pairs(rows):
+    return sorted({(a, p) for a, p, _ in rows})
+
+
+def loop_npair(x, rows, l2=0.005):
+    pairs = npair_pairs(rows)
+    losses = []
+    for a, p in pairs:
+        others = [q for b, q in pairs if b != a]
+        losses.append(math.log(1 + sum(math.exp(x[a] @ x[q] - x[a] @ x[p]) for q in others)))
+    return np.mean(losses) + l2 * np.mean(np.linalg.norm(x, axis=1))
+
+
+def loop_angular_term(x, rows, alpha_degrees=45.0):
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    tan2 = math.tan(math.radians(alpha_degrees)) ** 2
+    pairs = npair_pairs(rows)
+    losses = []
+    for a, p in pairs:
+        others = [q for b, q in pairs if b != a]
+        f = [
+            4 * tan2 * (unit[a] + unit[p]) @ unit[q] - 2 * (1 + tan2) * unit[a] @ unit[p]
+            for q in others
+        ]
+        losses.append(math.log(1 + sum(math.exp(v) for v in f)))
+    return np.mean(losses)
+
+
+def loop_proxynca(x, labels, proxies, scale=3.0):
+    losses = []
+    for i in range(len(x)):
+        xi = scale * x[i] / np.linalg.norm(x[i])
+        d = [float(((xi - scale * p / np.linalg.norm(p)) ** 2).sum()) for p in proxies]
+        negatives = [d[c] for c in range(len(proxies)) if c != labels[i]]
+        losses.append(d[labels[i]] + math.log(sum(math.exp(-v) for v in negatives)))
+    return np.mean(losses)
+
+
+def loop_cross_entropy(logits, label):
+    return -logits[label] + math.log(sum(math.exp(v) for v in logits))
+
+
+def loop_softmax(x, labels, weights, temperature=0.05):
+    losses = []
+    for i in range(len(x)):
+        xi = x[i] / np.linalg.norm(x[i])
+        logits = [xi @ (w / np.linalg.norm(w)) / temperature for w in weights]
+        losses.append(loop_cross_entropy(logits, labels[i]))
+    return np.mean(losses)
+
+
+def loop_arcface(x, labels, weights, margin=0.5, scale=16.0):
+    losses = []
+    for i in range(len(x)):
+        xi = x[i] / np.linalg.norm(x[i])
+        cosines = [xi @ (w / np.linalg.norm(w)) for w in weights]
+        theta = math.acos(cosines[labels[i]])
+        assert theta <= math.pi - margin  # the data keeps the plain cos(θ + m) branch
+        cosines[labels[i]] = math.cos(theta + margin)
+        losses.append(loop_cross_entropy([scale * c for c in cosines], labels[i]))
+    return np.mean(losses)
+
+
+def loop_softtriple(x, labels, centers, k=2, gamma=0.1, la=8.0, delta=0.01, tau=0.2):
+    centers = centers / np.linalg.norm(centers, axis=1, keepdims=True)
+    losses = []
+    for i in range(len(x)):
+        xi = x[i] / np.linalg.norm(x[i])
+        logits = []
+        for c in range(NUM_CLASSES):
+            sims = [xi @ centers[c * k + j] for j in range(k)]
+            weights = [math.exp(s / gamma) for s in sims]
+            s_ic = sum(w * s for w, s in zip(weights, sims, strict=True)) / sum(weights)
+            logits.append(la * (s_ic - (delta if c == labels[i] else 0.0)))
+        losses.append(loop_cross_entropy(logits, labels[i]))
+    regulariser = 0.0
+    for c in range(NUM_CLASSES):
+        for t in range(k):
+            for s in range(t + 1, k):
+                sim = centers[c * k + t] @ centers[c * k + s]
+                regulariser += math.sqrt(2.00001 - 2 * sim)
+    return np.mean(losses) + tau * regulariser / (NUM_CLASSES * k * (k - 1))
+
+
+def loop_histogram(x, labels, num_bins=65):
+    width = 2.0 / (num_bins - 1)
+    nodes = [-1.0 + r * width for r in range(num_bins)]
+    h_pos, h_neg = [0.0] * num_bins, [0.0] * num_bins
+    n_pos = n_neg = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            s = float(x[i] @ x[j])
+            target = h_pos if labels[i] == labels[j] else h_neg
+            n_pos += int(labels[i] == labels[j])
+            n_neg += int(labels[i] != labels[j])
+            for r, t in enumerate(nodes):
+                target[r] += max(0.0, 1.0 - abs(s - t) / width)
+    cdf, loss = 0.0, 0.0
+    for r in range(num_bins):
+        cdf += h_pos[r] / n_pos
+        loss += h_neg[r] / n_neg * cdf
+    return loss
+
+
+def test_tuple_losses_match_loops(batch):
+    x, labels = batch
+    y = labels.tolist()
+    for name, reference in [
+        ("triplet", lambda xs, rows: loop_triplet(xs, rows)),
+        ("contrastive", loop_contrastive),
+        ("snr", loop_snr),
+        ("npair", loop_npair),
+        ("lifted", lambda xs, rows: loop_lifted(xs, y)),
+    ]:
+        loss = make_loss(name)
+        rows = tuples_for(loss, x, labels)
+        xs, row_list = as_lists(x, rows)
+        expected = reference(xs, row_list)
+        assert loss(x, labels, rows).item() == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+
+
+def test_triplet_rows_include_push_triplets(batch):
+    x, labels = batch
+    rows = tuples_for(make_loss("triplet"), x, labels)
+    assert (rows[:, 0] == rows[:, 1]).any() and (rows[:, 0] != rows[:, 1]).any()
+
+
+def test_margin_matches_loop_with_per_class_beta(batch):
+    x, labels = batch
+    loss = make_loss("margin")
+    with torch.no_grad():
+        loss.beta.copy_(torch.linspace(0.9, 1.4, NUM_CLASSES, dtype=torch.float64))
+    rows = tuples_for(loss, x, labels)
+    xs, row_list = as_lists(x, rows)
+    expected = loop_margin(xs, row_list, labels.tolist(), loss.beta.detach().numpy())
+    assert loss(x, labels, rows).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_quadruplet_matches_loop_and_fourth_samples_are_valid(batch):
+    x, labels = batch
+    rows = tuples_for(make_loss("quadruplet"), x, labels)
+    fourth, has_fourth = make_loss("quadruplet", seed=5).draw_fourth_samples(labels, rows)
+    y = labels.tolist()
+    for (a, _, n), k, ok in zip(rows.tolist(), fourth.tolist(), has_fourth.tolist(), strict=True):
+        valid = [j for j in range(len(y)) if y[j] not in (y[a], y[n])]
+        assert ok == bool(valid) and (not ok or k in valid)
+    xs, row_list = as_lists(x, rows)
+    expected = loop_quadruplet(xs, row_list, fourth.tolist(), has_fourth.tolist())
+    value = make_loss("quadruplet", seed=5)(x, labels, rows)
+    assert value.item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_multisimilarity_matches_loop(batch):
+    x, labels = batch
+    expected = loop_multisimilarity(x.numpy(), labels.tolist())
+    assert make_loss("multisimilarity")(x, labels).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_angular_terms_match_loop(batch):
+    x, labels = batch
+    loss = make_loss("angular")
+    rows = tuples_for(loss, x, labels)
+    value = loss(x, labels, rows)
+    xs, row_list = as_lists(x, rows)
+    angular = loop_angular_term(xs, row_list)
+    npair_with_l2 = loop_npair(xs, row_list)
+    assert loss.stats["angular_term"].item() == pytest.approx(angular, rel=1e-9)
+    assert value.item() == pytest.approx(npair_with_l2 + 2.0 * angular, rel=1e-9)
+
+
+def test_class_based_losses_match_loops(batch):
+    x, labels = batch
+    y, xs = labels.tolist(), x.numpy()
+    proxynca = make_loss("proxynca")
+    expected = loop_proxynca(xs, y, proxynca.proxies.detach().numpy())
+    assert proxynca(x, labels).item() == pytest.approx(expected, rel=1e-9)
+    softmax = make_loss("softmax")
+    expected = loop_softmax(xs, y, softmax.class_weights.detach().numpy())
+    assert softmax(x, labels).item() == pytest.approx(expected, rel=1e-9)
+    arcface = make_loss("arcface")
+    expected = loop_arcface(xs, y, arcface.class_weights.detach().numpy())
+    assert arcface(x, labels).item() == pytest.approx(expected, rel=1e-9)
+    softtriple = make_loss("softtriple")
+    expected = loop_softtriple(xs, y, softtriple.centers.detach().numpy())
+    assert softtriple(x, labels).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_histogram_matches_loop(batch):
+    x, labels = batch
+    expected = loop_histogram(x.numpy(), labels.tolist())
+    assert make_loss("histogram")(x, labels).item() == pytest.approx(expected, rel=1e-9)
+
+
+# ---------------------------------------------------------------- pytorch-metric-learning oracle
+
+
+def pair_tuple(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return rows[:, 0], rows[:, 1], rows[:, 0], rows[:, 2]
+
+
+def test_matches_pml_where_definitions_agree(batch):
+    """Triplet (plain mean), contrastive (mean of each pair term), margin (learned β, divided by the
+    non-zero terms), SNR (triplet hinge on the SNR distance, averaged over non-zero terms; its
+    regulariser switched off), multi-similarity (pml's miner with ε = 0.1, all anchors valid)."""
+    x, labels = batch
+    rows = tuples_for(make_loss("triplet"), x, labels)
+    triplets = tuple(rows.unbind(dim=1))
+    mean = pml_reducers.MeanReducer()
+    checks = [
+        ("triplet", {}, pml_losses.TripletMarginLoss(margin=0.2, reducer=mean), triplets),
+        (
+            "contrastive",
+            {},
+            pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0, reducer=mean),
+            pair_tuple(rows),
+        ),
+        (
+            "margin",
+            {},
+            pml_losses.MarginLoss(
+                margin=0.2, beta=1.2, learn_beta=True, num_classes=NUM_CLASSES
+            ).double(),
+            triplets,
+        ),
+        (
+            "snr",
+            {"reg_lambda": 0.0},
+            pml_losses.TripletMarginLoss(margin=0.2, distance=pml_distances.SNRDistance()),
+            triplets,
+        ),
+    ]
+    for name, hparams, oracle, indices in checks:
+        ours = make_loss(name, **hparams)(x, labels, rows)
+        assert ours.item() == pytest.approx(oracle(x, labels, indices).item(), rel=1e-9), name
+
+    ms_pairs = pml_miners.MultiSimilarityMiner(epsilon=0.1)(x, labels)
+    assert set(ms_pairs[0].tolist()) == set(range(len(x)))  # every anchor valid, so means agree
+    assert set(ms_pairs[2].tolist()) == set(range(len(x)))
+    oracle = pml_losses.MultiSimilarityLoss(alpha=2, beta=40, base=0.5)(x, labels, ms_pairs)
+    ours = make_loss("multisimilarity")(x, labels)
+    assert ours.item() == pytest.approx(oracle.item(), rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")  # inside pml
+def test_tuple_set_losses_match_pml(batch):
+    """Lifted (pml's generalised lifted structure + our norm penalty), N-pair (pml picks the same one
+    pair per class from our rows), angular term (pml with the pairs' positives as references, so its
+    negatives are the other pairs' positives, as in our rows), histogram (64 intervals = 65 nodes)."""
+    x, labels = batch
+    lifted = make_loss("lifted")
+    rows = tuples_for(lifted, x, labels)
+    oracle = pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1.0, pos_margin=0.0)(x, labels)
+    expected = oracle.item() + 0.005 * x.norm(dim=1).mean().item()
+    assert lifted(x, labels, rows).item() == pytest.approx(expected, rel=1e-9)
+
+    npair = make_loss("npair")
+    rows = tuples_for(npair, x, labels)
+    pairs = torch.tensor(npair_pairs(rows.tolist()))
+    empty = torch.empty(0, dtype=torch.long)
+    oracle = pml_losses.NPairsLoss(
+        distance=pml_distances.DotProductSimilarity(normalize_embeddings=False)
+    )
+    expected = oracle(x, labels, (pairs[:, 0], pairs[:, 1], empty, empty)).item()
+    assert npair(x, labels, rows).item() == pytest.approx(expected + 0.005, rel=1e-9)
+
+    angular = make_loss("angular")
+    angular(x, labels, rows)
+    index = torch.arange(len(pairs))
+    oracle = pml_losses.AngularLoss(alpha=45)(
+        x[pairs[:, 0]],
+        labels[pairs[:, 0]],
+        (index, index, index[:1], index[1:2]),
+        x[pairs[:, 1]],
+        labels[pairs[:, 1]],
+    )
+    assert angular.stats["angular_term"].item() == pytest.approx(oracle.item(), rel=1e-9)
+
+    oracle = pml_losses.HistogramLoss(n_bins=64)(x, labels)
+    assert make_loss("histogram")(x, labels).item() == pytest.approx(oracle.item(), rel=1e-9)
+
+
+def test_class_based_losses_match_pml(batch):
+    """Normalised softmax, ArcFace (pml's margin is in degrees) and the SoftTriple cross-entropy
+    (pml keeps the centre regulariser apart). ProxyNCA is not compared: pml's NCA keeps the own
+    proxy in the denominator, the paper and the official code do not."""
+    x, labels = batch
+    softmax = make_loss("softmax")
+    oracle = pml_losses.NormalizedSoftmaxLoss(NUM_CLASSES, DIM, temperature=0.05).double()
+    oracle.W.data = softmax.class_weights.detach().T.clone()
+    assert softmax(x, labels).item() == pytest.approx(oracle(x, labels).item(), rel=1e-9)
+
+    arcface = make_loss("arcface")
+    oracle = pml_losses.ArcFaceLoss(NUM_CLASSES, DIM, margin=math.degrees(0.5), scale=16).double()
+    oracle.W.data = arcface.class_weights.detach().T.clone()
+    assert arcface(x, labels).item() == pytest.approx(oracle(x, labels).item(), rel=1e-9)
+
+    softtriple = make_loss("softtriple", reg_weight=0.0)
+    oracle = pml_losses.SoftTripleLoss(
+        NUM_CLASSES, DIM, centers_per_class=2, la=8, gamma=0.1, margin=0.01
+    ).double()
+    oracle.fc.data = softtriple.centers.detach().T.clone()
+    assert softtriple(x, labels).item() == pytest.approx(oracle(x, labels).item(), rel=1e-9)
+
+
+# ---------------------------------------------------------------- behaviour shared by all losses
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradients_are_finite_and_reach_parameters(name, batch):
+    x, labels = batch
+    x = x.clone().requires_grad_()
+    loss = make_loss(name)
+    value = loss(x, labels, tuples_for(loss, x, labels))
+    value.backward()
+    assert torch.isfinite(value) and value.ndim == 0
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    for parameter in loss.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+    assert all(v.ndim == 0 and not v.requires_grad for v in loss.stats.values())
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in LOSSES.items() if c.miner_kind))
+def test_no_tuples_gives_connected_zero(name, batch):
+    x, labels = batch
+    x = x.clone().requires_grad_()
+    value = make_loss(name)(x, labels, torch.empty(0, 3, dtype=torch.long))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", ["multisimilarity", "histogram"])
+def test_batch_without_classmates_gives_zero(name):
+    x = F.normalize(torch.randn(6, DIM), dim=1).requires_grad_()
+    value = make_loss(name).float()(x, torch.arange(6))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_bf16_autocast_runs_and_stays_finite(name, batch):
+    x, labels = batch
+    torch.manual_seed(0)
+    head = torch.nn.Linear(DIM, DIM)
+    loss = build_loss(name, num_classes=NUM_CLASSES, embed_dim=DIM)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embeddings = F.normalize(head(x.float()), dim=1)
+        assert embeddings.dtype == torch.bfloat16
+        value = loss(embeddings, labels, tuples_for(loss, embeddings, labels))
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    assert torch.isfinite(head.weight.grad).all()
+
+
+def test_float32_close_to_float64(batch):
+    x, labels = batch
+    for name in sorted(LOSSES):
+        loss = make_loss(name)
+        rows = tuples_for(loss, x, labels)
+        expected = make_loss(name, **({"seed": 0} if name == "quadruplet" else {}))(x, labels, rows)
+        ours = make_loss(name, **({"seed": 0} if name == "quadruplet" else {})).float()
+        assert ours(x.float(), labels, rows).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_class_attributes_and_param_lr():
+    kinds = {name: cls.miner_kind for name, cls in LOSSES.items()}
+    assert kinds == {
+        "triplet": "triplet", "margin": "triplet", "contrastive": "triplet", "snr": "triplet",
+        "quadruplet": "triplet", "npair": "npair", "angular": "npair", "lifted": "lifted",
+        "multisimilarity": None, "proxynca": None, "softmax": None, "arcface": None,
+        "softtriple": None, "histogram": None,
+    }  # fmt: skip
+    for cls in LOSSES.values():
+        assert cls.requires_miner == (cls.miner_kind is not None)
+        assert cls.accepts_rho == (cls.miner_kind == "triplet")
+    lrs = {n: make_loss(n).param_lr for n in ("margin", "proxynca", "softmax", "arcface")}
+    assert lrs == {"margin": 5e-4, "proxynca": 5e-4, "softmax": 1e-5, "arcface": 5e-4}
+    assert make_loss("triplet").param_lr is None and not list(make_loss("triplet").parameters())
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("name", ["margin", "proxynca", "softmax", "arcface", "softtriple"])
+def test_class_losses_need_num_classes(name):
+    with pytest.raises(ValueError, match="num_classes"):
+        build_loss(name, embed_dim=DIM)
+
+
+def test_registry_and_argument_errors(batch):
+    x, labels = batch
+    with pytest.raises(ValueError, match=r"valid names: .*margin"):
+        build_loss("nonsense")
+    with pytest.raises(ValueError, match=r"no hyper-parameter margn; valid: .*margin"):
+        build_loss("triplet", margn=0.3)
+    with pytest.raises(ValueError, match="needs triplet tuples from a miner"):
+        make_loss("triplet")(x, labels)
+    with pytest.raises(ValueError, match="mines its pairs internally; pass no triplets"):
+        make_loss("multisimilarity")(x, labels, torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="T×3"):
+        make_loss("triplet")(x, labels, torch.zeros(4, dtype=torch.long))
+
+
+def test_check_compatible():
+    margin, npair, lifted = make_loss("margin"), make_loss("npair"), make_loss("lifted")
+    ms = make_loss("multisimilarity")
+    check_compatible(margin, build_miner("distance", rho=0.3))
+    check_compatible(npair, build_miner("npair"))
+    check_compatible(lifted, build_miner("lifted"))
+    check_compatible(ms, None)
+    with pytest.raises(ValueError, match=r"npair needs npair tuples .* 'distance' gives triplet"):
+        check_compatible(npair, build_miner("distance"))
+    with pytest.raises(ValueError, match="lifted needs lifted tuples"):
+        check_compatible(lifted, build_miner("semihard"))
+    with pytest.raises(ValueError, match=r"margin needs triplet tuples .* 'npair' gives npair"):
+        check_compatible(margin, build_miner("npair"))
+    with pytest.raises(
+        ValueError, match="needs triplet tuples from a miner: one of distance, random"
+    ):
+        check_compatible(margin, None)
+    with pytest.raises(ValueError, match="multisimilarity mines its pairs internally and takes"):
+        check_compatible(ms, build_miner("distance"))
+    with pytest.raises(
+        ValueError,
+        match="multisimilarity mines its pairs internally and cannot take --rho; use a "
+        "triplet-based loss such as margin",
+    ):
+        check_compatible(ms, build_miner("distance", rho=0.4))
+    with pytest.raises(ValueError, match="cannot take --rho"):
+        check_compatible(make_loss("softmax"), None, rho=0.2)
+    with pytest.raises(ValueError, match="--rho needs a triplet-based loss"):
+        check_compatible(npair, build_miner("npair"), rho=0.2)
