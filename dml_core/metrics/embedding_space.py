@@ -121,9 +121,10 @@ def uniformity(
 ) -> float:
     """log of the mean over pairs i < j of exp(−2‖xᵢ − xⱼ‖²) (Wang & Isola, 2020).
 
-    Computed in blocks of rows against the columns j ≥ the block start (the upper triangle only).
+    Computed in the embeddings' precision (float32 or float64), in blocks of rows against the
+    columns j ≥ the block start (the upper triangle only); block sums are combined in float64.
     """
-    points = as_numpy(check_embeddings(embeddings)).astype(np.float64)
+    points = as_numpy(check_embeddings(embeddings))
     if points.shape[0] < 2:
         raise ValueError("uniformity needs at least two embeddings")
     if points.shape[0] > sample_size:
@@ -141,9 +142,11 @@ def uniformity(
             - 2 * points[rows] @ points[start:].T
         )
         upper = columns[None, :] > rows[:, None]
-        exponents = -UNIFORMITY_TEMPERATURE * np.maximum(squared[upper], 0.0)
+        exponents = -UNIFORMITY_TEMPERATURE * np.maximum(squared[upper], 0)
         largest = exponents.max()
-        block_log_sums.append(largest + np.log(np.exp(exponents - largest).sum()))
+        block_log_sums.append(
+            float(largest) + np.log(np.exp(exponents - largest).sum(dtype=np.float64))
+        )
     num_pairs = num_points * (num_points - 1) / 2
     return float(logsumexp(block_log_sums) - np.log(num_pairs))
 
@@ -178,6 +181,6 @@ def embedding_space_metrics(embeddings: ArrayLike, labels: ArrayLike) -> dict[st
         pi_intra=pi_intra,
         pi_inter=pi_inter,
         pi_ratio=pi_intra / pi_inter if pi_inter > 0 else float("nan"),
-        uniformity=uniformity(points),
+        uniformity=uniformity(inputs.embeddings),
     )
     return metrics
