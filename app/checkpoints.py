@@ -116,7 +116,7 @@ def dataset_problem(metadata: dict[str, Any], split: str = "test") -> str | None
     config = checkpoint_config(metadata)
     try:
         build_split(config, split)
-    except (FileNotFoundError, ValueError, OSError) as error:
+    except (FileNotFoundError, ValueError, OSError, TypeError, KeyError) as error:
         return f"{type(error).__name__}: {error}"
     return None
 

@@ -1,7 +1,25 @@
-"""DML Explorer: `streamlit run app/main.py` (placeholder until the app's pages land)."""
+"""DML Explorer: ``streamlit run app/main.py`` (``make app``). One module per page under app/pages."""
 
-import streamlit as st
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.projection import start_warmup  # noqa: E402
 
 st.set_page_config(page_title="DML Explorer", layout="wide")
-st.title("DML Explorer")
-st.write("Train, compare and inspect deep metric learning methods.")
+start_warmup()
+
+PAGES = [
+    st.Page("pages/toy_lab.py", title="Toy lab", icon="🧪", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/inspect.py", title="Inspect", icon="🔍"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+]
+st.navigation(PAGES).run()

@@ -1,0 +1,158 @@
+"""Every app page through ``streamlit.testing.v1.AppTest`` on tiny checkpoints trained here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dml_core.config import TrainConfig, preset
+from dml_core.engine.checkpoint import load_checkpoint, save_checkpoint
+from dml_core.engine.trainer import Trainer
+from dml_core.metrics import retrieval_metrics
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+TINY_GLYPHS = {
+    **preset("glyphs"),
+    "dataset_options": {"num_classes": 12, "samples_per_class": 8, "image_size": 32},
+    "batch_size": 16,
+    "epochs": 1,
+    "eval_batch_size": 64,
+}
+PAGE_TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def app_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two tiny glyphs runs (with and without ρ) in a runs folder, and a checkpoint whose
+    dataset (CUB200 at a missing root) is not available, in an extra checkpoint folder."""
+    base = tmp_path_factory.mktemp("app")
+    cache = base / "glyph-cache"
+    runs = base / "runs"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DML_EXPLORER_CACHE", str(cache))
+        for name, rho in (("norho", 0.0), ("rho", 0.3)):
+            Trainer(TrainConfig.from_dict({**TINY_GLYPHS, "rho": rho}), runs / name).run()
+    extra = base / "extra"
+    model, metadata = load_checkpoint(runs / "norho" / "last.safetensors")
+    metadata["config"].update(
+        dataset="cub200", data_root=str(base / "no-cub"), dataset_options={}, image_size=224
+    )
+    save_checkpoint(extra / "cub.safetensors", model, metadata)
+    return {"runs": runs, "extra": extra, "cache": cache, "base": base}
+
+
+@pytest.fixture
+def app_env(app_roots: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.setenv("DML_EXPLORER_CACHE", str(app_roots["cache"]))
+    monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(app_roots["runs"]))
+    monkeypatch.setenv("DML_EXPLORER_CHECKPOINT_DIRS", str(app_roots["extra"]))
+    monkeypatch.setenv("DML_EXPLORER_PROJECTION_CACHE", str(app_roots["base"] / "projections"))
+    monkeypatch.setenv("DML_EXPLORER_UMAP", "off")
+    return app_roots
+
+
+def open_page(page: str) -> AppTest:
+    app = AppTest.from_file(MAIN, default_timeout=PAGE_TIMEOUT)
+    app.run()
+    app.switch_page(f"pages/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def metric_table(app: AppTest, has: Callable[[pd.DataFrame], bool]) -> pd.DataFrame:
+    """The first dataframe on the page for which ``has`` holds."""
+    frames = [frame.value for frame in app.dataframe if has(frame.value)]
+    assert frames, "metric table missing"
+    return frames[0]
+
+
+@pytest.mark.parametrize("page", ["toy_lab", "train", "inspect", "compare"])
+def test_page_loads_without_exception(app_env: dict[str, Path], page: str) -> None:
+    app = open_page(page)
+    assert app.title and app.title[0].value
+
+
+def test_inspect_shows_the_metric_table(app_env: dict[str, Path]) -> None:
+    app = open_page("inspect")
+    app.selectbox(key="inspect-checkpoint").set_value("runs/norho/last.safetensors").run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = metric_table(app, lambda frame: "recall@1" in frame.index)
+    for key in ("recall@1", "map@r", "rho@2", "pi_ratio"):
+        assert key in table.index
+    from app.checkpoints import embed_split
+
+    embedded = embed_split(app_env["runs"] / "norho" / "last.safetensors", "test")
+    expected = retrieval_metrics(embedded.embeddings, embedded.labels, ks=(1,))["recall@1"]
+    assert table.loc["recall@1", "test"] == pytest.approx(expected)
+    assert not app.warning
+
+
+def test_missing_dataset_shows_the_notice_and_stored_metrics(app_env: dict[str, Path]) -> None:
+    app = open_page("inspect")
+    app.selectbox(key="inspect-checkpoint").set_value("extra/cub.safetensors").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("not available" in warning.value for warning in app.warning)
+    assert "cub200" in app.caption[0].value
+    history = app.dataframe[0].value
+    assert "test/recall@1" in history.columns
+
+
+def test_inspect_refuses_a_path_outside_the_roots(app_env: dict[str, Path], tmp_path: Path) -> None:
+    outside = tmp_path / "x.safetensors"
+    outside.write_bytes(b"\x00" * 16)
+    app = open_page("inspect")
+    app.text_input(key="inspect-path").input(str(outside)).run()
+    assert any("outside the checkpoint folders" in error.value for error in app.error)
+    app.text_input(key="inspect-path").input(str(app_env["runs"] / "norho" / "config.json")).run()
+    assert any("not a .safetensors file" in error.value for error in app.error)
+
+
+def test_compare_shows_deltas_against_the_first(app_env: dict[str, Path]) -> None:
+    app = open_page("compare")
+    chosen = ["runs/norho/last.safetensors", "runs/rho/last.safetensors"]
+    app.multiselect(key="compare-checkpoints").set_value(chosen).run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = metric_table(app, lambda frame: "metric" in frame.columns).set_index("metric")
+    row = table.loc["test/recall@1"]
+    assert row[f"Δ {chosen[1]}"] == pytest.approx(row[chosen[1]] - row[chosen[0]])
+    spectra = [chart for chart in app.get("plotly_chart") if "compare-spectrum" in chart.proto.id]
+    names = [trace["name"] for trace in json.loads(spectra[0].proto.spec)["data"]]
+    assert names == chosen
+
+
+def test_train_page_overlays_finished_runs(app_env: dict[str, Path]) -> None:
+    app = open_page("train")
+    app.multiselect(key="train-overlay").set_value(["norho", "rho"]).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("finished" in markdown.value for markdown in app.markdown)
+    curves = [chart for chart in app.get("plotly_chart") if "train-curves" in chart.proto.id]
+    traces = json.loads(curves[0].proto.spec)["data"]
+    assert {trace["name"] for trace in traces} == {"norho", "rho"}
+    recall = next(t for t in traces if t["name"] == "rho" and t["xaxis"] == "x2")
+    assert recall["x"] == [1] and 0.0 <= recall["y"][0] <= 1.0
+
+
+def _toy_spectrum(app: AppTest) -> np.ndarray:
+    charts = [chart for chart in app.get("plotly_chart") if "toy-spectrum" in chart.proto.id]
+    assert charts, "no spectrum drawn"
+    return np.array(json.loads(charts[-1].proto.spec)["data"][0]["y"])
+
+
+def test_toggling_the_toy_mode_changes_the_spectrum(app_env: dict[str, Path]) -> None:
+    app = open_page("toy_lab")
+    app.selectbox(key="toy-mode").set_value("base").run()
+    app.button(key="toy-train").click().run()
+    base = _toy_spectrum(app)
+    app.selectbox(key="toy-mode").set_value("rho").run()
+    assert any("Settings changed" in info.value for info in app.info)
+    app.button(key="toy-train").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    rho = _toy_spectrum(app)
+    assert base.shape == rho.shape and not np.allclose(base, rho)
+    assert rho.sum() == pytest.approx(1.0, abs=1e-6)
