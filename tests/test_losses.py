@@ -541,7 +541,8 @@ def test_check_compatible():
     with pytest.raises(ValueError, match=r"margin needs triplet tuples .* 'npair' gives npair"):
         check_compatible(margin, build_miner("npair"))
     with pytest.raises(
-        ValueError, match="needs triplet tuples from a miner: one of distance, random"
+        ValueError,
+        match=r"needs triplet tuples from a miner: one of .*distance, random, semihard, softhard",
     ):
         check_compatible(margin, None)
     with pytest.raises(ValueError, match="multisimilarity mines its pairs internally and takes"):

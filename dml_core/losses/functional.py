@@ -66,21 +66,6 @@ def masked_logsumexp(values: Tensor, mask: Tensor, *, add_one: bool = False) -> 
     return torch.where(nonempty, safe_sum.log() + row_max.squeeze(1), torch.zeros_like(summed))
 
 
-def grouped_log1p_sum_exp(values: Tensor, groups: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
-    """For each group g: log(1 + Σ_{i: groups[i]=g} exp(values[i])), and whether g has any entry.
-
-    Stable (the group maximum, at least 0, is factored out) and vectorised with scatter ops.
-    """
-    group_max = torch.zeros(num_groups, dtype=values.dtype, device=values.device)
-    group_max = group_max.scatter_reduce(0, groups, values.detach(), reduce="amax")
-    shifted = torch.exp(values - group_max[groups])
-    summed = torch.zeros_like(group_max).index_add(0, groups, shifted)
-    result = torch.log(torch.exp(-group_max) + summed) + group_max
-    counts = torch.zeros(num_groups, dtype=torch.long, device=values.device)
-    present = counts.index_add(0, groups, torch.ones_like(groups)) > 0
-    return result, present
-
-
 class DeviceGenerators:
     """One ``torch.Generator`` per device, seeded alike, so draws are reproducible anywhere.
 

@@ -24,17 +24,26 @@ class HistogramLoss(DMLLoss):
             raise ValueError(f"histogram loss needs at least 2 bins, got {num_bins}")
         self.num_bins = num_bins
 
+    def histogram(self, similarities: Tensor, membership: Tensor) -> Tensor:
+        """Normalised soft histogram of the similarities whose ``membership`` is 1.
+
+        Each s lies between nodes r and r + 1 and gives them 1 − f and f, f = (s + 1)/Δ − r: the
+        triangular kernel [1 − |s − t_r|/Δ]₊ evaluated only where it is non-zero.
+        """
+        position = (similarities + 1.0) * ((self.num_bins - 1) / 2.0)
+        lower = position.detach().floor().clamp(0, self.num_bins - 2).long()
+        upper_share = position - lower
+        histogram = torch.zeros(self.num_bins, dtype=similarities.dtype, device=similarities.device)
+        histogram = histogram.index_add(0, lower, membership * (1.0 - upper_share))
+        histogram = histogram.index_add(0, lower + 1, membership * upper_share)
+        return histogram / membership.sum().clamp_min(1)
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         first, second = torch.triu_indices(x.shape[0], x.shape[0], offset=1, device=x.device)
         similarities = (x @ x.T)[first, second].clamp(-1.0, 1.0)
         is_positive = (labels[first] == labels[second]).to(x.dtype)
-        bin_width = 2.0 / (self.num_bins - 1)
-        nodes = torch.linspace(-1.0, 1.0, self.num_bins, dtype=x.dtype, device=x.device)
-        weights = torch.relu(1.0 - (similarities[:, None] - nodes[None, :]).abs() / bin_width)
-        positive_histogram = (is_positive @ weights) / is_positive.sum().clamp_min(1)
-        negative_histogram = ((1.0 - is_positive) @ weights) / (1.0 - is_positive).sum().clamp_min(
-            1
-        )
+        positive_histogram = self.histogram(similarities, is_positive)
+        negative_histogram = self.histogram(similarities, 1.0 - is_positive)
         loss = (negative_histogram * positive_histogram.cumsum(dim=0)).sum()
         self.stats = {"overlap": detached(loss)}
         return loss + connected_zero(x)

@@ -9,13 +9,35 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
-from dml_core.losses.functional import grouped_log1p_sum_exp
+from dml_core.losses.functional import masked_logsumexp
 
 
-def mean_over_anchors(terms: Tensor, anchors: Tensor, size: int) -> Tensor:
-    """mean over anchors a of log(1 + Σ_{rows of a} e^{terms}) (vectorised per-anchor groups)."""
-    per_anchor, present = grouped_log1p_sum_exp(terms, anchors, size)
-    return (per_anchor * present).sum() / present.sum().clamp_min(1)
+def pair_rows_to_masks(triplets: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """From rows (a, p, n): each anchor's positive p(a), whether a has rows, and the N×N negatives.
+
+    Assumes one positive per anchor, as the ``npair`` miner gives.
+    """
+    anchors, positives, negatives = triplets.unbind(dim=1)
+    positive_of = torch.zeros(size, dtype=torch.long, device=triplets.device)
+    positive_of[anchors] = positives
+    has_pair = torch.zeros(size, dtype=torch.bool, device=triplets.device)
+    has_pair[anchors] = True
+    negative_mask = torch.zeros(size, size, dtype=torch.bool, device=triplets.device)
+    negative_mask[anchors, negatives] = True
+    return positive_of, has_pair, negative_mask
+
+
+def mean_log1p_sum_exp(logits: Tensor, negative_mask: Tensor, has_pair: Tensor) -> Tensor:
+    """mean over anchors with a pair of log(1 + Σ_{n ∈ negatives(a)} exp(logits[a, n]))."""
+    per_anchor = masked_logsumexp(logits, negative_mask, add_one=True)
+    return (per_anchor * has_pair).sum() / has_pair.sum().clamp_min(1)
+
+
+def npair_term(x: Tensor, positive_of: Tensor, negative_mask: Tensor, has_pair: Tensor) -> Tensor:
+    """mean_a log(1 + Σ_n exp(x_a·x_n − x_a·x_p)) on the raw embeddings."""
+    similarities = x @ x.T
+    logits = similarities - similarities.gather(1, positive_of[:, None])
+    return mean_log1p_sum_exp(logits, negative_mask, has_pair)
 
 
 @register_loss("npair")
@@ -23,8 +45,9 @@ class NPairLoss(DMLLoss):
     """L = mean_a log(1 + Σ_n exp(x_a·x_n − x_a·x_p)) + w · mean_i ‖xᵢ‖ (Sohn 2016, NeurIPS).
 
     Rows (a, p, n) come from the ``npair`` miner: one (a, p) pair per class and every other pair's
-    positive as a negative. w = 0.005 (``--loss_npair_l2`` of the official code of Roth et al.
-    2020, ``criteria/npair.py``; the paper's 0.02 times their 0.25).
+    positive as a negative; they become N×N masks, so the sums are matrix products. w = 0.005
+    (``--loss_npair_l2`` of the official code of Roth et al. 2020, ``criteria/npair.py``; the
+    paper's 0.02 times their 0.25).
     """
 
     miner_kind = "npair"
@@ -38,12 +61,10 @@ class NPairLoss(DMLLoss):
         if triplets.shape[0] == 0:
             self.stats = {}
             return connected_zero(x)
-        anchors, positives, negatives = triplets.unbind(dim=1)
-        logits = (x[anchors] * (x[negatives] - x[positives])).sum(dim=1)
+        positive_of, has_pair, negative_mask = pair_rows_to_masks(triplets, x.shape[0])
         self.stats = {}
-        return (
-            mean_over_anchors(logits, anchors, x.shape[0]) + self.l2_weight * x.norm(dim=1).mean()
-        )
+        loss = npair_term(x, positive_of, negative_mask, has_pair)
+        return loss + self.l2_weight * x.norm(dim=1).mean()
 
 
 @register_loss("angular")
@@ -75,15 +96,15 @@ class AngularLoss(DMLLoss):
         if triplets.shape[0] == 0:
             self.stats = {"npair_term": torch.zeros(()), "angular_term": torch.zeros(())}
             return connected_zero(x)
-        anchors, positives, negatives = triplets.unbind(dim=1)
-        npair_logits = (x[anchors] * (x[negatives] - x[positives])).sum(dim=1)
-        npair_term = mean_over_anchors(npair_logits, anchors, x.shape[0])
+        positive_of, has_pair, negative_mask = pair_rows_to_masks(triplets, x.shape[0])
+        npair = npair_term(x, positive_of, negative_mask, has_pair)
         unit = F.normalize(x, dim=1)
+        unit_positives = unit[positive_of]
         tan_squared = math.tan(math.radians(self.alpha_degrees)) ** 2
-        angular_logits = 4.0 * tan_squared * (
-            (unit[anchors] + unit[positives]) * unit[negatives]
-        ).sum(dim=1) - 2.0 * (1.0 + tan_squared) * (unit[anchors] * unit[positives]).sum(dim=1)
-        angular_term = mean_over_anchors(angular_logits, anchors, x.shape[0])
-        self.stats = {"npair_term": detached(npair_term), "angular_term": detached(angular_term)}
+        logits = 4.0 * tan_squared * (unit + unit_positives) @ unit.T - 2.0 * (
+            1.0 + tan_squared
+        ) * (unit * unit_positives).sum(dim=1, keepdim=True)
+        angular = mean_log1p_sum_exp(logits, negative_mask, has_pair)
+        self.stats = {"npair_term": detached(npair), "angular_term": detached(angular)}
         norm_penalty = x.norm(dim=1).mean()
-        return npair_term + self.angular_weight * angular_term + self.l2_weight * norm_penalty
+        return npair + self.angular_weight * angular + self.l2_weight * norm_penalty
