@@ -48,6 +48,11 @@ def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
     return same & ~eye, ~same
 
 
+def class_mask(labels: Tensor, num_classes: int) -> Tensor:
+    """N×C boolean one-hot of the labels (unlike ``F.one_hot``, no device sync to check them)."""
+    return labels[:, None] == torch.arange(num_classes, device=labels.device)[None, :]
+
+
 def masked_logsumexp(values: Tensor, mask: Tensor, *, add_one: bool = False) -> Tensor:
     """Row-wise log Σ_{j: mask} exp(values) (plus exp(0) when ``add_one``); 0 for an empty row.
 

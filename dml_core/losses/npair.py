@@ -59,10 +59,10 @@ class NPairLoss(DMLLoss):
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
         if triplets.shape[0] == 0:
-            self.stats = {}
+            self.stats = {"num_pairs": torch.zeros((), dtype=torch.long)}
             return connected_zero(x)
         positive_of, has_pair, negative_mask = pair_rows_to_masks(triplets, x.shape[0])
-        self.stats = {}
+        self.stats = {"num_pairs": detached(has_pair.sum())}
         loss = npair_term(x, positive_of, negative_mask, has_pair)
         return loss + self.l2_weight * x.norm(dim=1).mean()
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dml_core.losses.base import DMLLoss, detached, register_loss
-from dml_core.losses.functional import cross_squared_distances, masked_logsumexp
+from dml_core.losses.functional import class_mask, cross_squared_distances, masked_logsumexp
 
 
 @register_loss("proxynca")
@@ -36,7 +36,7 @@ class ProxyNCALoss(DMLLoss):
         points = self.scale * F.normalize(x, dim=1)
         proxies = self.scale * F.normalize(self.proxies.to(x.dtype), dim=1)
         squared = cross_squared_distances(points, proxies)
-        is_own_class = F.one_hot(labels, self.num_classes).bool()
+        is_own_class = class_mask(labels, self.num_classes)
         own_distance = squared.gather(1, labels[:, None]).squeeze(1)
         per_sample = own_distance + masked_logsumexp(-squared, ~is_own_class)
         self.stats = {"own_proxy_distance": detached(own_distance.mean())}
@@ -103,7 +103,7 @@ class SoftTripleLoss(DMLLoss):
 
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         similarities = self.class_similarities(x)
-        margins = self.margin * F.one_hot(labels, self.num_classes).to(x.dtype)
+        margins = self.margin * class_mask(labels, self.num_classes).to(x.dtype)
         classification = F.cross_entropy(self.la * (similarities - margins), labels)
         regulariser = self.center_regulariser(x.dtype)
         self.stats = {"center_regulariser": detached(regulariser)}

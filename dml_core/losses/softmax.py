@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dml_core.losses.base import DMLLoss, detached, register_loss
+from dml_core.losses.functional import class_mask
 
 COSINE_CLAMP = 1e-7
 
@@ -90,7 +91,7 @@ class ArcFaceLoss(DMLLoss):
             torch.cos(target_angles + self.margin),
             target_cosines - self.margin * math.sin(self.margin),
         )
-        is_target = F.one_hot(labels, self.num_classes).bool()
+        is_target = class_mask(labels, self.num_classes)
         logits = torch.where(is_target, with_margin[:, None], cosines) * self.scale
         self.stats = {"mean_target_angle": detached(target_angles.mean())}
         return F.cross_entropy(logits, labels)
