@@ -114,3 +114,18 @@ def density_table(density: dict[str, np.ndarray], class_names: Sequence[str]) ->
 
 def _name(class_names: Sequence[str], label: int) -> str:
     return class_names[label] if 0 <= label < len(class_names) else str(label)
+
+
+def study_rows(study: dict, metrics: Sequence[str]) -> list[dict[str, object]]:
+    """One row per mode of a :func:`toy.run_study` document: each metric as ``mean [low, high]``
+    (the 95 % interval; the mean alone for a single seed)."""
+    rows = []
+    for mode, data in study["modes"].items():
+        row: dict[str, object] = {"mode": mode}
+        for metric in metrics:
+            summary = data["summary"][metric]
+            interval = summary.get("ci95")
+            bounds = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+            row[metric] = f"{summary['mean']:.3f}{bounds}"
+        rows.append(row)
+    return rows

@@ -215,17 +215,30 @@ def toy_data_figure(data: Mapping[str, np.ndarray]) -> go.Figure:
     return _compact(figure, 300)
 
 
-def study_figure(
-    summary: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str
-) -> go.Figure:
-    """Mean ± 95 % interval of ``metric`` per toy mode: ``summary[mode][metric] = {mean, ci95}``."""
-    modes = list(summary)
-    means = [summary[mode][metric]["mean"] for mode in modes]
-    half_widths = [summary[mode][metric].get("ci95", 0.0) for mode in modes]
+def study_figure(summaries: Mapping[str, Mapping[str, object]], metric: str) -> go.Figure:
+    """Mean and 95 % interval of ``metric`` per toy mode.
+
+    ``summaries[mode] = {"mean": m, "ci95": [low, high] or None}`` (one seed: no interval).
+    """
+    modes = list(summaries)
+    means = [float(summaries[mode]["mean"]) for mode in modes]
+    intervals = [
+        summaries[mode].get("ci95") or [mean, mean] for mode, mean in zip(modes, means, strict=True)
+    ]
     figure = go.Figure(
-        go.Bar(x=modes, y=means, error_y={"type": "data", "array": half_widths, "visible": True})
+        go.Bar(
+            x=modes,
+            y=means,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [high - mean for (_, high), mean in zip(intervals, means, strict=True)],
+                "arrayminus": [mean - low for (low, _), mean in zip(intervals, means, strict=True)],
+                "visible": True,
+            },
+        )
     )
-    figure.update_layout(title=f"{metric}: mean ± 95 % interval over seeds")
+    figure.update_layout(title=f"{metric}: mean and 95 % interval over seeds")
     return _compact(figure, 320)
 
 

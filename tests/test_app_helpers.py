@@ -281,9 +281,23 @@ def test_toy_embedding_figure_two_and_three_dimensions() -> None:
     assert figures.toy_embedding_figure(sphere, np.arange(6)).data[0].type == "scatter3d"
 
 
-def test_study_figure_error_bars() -> None:
-    summary = {"base": {"m": {"mean": 0.5, "ci95": 0.1}}, "rho": {"m": {"mean": 0.7, "ci95": 0.05}}}
-    figure = figures.study_figure(summary, "m")
-    assert list(figure.data[0].y) == [0.5, 0.7]
-    assert list(figure.data[0].error_y.array) == [0.1, 0.05]
-    assert json.loads(figure.to_json())["data"][0]["x"] == ["base", "rho"]
+def test_study_figure_error_bars_follow_the_interval() -> None:
+    summaries = {"base": {"mean": 0.5, "ci95": [0.4, 0.65]}, "rho": {"mean": 0.7, "ci95": None}}
+    figure = figures.study_figure(summaries, "m")
+    bar = json.loads(figure.to_json())["data"][0]
+    assert bar["x"] == ["base", "rho"] and bar["y"] == [0.5, 0.7]
+    assert np.allclose(bar["error_y"]["array"], [0.15, 0.0])
+    assert np.allclose(bar["error_y"]["arrayminus"], [0.1, 0.0])
+
+
+def test_study_rows_format_mean_and_interval() -> None:
+    study = {
+        "modes": {
+            "base": {"summary": {"r": {"mean": 0.5, "ci95": [0.25, 0.75]}}},
+            "rho": {"summary": {"r": {"mean": 0.875, "ci95": None}}},
+        }
+    }
+    assert analysis.study_rows(study, ["r"]) == [
+        {"mode": "base", "r": "0.500 [0.250, 0.750]"},
+        {"mode": "rho", "r": "0.875"},
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -135,13 +136,21 @@ def test_train_page_overlays_finished_runs(app_env: dict[str, Path]) -> None:
     traces = json.loads(curves[0].proto.spec)["data"]
     assert {trace["name"] for trace in traces} == {"norho", "rho"}
     recall = next(t for t in traces if t["name"] == "rho" and t["xaxis"] == "x2")
-    assert recall["x"] == [1] and 0.0 <= recall["y"][0] <= 1.0
+    assert list(plotly_array(recall["x"])) == [1]
+    assert 0.0 <= plotly_array(recall["y"])[0] <= 1.0
+
+
+def plotly_array(value: list | dict) -> np.ndarray:
+    """A trace array from plotly JSON: a list, or ``{"dtype", "bdata"}`` (base64) for numpy data."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
 
 
 def _toy_spectrum(app: AppTest) -> np.ndarray:
     charts = [chart for chart in app.get("plotly_chart") if "toy-spectrum" in chart.proto.id]
     assert charts, "no spectrum drawn"
-    return np.array(json.loads(charts[-1].proto.spec)["data"][0]["y"])
+    return plotly_array(json.loads(charts[-1].proto.spec)["data"][0]["y"])
 
 
 def test_toggling_the_toy_mode_changes_the_spectrum(app_env: dict[str, Path]) -> None:

@@ -12,7 +12,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import figures
+from app import analysis, figures
 from toy import TOY_MODES, ToySettings, run_study, toy_data, train_toy
 
 ANIMATION_EVERY = 10
@@ -31,9 +31,11 @@ st.markdown(
 with st.sidebar:
     st.header("Toy settings")
     mode = st.selectbox("mode", list(TOY_MODES), key="toy-mode")
-    push_probability = st.slider("push probability p_ρ", 0.0, 1.0, 0.2, 0.05, key="toy-push")
+    push_probability = st.slider(
+        "push probability p_ρ", 0.0, 1.0, 0.2, 0.05, key="toy-push", help="used by mode rho"
+    )
     sampler_label = st.radio("batch sampler", list(SAMPLERS), key="toy-sampler")
-    margin = st.slider("margin", 0.0, 1.0, 0.1, 0.05, key="toy-margin")
+    margin = st.slider("margin", 0.05, 1.0, 0.1, 0.05, key="toy-margin")
     iterations = st.slider("iterations", 20, 1000, 200, 20, key="toy-iterations")
     lr = st.select_slider("learning rate", [0.003, 0.01, 0.03, 0.1, 0.3], 0.03, key="toy-lr")
     seed = st.number_input("seed", 0, 10_000, 0, key="toy-seed")
@@ -116,6 +118,8 @@ study_modes = study_columns[0].multiselect(
 )
 num_seeds = study_columns[1].number_input("seeds", 2, 50, 5, key="toy-study-seeds")
 study_metric = study_columns[2].selectbox("metric", STUDY_METRICS, key="toy-study-metric")
+
+
 if st.button(f"Run {int(num_seeds)} seeds", key="toy-study") and study_modes:
     progress = st.progress(0.0, text="running the study…")
     st.session_state["toy-study-result"] = run_study(
@@ -127,13 +131,11 @@ if st.button(f"Run {int(num_seeds)} seeds", key="toy-study") and study_modes:
     progress.empty()
 study = st.session_state.get("toy-study-result")
 if study is not None:
-    summary = study["summary"]
-    st.plotly_chart(figures.study_figure(summary, study_metric), key="toy-study-figure")
-    table = {
-        mode_name: {
-            metric: f"{values['mean']:.3f} ± {values.get('ci95', 0.0):.3f}"
-            for metric, values in metrics.items()
-        }
-        for mode_name, metrics in summary.items()
-    }
-    st.dataframe(pd.DataFrame(table).T, key="toy-study-table")
+    summaries = {mode: data["summary"][study_metric] for mode, data in study["modes"].items()}
+    st.plotly_chart(figures.study_figure(summaries, study_metric), key="toy-study-figure")
+    st.dataframe(
+        pd.DataFrame(analysis.study_rows(study, STUDY_METRICS)),
+        hide_index=True,
+        key="toy-study-table",
+    )
+    st.caption(f"{len(study['seeds'])} seeds; {study['interval']}.")

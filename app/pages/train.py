@@ -33,9 +33,11 @@ def _index(options: list[str], value: object) -> int:
     return options.index(value) if value in options else 0
 
 
+preset_name = st.selectbox(
+    "preset (sets the defaults below)", TRAINABLE_PRESETS, key="train-preset"
+)
+base = PRESETS[preset_name]
 with st.form("new-run"):
-    preset_name = st.selectbox("preset", TRAINABLE_PRESETS, key="train-preset")
-    base = PRESETS[preset_name]
     left, middle, right = st.columns(3)
     datasets = sorted(DATASETS)
     dataset = left.selectbox("dataset", datasets, _index(datasets, base.get("dataset")))
