@@ -11,19 +11,27 @@ from dml_core.losses.functional import tuple_distances
 
 @register_loss("contrastive")
 class ContrastiveLoss(DMLLoss):
-    """L = mean_T [d(a,p) − m₊]₊ + mean_T [m₋ − d(a,n)]₊ (Hadsell et al. 2006), Euclidean d.
+    """L = w₊ · mean_T [d(a,p) − m₊]₊ + mean_T [m₋ − d(a,n)]₊ (Hadsell et al. 2006), Euclidean d.
 
     Pairs come from the triplet miner's rows; m₊ = 0, m₋ = 1 as in the official code of
     Roth et al. (2020), ``criteria/contrastive.py`` (``--loss_contrastive_pos/neg_margin``).
+    ``pos_weight`` w₊ = 1 by default; w₊ = 0 drops the pull term, as the "regularized" run of the
+    paper's diagonal-lines toy does (§4.1).
     """
 
     miner_kind = "triplet"
 
     def __init__(
-        self, *, pos_margin: float = 0.0, neg_margin: float = 1.0, **sizes: int | None
+        self,
+        *,
+        pos_margin: float = 0.0,
+        neg_margin: float = 1.0,
+        pos_weight: float = 1.0,
+        **sizes: int | None,
     ) -> None:
         super().__init__(**sizes)
         self.pos_margin = pos_margin
+        self.pos_weight = pos_weight
         self.neg_margin = neg_margin
 
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
@@ -35,4 +43,4 @@ class ContrastiveLoss(DMLLoss):
         positive_terms = torch.relu(tuple_distances(x, anchors, positives) - self.pos_margin)
         negative_terms = torch.relu(self.neg_margin - tuple_distances(x, anchors, negatives))
         self.stats = {"negative_active_fraction": detached((negative_terms > 0).float().mean())}
-        return positive_terms.mean() + negative_terms.mean()
+        return self.pos_weight * positive_terms.mean() + negative_terms.mean()

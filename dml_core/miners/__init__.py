@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from dml_core.losses import check_hparams
-from dml_core.miners import distance, lifted, npair, random_triplets, semihard, softhard
+from dml_core.miners import (
+    all_triplets,
+    distance,
+    lifted,
+    npair,
+    random_triplets,
+    semihard,
+    softhard,
+)
 from dml_core.miners.base import MINERS, Miner
 from dml_core.miners.rho import RhoRegularizedMiner
 
@@ -17,6 +25,7 @@ __all__ = [
     "MINERS",
     "Miner",
     "RhoRegularizedMiner",
+    "all_triplets",
     "build_miner",
     "distance",
     "lifted",
