@@ -55,17 +55,28 @@ def test_each_image_depends_only_on_seed_class_and_sample() -> None:
         )
 
 
+def intra_over_inter(images: np.ndarray, class_ids: np.ndarray, pool: int) -> float:
+    """Mean Euclidean distance between same-class images over that between other-class images,
+    after ``pool``×``pool`` average pooling."""
+    count, height, width = images.shape
+    pooled = images.astype(np.float64).reshape(count, height // pool, pool, width // pool, pool)
+    flat = pooled.mean(axis=(2, 4)).reshape(count, -1) / 255
+    distances = np.sqrt(((flat[:, None] - flat[None]) ** 2).sum(-1))
+    same = class_ids[:, None] == class_ids[None]
+    off_diagonal = ~np.eye(count, dtype=bool)
+    return distances[same & off_diagonal].mean() / distances[~same].mean()
+
+
 def test_intra_class_distance_below_inter_class() -> None:
     images, class_ids = generate_glyphs(
         GlyphSpec(num_classes=20, samples_per_class=8, image_size=32)
     )
-    flat = images.reshape(len(images), -1).astype(np.float64) / 255
-    distances = np.sqrt(((flat[:, None] - flat[None]) ** 2).sum(-1))
-    same = class_ids[:, None] == class_ids[None]
-    off_diagonal = ~np.eye(len(images), dtype=bool)
-    intra = distances[same & off_diagonal].mean()
-    inter = distances[~same].mean()
-    assert intra < 0.95 * inter
+    assert intra_over_inter(images, class_ids, pool=1) < 1.0
+    assert intra_over_inter(images, class_ids, pool=4) < 0.95  # coarse shape is the class's
+    calm, _ = generate_glyphs(
+        GlyphSpec(num_classes=20, samples_per_class=8, image_size=32, difficulty=0.25)
+    )
+    assert intra_over_inter(calm, class_ids, pool=1) < intra_over_inter(images, class_ids, pool=1)
 
 
 def centres_of_mass(images: np.ndarray) -> np.ndarray:

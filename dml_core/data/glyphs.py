@@ -47,13 +47,13 @@ class GlyphSpec:
     image_size: int = 64
     seed: int = 0
     difficulty: float = 1.0
-    point_jitter: float = 0.08
-    max_rotation_deg: float = 15.0
-    scale_jitter: float = 0.15
-    max_shift: float = 0.08
+    point_jitter: float = 0.16
+    max_rotation_deg: float = 30.0
+    scale_jitter: float = 0.3
+    max_shift: float = 0.16
     stroke_width_range: tuple[float, float] = (0.035, 0.075)
     distractor_strokes: int = 1
-    noise_std: float = 0.08
+    noise_std: float = 0.16
 
     def __post_init__(self) -> None:
         if self.num_classes < 4 or self.samples_per_class < 2 or self.image_size < 8:
