@@ -17,9 +17,9 @@ st.set_page_config(page_title="DML Explorer", layout="wide")
 start_warmup()
 
 PAGES = [
-    st.Page("pages/toy_lab.py", title="Toy lab", icon=":material/science:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/inspect.py", title="Inspect", icon=":material/search:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/toy_lab.py", title="Toy lab", icon=":material/science:", default=True),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/inspect.py", title="Inspect", icon=":material/search:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
 ]
 st.navigation(PAGES).run()

@@ -61,7 +61,7 @@ def app_env(app_roots: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> dict
 def open_page(page: str) -> AppTest:
     app = AppTest.from_file(MAIN, default_timeout=PAGE_TIMEOUT)
     app.run()
-    app.switch_page(f"pages/{page}.py").run()
+    app.switch_page(f"views/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
