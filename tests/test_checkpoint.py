@@ -1,0 +1,103 @@
+"""Checkpoints are safetensors only: pickle, truncated, foreign, old-format and mismatched files are refused."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dml_core.engine.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+from dml_core.models import build_model
+
+
+def metadata_for(model) -> dict:
+    return {"model": model.config(), "config": {}, "epoch": 3}
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    model = build_model("mlp", 2)
+    return save_checkpoint(tmp_path / "model.safetensors", model, metadata_for(model))
+
+
+def test_round_trip(checkpoint: Path) -> None:
+    model, metadata = load_checkpoint(checkpoint)
+    assert metadata["format_version"] == FORMAT_VERSION and metadata["epoch"] == 3
+    assert model(torch.rand(4, 2)).shape == (4, 2)
+
+
+def test_loss_parameters_are_stored_apart(tmp_path: Path) -> None:
+    model = build_model("mlp", 2)
+    loss = torch.nn.Module()
+    loss.beta = torch.nn.Parameter(torch.full((5,), 1.2))
+    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata_for(model), loss=loss)
+    from dml_core.engine.checkpoint import load_tensors
+
+    assert torch.equal(load_tensors(path, "loss")["beta"], torch.full((5,), 1.2))
+    assert "beta" not in load_tensors(path, "model")
+
+
+def test_pickle_is_refused_without_unpickling(tmp_path: Path) -> None:
+    class Boom:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(path)
+    torch.save({"w": torch.ones(2)}, tmp_path / "torch.pt")
+    with pytest.raises(CheckpointError, match="pickle"):
+        read_metadata(tmp_path / "torch.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_truncated_file_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    data = checkpoint.read_bytes()
+    for cut in (4, 20, len(data) - 10):
+        truncated = tmp_path / f"cut{cut}.safetensors"
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="truncated|not a safetensors|unreadable"):
+            load_checkpoint(truncated)
+
+
+def test_foreign_safetensors_and_unknown_version_are_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.ones(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="not a DML Explorer checkpoint"):
+        load_checkpoint(foreign)
+    future = tmp_path / "future.safetensors"
+    save_file(
+        {"w": torch.ones(2)},
+        str(future),
+        metadata={"dml_explorer": json.dumps({"format_version": 99})},
+    )
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(future)
+
+
+def test_mismatched_architecture_is_refused(tmp_path: Path) -> None:
+    model = build_model("mlp", 2)
+    wrong = {**metadata_for(model), "model": {**model.config(), "embed_dim": 3}}
+    path = save_checkpoint(tmp_path / "wrong.safetensors", model, wrong)
+    with pytest.raises(CheckpointError, match="do not fit the architecture"):
+        load_checkpoint(path)
+
+
+def test_failed_write_keeps_the_previous_file(checkpoint: Path) -> None:
+    before = checkpoint.read_bytes()
+    model = build_model("mlp", 2)
+    with pytest.raises(TypeError):
+        save_checkpoint(checkpoint, model, {"unserialisable": object()})
+    assert checkpoint.read_bytes() == before
+    assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name]

@@ -1,0 +1,76 @@
+"""``python -m dml_core`` end to end on the toy: train, evaluate, embed, report; clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dml_core.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dml_core", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    for rho in (0.0, 0.3):
+        for seed in (0, 1):
+            code = main(
+                ["train", "--preset", "toy", "--epochs", "4", "--eval-every", "2", "--rho", str(rho),
+                 "--seed", str(seed), "--out", str(root / f"rho{rho}-seed{seed}"), "--no-progress"]
+            )  # fmt: skip
+            assert code == 0
+    return root
+
+
+def test_evaluate_prints_every_metric(toy_runs: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert (
+        main(["evaluate", "--checkpoint", str(toy_runs / "rho0.0-seed0" / "best.safetensors")]) == 0
+    )
+    metrics = json.loads(capsys.readouterr().out)
+    for key in ("test/recall@1", "test/map@r", "test/nmi", "train/rho@2", "train/pi_ratio"):
+        assert key in metrics
+    assert 0.0 <= metrics["test/recall@1"] <= 1.0
+
+
+def test_embed_writes_npz(toy_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb.npz"
+    checkpoint = toy_runs / "rho0.0-seed0" / "last.safetensors"
+    assert (
+        main(["embed", "--checkpoint", str(checkpoint), "--split", "test", "--out", str(out)]) == 0
+    )
+    with np.load(out) as data:
+        assert data["embeddings"].shape == (60, 2)
+        assert np.allclose(np.linalg.norm(data["embeddings"], axis=1), 1.0, atol=1e-5)
+        assert sorted(set(data["labels"].tolist())) == [0, 1, 2, 3]
+
+
+def test_report_groups_seeds_under_both_protocols(toy_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", str(toy_runs), "--out", str(out)]) == 0
+    markdown = (tmp_path / "report.md").read_text()
+    assert "paper protocol" in markdown and "fair protocol" in markdown
+    assert "| rho=0.0 | 2 |" in markdown and "| rho=0.3 | 2 |" in markdown
+    csv_lines = (tmp_path / "report.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 2 * 2  # header + 2 groups × 2 protocols
+
+
+def test_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = run_cli("train", "--preset", "toy", "--loss", "nope", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown loss 'nope'; valid names:")
+    assert "Traceback" not in result.stderr
+    result = run_cli("evaluate", "--checkpoint", str(tmp_path / "missing.safetensors"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = run_cli("train", "--preset", "nope")
+    assert result.returncode == 2 and "valid presets" in result.stderr

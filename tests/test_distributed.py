@@ -1,0 +1,91 @@
+"""DDP on CPU (gloo, 2 processes under torchrun): one training step equals the single-process step
+on the concatenated batch — same loss, same updated weights (SGD, so the update is −lr × gradient)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dml_core.config import TrainConfig, preset
+from dml_core.engine.trainer import Trainer
+
+CONFIG = {
+    **preset("toy"),
+    "loss": "margin",
+    "miner": "distance",
+    "sampler": "class_random",
+    "samples_per_class": 4,
+    "batch_size": 16,
+    "optimizer": "sgd",
+    "momentum": 0.0,
+    "lr": 0.5,
+    "epochs": 1,
+}
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, torch
+    from dml_core.config import TrainConfig
+    from dml_core.engine.trainer import Trainer
+
+    config = TrainConfig.from_dict(json.loads(sys.argv[1]))
+    trainer = Trainer(config)
+    batch = trainer.context.local_slice(next(iter(trainer.sampler)))
+    inputs, labels = trainer.train_set.tensors()
+    trainer._train_step(inputs[batch], labels[batch])
+    state = {k: v.numpy() for k, v in trainer.model.state_dict().items()}
+    state.update({"loss." + k: v.detach().numpy() for k, v in trainer.loss.state_dict().items()})
+    np.savez(sys.argv[2] + f"/rank{trainer.context.rank}.npz", loss=trainer.last_loss.numpy(), **state)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_process_step_equals_single_process_step(tmp_path: Path) -> None:
+    import json
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node=2",
+            "--standalone",
+            str(script),
+            json.dumps(CONFIG),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    single = Trainer(TrainConfig.from_dict(CONFIG))
+    batch = next(iter(single.sampler))
+    inputs, labels = single.train_set.tensors()
+    single._train_step(inputs[batch], labels[batch])
+    expected = {k: v.numpy() for k, v in single.model.state_dict().items()}
+    expected.update({"loss." + k: v.detach().numpy() for k, v in single.loss.state_dict().items()})
+
+    for rank in (0, 1):
+        with np.load(tmp_path / f"rank{rank}.npz") as got:
+            np.testing.assert_allclose(got["loss"], single.last_loss.numpy(), rtol=1e-5, atol=1e-6)
+            for name, value in expected.items():
+                np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    moved = any(
+        not torch.equal(torch.as_tensor(expected[k]), v)
+        for k, v in Trainer(TrainConfig.from_dict(CONFIG)).model.state_dict().items()
+    )
+    assert moved, "the step changed the weights (otherwise the comparison proves nothing)"
