@@ -1,4 +1,4 @@
-"""Checkpoints are safetensors only: pickle, truncated, foreign, old-format and mismatched files are refused."""
+"""Checkpoints are safetensors only: pickle, truncated, foreign, old and mismatched files are refused."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_truncated_file_is_refused(checkpoint: Path, tmp_path: Path) -> None:
     for cut in (4, 20, len(data) - 10):
         truncated = tmp_path / f"cut{cut}.safetensors"
         truncated.write_bytes(data[:cut])
-        with pytest.raises(CheckpointError, match="truncated|not a safetensors|unreadable"):
+        with pytest.raises(CheckpointError, match=r"truncated|not a safetensors|unreadable"):
             load_checkpoint(truncated)
 
 
