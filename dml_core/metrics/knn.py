@@ -104,8 +104,9 @@ def _torch_search(embeddings: np.ndarray | torch.Tensor, k: int) -> SquaredSearc
 
     def search(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         queries = points[start:stop]
-        squared = squared_norms[start:stop, None] + squared_norms[None, :] - 2 * queries @ points.T
-        nearest = squared.clamp_min_(0).topk(k, dim=1, largest=False, sorted=True)
+        squared = torch.addmm(squared_norms[None, :], queries, points.T, alpha=-2)
+        squared.add_(squared_norms[start:stop, None]).clamp_min_(0)
+        nearest = squared.topk(k, dim=1, largest=False, sorted=True)
         return nearest.values.cpu().numpy(), nearest.indices.cpu().numpy()
 
     return search

@@ -153,7 +153,7 @@ def _ranked_list_length(inputs: MetricInputs, max_k: int | None) -> int:
             f"the largest class has {largest_class} items but max_k={max_k}: MAP@R, R-Precision "
             f"and mAP_c rank only the first {max_k} neighbours (a lower bound for queries of "
             f"classes with more than {max_k} items)",
-            stacklevel=3,
+            stacklevel=4,
         )
     return min(largest_class, max_k)
 
