@@ -123,4 +123,10 @@ def test_glyphs_run_with_validation_classes_and_snapshots(tmp_path: Path) -> Non
         assert data["embeddings"].shape == (len(data["labels"]), 128)
     steps = [e for e in events if e["kind"] == "step" and "miner_push_triplets" in e]
     assert steps, "ρ-regularization logs its push triplets"
-    assert json.loads((tmp_path / "config.json").read_text())["rho"] == 0.2
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["rho"] == 0.2
+    # The full glyph spec is pinned, so the checkpoint survives changes of the generator's defaults.
+    from dml_core.data.glyphs import GlyphSpec
+
+    assert set(saved["dataset_options"]) == set(GlyphSpec.__dataclass_fields__)
+    assert metadata["config"]["dataset_options"] == saved["dataset_options"]

@@ -11,7 +11,9 @@ draw as training goes; ``Trainer.run()`` trains to the end.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 import signal
 import sys
@@ -61,6 +63,15 @@ def _metric_improved(name: str, value: float, best: float | None) -> bool:
     return value < best if name.split("/")[-1] in LOWER_IS_BETTER else value > best
 
 
+def resolved_dataset_options(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Every generation option of a generated dataset (its ``spec`` dataclass), so a checkpoint
+    rebuilds the same data even after the generator's defaults change; other datasets: as given."""
+    spec = getattr(getattr(dataset, "base", dataset), "spec", None)
+    if spec is None or not dataclasses.is_dataclass(spec):
+        return dict(options)
+    return json.loads(json.dumps(dataclasses.asdict(spec)))
+
+
 def default_miner(loss: Any) -> str | None:
     """The miner a loss takes when the config says ``auto``."""
     return {"triplet": "distance", "npair": "npair", "lifted": "lifted"}.get(loss.miner_kind)
@@ -92,6 +103,7 @@ class Trainer:
         np.random.seed(config.seed)
 
         self.train_set = build_split(config, "train")
+        config.dataset_options = resolved_dataset_options(self.train_set, config.dataset_options)
         self.test_set = build_split(config, "test")
         self.eval_train_set = build_split(config, "eval_train")
         self.val_set = build_split(config, "val") if config.val_classes > 0 else None
