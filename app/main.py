@@ -1,4 +1,4 @@
-"""DML Explorer: ``streamlit run app/main.py`` (``make app``). One module per page under app/pages."""
+"""DML Explorer: ``streamlit run app/main.py`` (``make app``). One module per page under app/views."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Every ```python and ```bash block of README.md runs, so the README cannot rot.
 
-A block whose first line is ``# skip-test: <reason>`` is skipped with that reason (it needs a dataset,
+Blocks run in a temporary folder (with ``checkpoints/`` and ``docs/`` linked in). A block whose
+first line is ``# skip-test: <reason>`` is skipped with that reason (it needs a dataset,
 a GPU, or it is the test command itself).
 """
 
@@ -36,7 +37,16 @@ def test_readme_block_runs(language: str, code: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["DML_EXPLORER_CACHE"] = env.get("DML_EXPLORER_CACHE", str(tmp_path / "cache"))
-    env["README_TMP"] = str(tmp_path)
-    command = [sys.executable, "-c", code] if language == "python" else ["bash", "-euo", "pipefail", "-c", code]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"README block failed:\n{code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    # Blocks run in a scratch folder that sees the repository's shipped files, so `runs/…` they
+    # write never lands in the working tree.
+    for shipped in ("checkpoints", "docs"):
+        (tmp_path / shipped).symlink_to(ROOT / shipped)
+    if language == "python":
+        command = [sys.executable, "-c", code]
+    else:
+        command = ["bash", "-euo", "pipefail", "-c", code]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    assert result.returncode == 0, f"README block failed:\n{code}\n{output}"
