@@ -3,9 +3,11 @@
     .venv/bin/python bench/data_bench.py [--repeats 3] [--num-jpegs 1000]
 
 Measures (medians over ``--repeats``): generating the default glyph set (8,000 images) cold, from
-the disk cache and from memory; images per second through a DataLoader (batch 112) for the glyphs
-train split and for a folder of generated 256×256 JPEGs with the paper's train transform (224),
-with 0, 1 and 2 workers. Throughput excludes the first batch (worker start-up), reported apart.
+the disk cache and from memory (cold also in process CPU time, less distorted by a loaded
+machine); images per second through a DataLoader (batch 112) for the glyphs train split and
+for a folder of generated 256×256 JPEGs with the paper's train transform (224), with 0, 1 and 2
+workers (and 0 workers with one torch thread). Throughput excludes the first batch (worker
+start-up), reported apart.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ JPEG_SIZE = 256
 JPEG_CLASSES = 20
 
 
-def median_seconds(action: Callable[[], Any], repeats: int) -> float:
-    durations = []
+def median_seconds(action: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Median wall-clock and process-CPU durations of ``action``."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
         action()
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
+        walls.append(time.perf_counter() - wall_start)
+        cpus.append(time.process_time() - cpu_start)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def loader_throughput(dataset: Dataset, num_workers: int, repeats: int) -> dict[str, float]:
@@ -89,19 +93,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         cache = Path(scratch) / "glyph_cache"
         spec = GlyphSpec()
-        cold = median_seconds(lambda: generate_glyphs(spec), args.repeats)
+        cold, cold_cpu = median_seconds(lambda: generate_glyphs(spec), args.repeats)
         load_glyphs(spec, cache)
 
         def from_disk() -> None:
             clear_memory_cache()
             load_glyphs(spec, cache)
 
-        disk = median_seconds(from_disk, args.repeats)
-        memory = median_seconds(lambda: load_glyphs(spec, cache), args.repeats)
+        disk, _ = median_seconds(from_disk, args.repeats)
+        memory, _ = median_seconds(lambda: load_glyphs(spec, cache), args.repeats)
         results["glyph_generation"] = {
             "images": spec.num_classes * spec.samples_per_class,
             "image_size": spec.image_size,
             "cold_s": round(cold, 3),
+            "cold_cpu_s": round(cold_cpu, 3),
             "disk_cache_s": round(disk, 4),
             "memory_cache_s": round(memory, 6),
         }
@@ -116,6 +121,10 @@ def main() -> None:
                 results[name][f"workers_{workers}"] = loader_throughput(
                     dataset, workers, args.repeats
                 )
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # in-process loading pays for intra-op thread hand-offs
+            results[name]["workers_0_torch_threads_1"] = loader_throughput(dataset, 0, args.repeats)
+            torch.set_num_threads(threads)
     print(json.dumps(results, indent=2))
 
 

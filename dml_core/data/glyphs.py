@@ -30,9 +30,8 @@ GENERATOR_VERSION = 1
 SUPERSAMPLING = 3
 MAX_STROKES = 4
 CURVE_POINTS = 16
-GLYPH_EXTENT = (
-    0.8  # control points live in [-1, 1]²; that box maps to the central 80 % of the image
-)
+# Control points live in [-1, 1]²; that box maps to the central 80 % of the image.
+GLYPH_EXTENT = 0.8
 CLASS_STREAM, SAMPLE_STREAM = 0, 1
 
 _MEMORY_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -40,7 +39,15 @@ _MEMORY_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 @dataclasses.dataclass(frozen=True)
 class GlyphSpec:
-    """Every parameter of a glyph set; ``difficulty`` scales all per-sample jitter amplitudes."""
+    """Every parameter of a glyph set (all of them key the cache).
+
+    ``difficulty`` multiplies the per-sample amplitudes: control-point jitter (std, in units of
+    the half glyph box), rotation (± degrees), scale (1 ± scale_jitter), shift (± fraction of the
+    image) and pixel noise (std). Stroke widths are fractions of the image size; each of the
+    ``distractor_strokes`` short random strokes appears with probability 1/2. The defaults were
+    tuned so a small 4-layer CNN with a triplet loss reaches test Recall@1 ≈ 0.5–0.6 after a few
+    hundred steps of batch 112 (not trivially easy, not hopeless).
+    """
 
     num_classes: int = 200
     samples_per_class: int = 40
