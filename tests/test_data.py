@@ -309,6 +309,7 @@ def test_photo_transform_shapes_rgb_and_normalisation() -> None:
     for split, size in (("train", 224), ("test", 224), ("eval_train", 96)):
         output = default_transforms("photo", split, size)(grey.convert("RGB"))
         assert output.shape == (3, size, size) and output.dtype == torch.float32
+        assert type(output) is torch.Tensor  # a plain tensor, not a torchvision tv_tensor
         expected = (0.2 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
         assert torch.allclose(output.mean(dim=(1, 2)), expected, atol=1e-4)
 
@@ -330,11 +331,12 @@ def test_photo_test_transform_resizes_then_centre_crops() -> None:
 
 
 def test_glyph_transform_and_bad_kind() -> None:
-    pixels = torch.rand(1, 32, 32)
-    test_output = default_transforms("glyph", "test")(pixels)
-    assert torch.allclose(test_output, (pixels - 0.5) / 0.5)
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    test_output = default_transforms("glyph", "test")(Image.fromarray(pixels))
+    expected = (torch.from_numpy(pixels).float() / 255 - 0.5) / 0.5
+    assert test_output.shape == (1, 32, 32) and torch.allclose(test_output[0], expected, atol=1e-6)
     torch.manual_seed(0)
-    train_output = default_transforms("glyph", "train")(pixels)
+    train_output = default_transforms("glyph", "train")(Image.fromarray(pixels))
     assert train_output.shape == (1, 32, 32) and not torch.allclose(train_output, test_output)
     with pytest.raises(ValueError, match="photo, glyph"):
         default_transforms("audio", "train")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from dml_core.data.base import DATASETS, DMLDataset, Item, Transform, check_split, class_half
@@ -224,8 +223,8 @@ def clear_memory_cache() -> None:
 class GlyphsDataset(DMLDataset):
     """Procedural glyphs: first half of the classes train, second half test (zero-shot).
 
-    Items are float tensors (1, size, size) in [0, 1] passed through the transform (default:
-    light random affine for train, then normalisation to [-1, 1]). ``root``, if given, is the
+    The transform receives a greyscale PIL image (default: light random affine for train, then a
+    float tensor (1, size, size) normalised from [0, 1] to [-1, 1]). ``root``, if given, is the
     cache folder. Other options are :class:`GlyphSpec` fields.
     """
 
@@ -258,11 +257,11 @@ class GlyphsDataset(DMLDataset):
         self.input_shape = (1, self.spec.image_size, self.spec.image_size)
 
     def __getitem__(self, index: int) -> Item:
-        pixels = torch.from_numpy(self.images[index]).unsqueeze(0).float().div_(255)
-        return self.transform(pixels), int(self.labels[index]), index
+        picture = Image.fromarray(self.images[index])
+        return self.transform(picture), int(self.labels[index]), index
 
     def thumbnail(self, index: int, size: int = 64) -> Image.Image:
-        picture = Image.fromarray(self.images[index], mode="L")
+        picture = Image.fromarray(self.images[index])
         return picture.resize((size, size), Image.Resampling.BILINEAR)
 
     def summary(self) -> dict[str, Any]:

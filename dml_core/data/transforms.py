@@ -35,8 +35,9 @@ def default_transforms(
     """The default transform for a data ``kind`` ("photo" or "glyph") and ``split``.
 
     "photo" takes an RGB PIL image and returns a normalised float tensor (3, S, S), S = image_size
-    (default 224). "glyph" takes a float tensor (1, H, W) in [0, 1]: train adds a small random
-    affine, every split normalises to [-1, 1]. ``eval_train`` uses the test transform.
+    (default 224). "glyph" takes a greyscale PIL image and returns a float tensor (1, H, W): train
+    adds a small random affine, every split maps [0, 1] to [-1, 1]. ``eval_train`` uses the test
+    transform.
     """
     if kind not in TRANSFORM_KINDS:
         raise ValueError(
@@ -58,6 +59,7 @@ def photo_transform(
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.ToPureTensor(),
     ]
     if train:
         geometry = [v2.RandomResizedCrop(crop_size), v2.RandomHorizontalFlip()]
@@ -68,15 +70,24 @@ def photo_transform(
 
 
 def glyph_transform(train: bool) -> v2.Compose:
-    """Glyph transform: light random affine when training, then (x − 0.5) / 0.5."""
-    steps: list[Callable[[Any], Any]] = []
+    """Glyph transform on a greyscale PIL image: light random affine when training (on the PIL
+    image, which is much cheaper than a threaded tensor warp), then [0, 1] → (x − 0.5) / 0.5."""
+    geometry: list[Callable[[Any], Any]] = []
     if train:
-        steps.append(
+        geometry.append(
             v2.RandomAffine(
                 degrees=GLYPH_MAX_ROTATION_DEG,
                 translate=(GLYPH_MAX_TRANSLATE, GLYPH_MAX_TRANSLATE),
                 scale=GLYPH_SCALE_RANGE,
+                interpolation=v2.InterpolationMode.BILINEAR,
             )
         )
-    steps.append(v2.Normalize(GLYPH_MEAN, GLYPH_STD))
-    return v2.Compose(steps)
+    return v2.Compose(
+        [
+            *geometry,
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(GLYPH_MEAN, GLYPH_STD),
+            v2.ToPureTensor(),
+        ]
+    )
