@@ -72,6 +72,16 @@ def in_memory_inputs(dataset: Any) -> torch.Tensor | None:
     return tensors()[0] if callable(tensors) else None
 
 
+def _memory_format(model: torch.nn.Module) -> torch.memory_format:
+    """channels_last when the model's first 4-D weight is stored that way, else contiguous."""
+    for parameter in model.parameters():
+        if parameter.dim() == 4:
+            if parameter.is_contiguous(memory_format=torch.channels_last):
+                return torch.channels_last
+            break
+    return torch.contiguous_format
+
+
 @torch.inference_mode()
 def compute_embeddings(
     model: torch.nn.Module,
@@ -98,10 +108,14 @@ def compute_embeddings(
                 pin_memory=device.type == "cuda",
             )
             batches = (batch[0] for batch in loader)
+        memory_format = _memory_format(model)
         chunks = []
         for batch in batches:
+            batch = batch.to(device, non_blocking=True)
+            if batch.dim() == 4:
+                batch = batch.contiguous(memory_format=memory_format)
             with autocast_context(device, amp):
-                chunks.append(model(batch.to(device, non_blocking=True)).float())
+                chunks.append(model(batch).float())
         embeddings = torch.cat(chunks) if chunks else torch.empty(0, 0, device=device)
     finally:
         model.train(was_training)

@@ -190,7 +190,7 @@ class Trainer:
             normalize=config.normalize,
             in_channels=shape[0] if len(shape) == 3 else 3,
         )
-        if config.channels_last and self.device.type == "cuda" and len(shape) == 3:
+        if config.channels_last and len(shape) == 3:
             model = model.to(memory_format=torch.channels_last)
         return model
 
@@ -340,7 +340,7 @@ class Trainer:
             num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        channels_last = self.config.channels_last and self.device.type == "cuda"
+        channels_last = self.config.channels_last
         for inputs, labels, _ in loader:
             inputs = inputs.to(self.device, non_blocking=True)
             if channels_last and inputs.dim() == 4:
