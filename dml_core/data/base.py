@@ -66,11 +66,13 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def class_folders(folder: Path) -> dict[str, list[Path]]:
-    """``{class name: sorted image paths}`` for each sub-folder holding at least one image."""
+def class_folders(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """``(files, classes)`` of a ``<folder>/<class>/<image>`` tree: every ``(image path, class
+    name)`` and the sorted names of the sub-folders holding at least one image."""
     folders = sorted(p for p in folder.iterdir() if p.is_dir())
-    found = {p.name: list_images(p) for p in folders}
-    return {name: paths for name, paths in found.items() if paths}
+    by_class = {p.name: paths for p in folders if (paths := list_images(p))}
+    files = [(path, name) for name, paths in by_class.items() for path in paths]
+    return files, list(by_class)
 
 
 def load_rgb(path: str | Path) -> Image.Image:

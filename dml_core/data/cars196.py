@@ -65,10 +65,9 @@ def find_cars(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     if (root / "cars_annos.mat").is_file():
         return official_cars(root)
     if (root / "images").is_dir():
-        by_class = class_folders(root / "images")
-        if by_class:
-            files = [(path, name) for name, paths in by_class.items() for path in paths]
-            return files, list(by_class)
+        files, classes = class_folders(root / "images")
+        if classes:
+            return files, classes
     raise FileNotFoundError(
         f"no CARS196 layout found under {str(root)!r}; expected:\n{CARS_LAYOUT}"
     )

@@ -70,10 +70,9 @@ def find_cub(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
             return official_cub(folder)
     for folder in candidates:
         if (folder / "images").is_dir():
-            by_class = class_folders(folder / "images")
-            if by_class:
-                files = [(path, name) for name, paths in by_class.items() for path in paths]
-                return files, list(by_class)
+            files, classes = class_folders(folder / "images")
+            if classes:
+                return files, classes
     raise FileNotFoundError(
         f"no CUB-200-2011 layout found under {str(root)!r}; expected:\n{CUB_LAYOUT}"
     )

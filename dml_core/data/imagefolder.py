@@ -71,15 +71,14 @@ class ImageFolderDataset(ImageFileDataset):
     ) -> None:
         check_split(split)
         folder = require_root(root, self.name, IMAGEFOLDER_LAYOUT)
-        by_class = class_folders(folder)
-        if not by_class:
+        files, classes = class_folders(folder)
+        if not classes:
             raise FileNotFoundError(
                 f"no class folders with images under {str(folder)!r}; expected:\n{IMAGEFOLDER_LAYOUT}"
             )
-        files = [(path, name) for name, paths in by_class.items() for path in paths]
         super().__init__(
             files,
-            split_classes(list(by_class), split, train_fraction, train_classes, test_classes),
+            split_classes(classes, split, train_fraction, train_classes, test_classes),
             root=folder,
             split=split,
             transform=transform,
