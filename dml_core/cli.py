@@ -57,7 +57,9 @@ def _train(args: argparse.Namespace) -> int:
         if not config_path.is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: it holds no config.json")
         config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-        trainer = Trainer(config, run_dir, resume=True, progress=False if args.no_progress else None)
+        trainer = Trainer(
+            config, run_dir, resume=True, progress=False if args.no_progress else None
+        )
     else:
         config = config_from_args(args)
         out = args.out or f"runs/{config.dataset}-{config.loss}-seed{config.seed}"

@@ -19,6 +19,7 @@ from dml_core.engine.trainer import Trainer
 CONFIG = {
     **preset("toy"),
     "loss": "margin",
+    "loss_options": {},
     "miner": "distance",
     "sampler": "class_random",
     "samples_per_class": 4,

@@ -26,7 +26,9 @@ TINY_GLYPHS = {
 
 
 def toy_config(**changes) -> TrainConfig:
-    return TrainConfig.from_dict({**preset("toy"), "epochs": 6, "eval_every": 3, **changes})
+    """The toy with two steps per epoch, so a stop can fall inside an epoch."""
+    base = {**preset("toy"), "epochs": 6, "eval_every": 3, "max_steps_per_epoch": None}
+    return TrainConfig.from_dict({**base, **changes})
 
 
 def test_toy_run_writes_events_and_checkpoints(tmp_path: Path) -> None:
@@ -103,7 +105,7 @@ def test_refuses_to_overwrite_an_existing_run(tmp_path: Path) -> None:
 
 def test_rho_with_internally_mining_loss_is_rejected() -> None:
     with pytest.raises(ValueError, match="rho"):
-        Trainer(toy_config(loss="multisimilarity", miner="auto", rho=0.3))
+        Trainer(toy_config(loss="multisimilarity", loss_options={}, miner="auto", rho=0.3))
 
 
 @pytest.mark.slow
