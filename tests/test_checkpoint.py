@@ -101,3 +101,15 @@ def test_failed_write_keeps_the_previous_file(checkpoint: Path) -> None:
         save_checkpoint(checkpoint, model, {"unserialisable": object()})
     assert checkpoint.read_bytes() == before
     assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        model = build_model("mlp", 2)
+        path = save_checkpoint(tmp_path / "shared.safetensors", model, metadata_for(model))
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
