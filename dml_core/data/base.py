@@ -233,3 +233,37 @@ class ImageFileDataset(DMLDataset):
             "num_skipped": len(self.skipped_files),
             "skipped_files": list(self.skipped_files),
         }
+
+
+class HalfSplitImageDataset(ImageFileDataset):
+    """A benchmark whose ordered classes split in half: first half train, second half test.
+
+    Subclasses set ``layout`` (shown in errors) and ``find_files(root) -> (files, ordered classes)``.
+    """
+
+    layout: ClassVar[str] = ""
+
+    @staticmethod
+    def find_files(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+        raise NotImplementedError
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        transform: Transform | None = None,
+        image_size: int = 224,
+        verify: bool = False,
+    ) -> None:
+        check_split(split)
+        folder = require_root(root, self.name, self.layout)
+        files, ordered_classes = self.find_files(folder)
+        super().__init__(
+            files,
+            class_half(ordered_classes, split),
+            root=folder,
+            split=split,
+            transform=transform,
+            image_size=image_size,
+            verify=verify,
+        )

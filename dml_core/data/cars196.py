@@ -15,12 +15,8 @@ import scipy.io
 
 from dml_core.data.base import (
     DATASETS,
-    ImageFileDataset,
-    Transform,
-    check_split,
+    HalfSplitImageDataset,
     class_folders,
-    class_half,
-    require_root,
 )
 
 CARS_LAYOUT = """\
@@ -74,28 +70,9 @@ def find_cars(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
 
 
 @DATASETS.register("cars196")
-class Cars196Dataset(ImageFileDataset):
+class Cars196Dataset(HalfSplitImageDataset):
     """CARS196, split by class: first half train, second half test (zero-shot)."""
 
     name = "cars196"
-
-    def __init__(
-        self,
-        root: str | Path | None = None,
-        split: str = "train",
-        transform: Transform | None = None,
-        image_size: int = 224,
-        verify: bool = False,
-    ) -> None:
-        check_split(split)
-        folder = require_root(root, self.name, CARS_LAYOUT)
-        files, ordered_classes = find_cars(folder)
-        super().__init__(
-            files,
-            class_half(ordered_classes, split),
-            root=folder,
-            split=split,
-            transform=transform,
-            image_size=image_size,
-            verify=verify,
-        )
+    layout = CARS_LAYOUT
+    find_files = staticmethod(find_cars)

@@ -12,12 +12,8 @@ from pathlib import Path
 
 from dml_core.data.base import (
     DATASETS,
-    ImageFileDataset,
-    Transform,
-    check_split,
+    HalfSplitImageDataset,
     class_folders,
-    class_half,
-    require_root,
 )
 
 CUB_LAYOUT = """\
@@ -79,28 +75,9 @@ def find_cub(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
 
 
 @DATASETS.register("cub200")
-class Cub200Dataset(ImageFileDataset):
+class Cub200Dataset(HalfSplitImageDataset):
     """CUB-200-2011, split by class: first half train, second half test (zero-shot)."""
 
     name = "cub200"
-
-    def __init__(
-        self,
-        root: str | Path | None = None,
-        split: str = "train",
-        transform: Transform | None = None,
-        image_size: int = 224,
-        verify: bool = False,
-    ) -> None:
-        check_split(split)
-        folder = require_root(root, self.name, CUB_LAYOUT)
-        files, ordered_classes = find_cub(folder)
-        super().__init__(
-            files,
-            class_half(ordered_classes, split),
-            root=folder,
-            split=split,
-            transform=transform,
-            image_size=image_size,
-            verify=verify,
-        )
+    layout = CUB_LAYOUT
+    find_files = staticmethod(find_cub)
