@@ -113,3 +113,23 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_header_length_that_looks_like_a_pickle_opcode_is_still_read(tmp_path: Path) -> None:
+    """A safetensors header length whose low bytes are 0x80 0x02 (pickle's PROTO 2) is valid."""
+    import struct
+
+    model = build_model("mlp", 2)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, {**metadata_for(model), "note": ""})
+    (base_size,) = struct.unpack("<Q", path.read_bytes()[:8])
+    target = 0x10280  # safetensors pads headers to 8 bytes; one note character adds one byte
+    for padding in range(target - base_size - 16, target - base_size + 16):
+        save_checkpoint(path, model, {**metadata_for(model), "note": "x" * padding})
+        (size,) = struct.unpack("<Q", path.read_bytes()[:8])
+        if size == target:
+            break
+    else:
+        pytest.fail("no padding gave the header length 0x…0280")
+    assert path.read_bytes()[:2] == b"\x80\x02"
+    assert read_metadata(path)["epoch"] == 3

@@ -71,14 +71,18 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        head = handle.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
-            raise _refuse(path, "is a pickle / torch.save file and is refused")
-        if len(head) < 8:
-            raise _refuse(path, "is truncated (shorter than a safetensors header)")
-        (header_size,) = struct.unpack("<Q", head)
+        head = handle.read(9)
+        (header_size,) = struct.unpack("<Q", head[:8]) if len(head) >= 8 else (None,)
+        looks_safetensors = header_size is not None and head[8:9] == b"{"
+        if not looks_safetensors:
+            if head[:4] == b"PK\x03\x04" or (
+                head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"
+            ):
+                raise _refuse(path, "is a pickle / torch.save file and is refused")
+            raise _refuse(path, "is not a safetensors file or is truncated (no header)")
         if header_size > size - 8 or header_size > 100_000_000:
             raise _refuse(path, "is not a safetensors file or is truncated (bad header length)")
+        handle.seek(8)
         try:
             header = json.loads(handle.read(header_size))
         except (UnicodeDecodeError, json.JSONDecodeError):
