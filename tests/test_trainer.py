@@ -132,3 +132,14 @@ def test_glyphs_run_with_validation_classes_and_snapshots(tmp_path: Path) -> Non
 
     assert set(saved["dataset_options"]) == set(GlyphSpec.__dataclass_fields__)
     assert metadata["config"]["dataset_options"] == saved["dataset_options"]
+
+
+@pytest.mark.parametrize("tracker", ["tensorboard", "wandb"])
+def test_a_missing_tracker_package_is_a_clear_error(tracker: str) -> None:
+    import importlib.util
+
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}[tracker]
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(ValueError, match=f"pip install {package}"):
+        Trainer(toy_config(**{tracker: True}))

@@ -40,6 +40,7 @@ from dml_core.engine.evaluation import (
     subsample_indices,
 )
 from dml_core.engine.events import EventLog
+from dml_core.engine.loggers import Trackers
 from dml_core.io import atomic_save_npz, atomic_write
 from dml_core.losses import build_loss, check_compatible
 from dml_core.miners import build_miner
@@ -167,6 +168,12 @@ class Trainer:
         self._snapshot_indices = subsample_indices(len(self.test_set))
 
         self.events = EventLog(self.out_dir / "events.jsonl" if writes else None)
+        self.trackers = Trackers(
+            tensorboard=config.tensorboard and self.context.is_main,
+            wandb=config.wandb and self.context.is_main,
+            out_dir=self.out_dir,
+            config=config.to_dict(),
+        )
         if resume:
             self._load_state()
         elif writes:
@@ -277,6 +284,7 @@ class Trainer:
             best=self.best,
         )
         self.events.close()
+        self.trackers.close()
 
     def _train_epoch(self, bar: Any) -> Iterator[dict[str, Any]]:
         config = self.config
@@ -312,6 +320,7 @@ class Trainer:
                 event = self.events.write(
                     "step", epoch=self.epoch, step=self.step, loss=float(loss), **stats
                 )
+                self.trackers.log({"train/loss": event["loss"], **stats}, self.step)
                 if bar is not None:
                     bar.set_postfix(loss=f"{float(loss):.4f}")
             if bar is not None:
@@ -418,6 +427,7 @@ class Trainer:
         if improved:
             self.best.update(value=metrics[selected], epoch=self.epoch)
             self._save("best")
+        self.trackers.log(metrics, self.step)
         return self.events.write(
             "eval",
             epoch=self.epoch,
