@@ -86,6 +86,8 @@ class TrainConfig:
     snapshots: str = "auto"
     """"auto" (on below 20,000 test items), "on" or "off"."""
     log_every: int = 10
+    checkpoint_every: int = 1
+    """Epochs between writes of ``last`` (and the resumable state); the final epoch always writes."""
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -126,8 +128,8 @@ class TrainConfig:
             problems.append(f"rho is a probability in [0, 1], got {self.rho}")
         if not 0.0 <= self.val_classes < 1.0:
             problems.append(f"val_classes is a fraction in [0, 1), got {self.val_classes}")
-        if self.epochs < 1 or self.eval_every < 1 or self.log_every < 1:
-            problems.append("epochs, eval_every and log_every must be positive")
+        if min(self.epochs, self.eval_every, self.log_every, self.checkpoint_every) < 1:
+            problems.append("epochs, eval_every, log_every and checkpoint_every must be positive")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             problems.append(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
         if self.scheduler not in ("none", "step", "cosine"):
@@ -205,6 +207,7 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "epochs": 200,
             "max_steps_per_epoch": 1,
             "eval_every": 50,
+            "checkpoint_every": 50,
             "eval_ks": [1],
             "optimizer": "adam",
             "lr": 0.03,

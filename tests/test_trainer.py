@@ -143,3 +143,50 @@ def test_a_missing_tracker_package_is_a_clear_error(tracker: str) -> None:
         pytest.skip(f"{package} is installed here")
     with pytest.raises(ValueError, match=f"pip install {package}"):
         Trainer(toy_config(**{tracker: True}))
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_finishes_the_run(tmp_path: Path) -> None:
+    """A run killed with SIGKILL mid-training continues from its last checkpoint with --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    train = [sys.executable, "-m", "dml_core", "train", "--preset", "toy", "--no-progress"]
+    process = subprocess.Popen(
+        [
+            *train,
+            "--epochs",
+            "600",
+            "--eval-every",
+            "1000",
+            "--checkpoint-every",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            not (out / "train_state.pt").exists()
+            or read_metadata(out / "last.safetensors")["step"] < 20
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, "run ended too early"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_at = read_metadata(out / "last.safetensors")["step"]
+    assert 20 <= killed_at < 600
+    resumed = subprocess.run(
+        [*train, "--resume", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    events, _ = read_events(out / "events.jsonl")
+    starts = [e for e in events if e["kind"] == "start"]
+    assert len(starts) == 2 and starts[1]["step"] >= killed_at
+    assert events[-1]["kind"] == "done" and events[-1]["step"] == 600
+    assert read_metadata(out / "last.safetensors")["step"] == 600

@@ -166,6 +166,8 @@ class Trainer:
         self.last_loss: torch.Tensor | None = None
         self._stop_requested = False
         self._snapshot_indices = subsample_indices(len(self.test_set))
+        self._epoch_batches = _EpochBatches()
+        self._loader: DataLoader | None = None
 
         self.events = EventLog(self.out_dir / "events.jsonl" if writes else None)
         self.trackers = Trackers(
@@ -267,7 +269,8 @@ class Trainer:
                     self.scheduler.step()
                 if self.epoch % config.eval_every == 0 or self.epoch == config.epochs:
                     yield self._evaluate()
-                self._save("last")
+                if self.epoch % config.checkpoint_every == 0 or self.epoch == config.epochs:
+                    self._save("last")
         except Exception as error:
             self.events.write("error", epoch=self.epoch, step=self.step, message=str(error))
             raise
@@ -343,14 +346,19 @@ class Trainer:
                     labels_all[index].to(self.device, non_blocking=True),
                 )
             return
-        loader = DataLoader(
-            self.train_set,
-            batch_sampler=batches,
-            num_workers=self.config.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
+        if self._loader is None:
+            # One loader for the whole run, so worker processes persist across epochs; each epoch
+            # hands it that epoch's batches.
+            self._loader = DataLoader(
+                self.train_set,
+                batch_sampler=self._epoch_batches,
+                num_workers=self.config.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.config.num_workers > 0,
+            )
+        self._epoch_batches.batches = batches
         channels_last = self.config.channels_last
-        for inputs, labels, _ in loader:
+        for inputs, labels, _ in self._loader:
             inputs = inputs.to(self.device, non_blocking=True)
             if channels_last and inputs.dim() == 4:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -558,3 +566,16 @@ class Trainer:
                     signal.signal(signum, handler)
 
         return Handled()
+
+
+class _EpochBatches:
+    """The current epoch's batches of dataset indices: the batch sampler of the run's one loader."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
