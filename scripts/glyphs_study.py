@@ -224,8 +224,8 @@ Published Recall@1 to compare with (mean ± std over 5 seeds; Roth et al. 2020):
 
 def results(out: Path) -> None:
     metrics = [*DEFAULT_METRICS, "train/pi_intra", "train/pi_inter"]
-    rows, runs = summarise([RUNS], metrics)
-    runs = [r for r in runs if r.history]
+    finished_dirs = sorted(p.parent for p in RUNS.glob("*/config.json") if finished(p.parent))
+    rows, runs = summarise(finished_dirs, metrics)
     correlation_rows = correlations(runs)
     correlation_lines = [
         "| train-split metric (last epoch) | Pearson r (p) | Spearman ρ (p) | paper, CUB200 |",
