@@ -39,6 +39,9 @@ def test_toy_run_writes_events_and_checkpoints(tmp_path: Path) -> None:
     assert kinds[0] == "start" and kinds[-1] == "done"
     evals = [e for e in events if e["kind"] == "eval"]
     assert [e["epoch"] for e in evals] == [3, 6]
+    epochs = [e for e in events if e["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(e["mean_loss"]) and e["lr"] == 0.03 for e in epochs)
     metrics = evals[-1]["metrics"]
     for key in ("test/recall@1", "test/map@r", "train/rho@2", "train/pi_ratio"):
         assert key in metrics and math.isfinite(metrics[key])

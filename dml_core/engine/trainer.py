@@ -18,6 +18,7 @@ import math
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,8 @@ class Trainer:
         self.sampler.set_epoch(self.epoch)
         self.model.train()
         non_finite = torch.zeros((), dtype=torch.bool, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        started = time.perf_counter()
         first = self.batch_in_epoch
         last = len(self.sampler)
         if config.max_steps_per_epoch is not None:
@@ -312,6 +315,7 @@ class Trainer:
         for batch_index, (inputs, labels) in enumerate(self._load(batches), start=first):
             loss = self._train_step(inputs, labels)
             non_finite |= ~torch.isfinite(loss)
+            loss_sum += loss
             self.step += 1
             self.batch_in_epoch = batch_index + 1
             event = {"kind": "step", "epoch": self.epoch, "step": self.step}
@@ -334,6 +338,15 @@ class Trainer:
         weights_finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
         if bool(non_finite) or not bool(weights_finite.all()):
             self._raise_non_finite()
+        if self.batch_in_epoch > first:
+            self.events.write(
+                "epoch",
+                epoch=self.epoch + 1,
+                step=self.step,
+                mean_loss=float(loss_sum) / (self.batch_in_epoch - first),
+                seconds=round(time.perf_counter() - started, 3),
+                lr=self.optimizer.param_groups[0]["lr"],
+            )
 
     def _load(self, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(inputs, labels) on the device for each batch of dataset indices."""
