@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dml_core.config import TrainConfig
 from dml_core.engine.events import read_events
 from dml_core.engine.trainer import LOWER_IS_BETTER
 
@@ -59,7 +60,9 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def load_run(path: Path) -> Run:
-    config = json.loads((path / "config.json").read_text())
+    # Through TrainConfig, so runs written before a field existed get its default and group
+    # with newer runs of the same settings.
+    config = TrainConfig.from_dict(json.loads((path / "config.json").read_text())).to_dict()
     events, _ = read_events(path / "events.jsonl")
     history = [
         {"epoch": e["epoch"], **e["metrics"]}

@@ -25,7 +25,9 @@ TRAINABLE_PRESETS = ["glyphs", "toy", *sorted(p for p in PRESETS if p.startswith
 st.title("Train")
 st.caption(
     "Each run is `python -m dml_core train` in the background, writing to `runs/<name>/`. "
-    "Start one with ρ and one without to watch the spectra part ways."
+    "Start one with ρ and one without to watch the spectra part ways: on glyphs, contrastive "
+    "with ρ = 0.2 flattens the train spectrum clearly (ρ@2 0.84 → 0.47), margin hardly at all "
+    "(docs/RESULTS.md)."
 )
 
 
