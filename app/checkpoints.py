@@ -122,18 +122,30 @@ def dataset_problem(metadata: dict[str, Any], split: str = "test") -> str | None
 
 
 def embed_split(path: Path, split: str) -> Embedded:
-    """Embed ``split`` ("test" or "eval_train") of the checkpoint's dataset on the CPU."""
+    """Embed ``split`` ("test" or "eval_train") of the checkpoint's dataset on the CPU.
+
+    The result is cached on disk beside the projections, keyed by the checkpoint's path, mtime and
+    the split, so a fresh app process shows a checkpoint it has seen before at once.
+    """
     import torch
 
+    from app.projection import projection_key, read_arrays, write_arrays
     from dml_core.engine.evaluation import build_split, compute_embeddings
 
-    model, metadata = load_checkpoint(resolve_checkpoint(path))
+    path = resolve_checkpoint(path)
+    key = projection_key(path, split, "embeddings")
+    cached = read_arrays(key)
+    if cached is not None and {"embeddings", "labels"} <= cached.keys():
+        return Embedded(cached["embeddings"], cached["labels"], split)
+    model, metadata = load_checkpoint(path)
     config = checkpoint_config(metadata)
     dataset = build_split(config, split)
     embeddings, labels = compute_embeddings(
         model, dataset, device=torch.device("cpu"), batch_size=config.eval_batch_size, amp="off"
     )
-    return Embedded(embeddings.numpy().astype(np.float32), np.asarray(labels), split)
+    embedded = Embedded(embeddings.numpy().astype(np.float32), np.asarray(labels), split)
+    write_arrays(key, embeddings=embedded.embeddings, labels=embedded.labels)
+    return embedded
 
 
 def stored_history(metadata: dict[str, Any]) -> list[dict[str, float]]:

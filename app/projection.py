@@ -84,20 +84,29 @@ def umap_2d(embeddings: np.ndarray, seed: int = UMAP_SEED) -> np.ndarray:
     return reducer.fit_transform(points).astype(np.float32)
 
 
-def read_cached(key: str) -> np.ndarray | None:
-    """The cached projection under ``key``, or None (also for an unreadable file)."""
+def read_arrays(key: str) -> dict[str, np.ndarray] | None:
+    """The arrays cached under ``key``, or None (also for an unreadable file)."""
     path = projection_cache_dir() / f"{key}.npz"
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return stored["coordinates"]
-    except (OSError, ValueError, KeyError):
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError):
         return None
 
 
+def write_arrays(key: str, **arrays: np.ndarray) -> None:
+    atomic_save_npz(projection_cache_dir() / f"{key}.npz", **arrays)
+
+
+def read_cached(key: str) -> np.ndarray | None:
+    """The cached projection under ``key``, or None."""
+    return (read_arrays(key) or {}).get("coordinates")
+
+
 def write_cached(key: str, coordinates: np.ndarray) -> None:
-    atomic_save_npz(projection_cache_dir() / f"{key}.npz", coordinates=coordinates)
+    write_arrays(key, coordinates=coordinates)
 
 
 def _umap_job(key: str, embeddings: np.ndarray) -> np.ndarray:

@@ -301,3 +301,28 @@ def test_study_rows_format_mean_and_interval() -> None:
         {"mode": "base", "r": "0.500 [0.250, 0.750]"},
         {"mode": "rho", "r": "0.875"},
     ]
+
+
+def test_embeddings_are_cached_on_disk_per_checkpoint_and_split(
+    checkpoint_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.checkpoints import embed_split
+    from dml_core.engine.trainer import Trainer
+
+    monkeypatch.setenv("DML_EXPLORER_PROJECTION_CACHE", str(tmp_path / "cache"))
+    run = checkpoint_root / "toy"
+    Trainer(TrainConfig.from_dict({**preset("toy"), "epochs": 5}), run).run()
+    checkpoint = run / "last.safetensors"
+    first = embed_split(checkpoint, "test")
+    key = projection.projection_key(checkpoint, "test", "embeddings")
+    stored = projection.read_arrays(key)
+    assert stored is not None
+    np.testing.assert_array_equal(stored["embeddings"], first.embeddings)
+    np.testing.assert_array_equal(stored["labels"], first.labels)
+    # A cache hit returns what is on disk (proven by changing it) ...
+    projection.write_arrays(key, embeddings=stored["embeddings"] * 0, labels=stored["labels"])
+    assert not embed_split(checkpoint, "test").embeddings.any()
+    # ... and another split, or a rewritten checkpoint, is computed afresh.
+    assert embed_split(checkpoint, "eval_train").embeddings.any()
+    os.utime(checkpoint, ns=(1, 1))
+    np.testing.assert_allclose(embed_split(checkpoint, "test").embeddings, first.embeddings)
