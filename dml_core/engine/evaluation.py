@@ -6,6 +6,7 @@ split (train classes, test-time transforms) → ρ@k and π metrics, as the pape
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,6 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` → the local CUDA device when present (LOCAL_RANK under torchrun), else CPU."""
     if device == "auto":
         if torch.cuda.is_available():
-            import os
-
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     return torch.device(device)

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,8 @@ class Trainer:
                     self._save("last")
         except Exception as error:
             self.events.write("error", epoch=self.epoch, step=self.step, message=str(error))
+            self.events.close()
+            self.trackers.close()
             raise
         finally:
             if bar is not None:
@@ -563,22 +566,19 @@ class Trainer:
             steps_per_epoch = min(steps_per_epoch, self.config.max_steps_per_epoch)
         return tqdm(total=steps_per_epoch * self.config.epochs, initial=self.step, unit="step")
 
-    def _signals_handled(self) -> Any:
-        trainer = self
-
-        class Handled:
-            def __enter__(self) -> None:
-                self.previous = {}
-                if threading.current_thread() is not threading.main_thread():
-                    return
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    self.previous[signum] = signal.signal(signum, lambda *_: trainer.request_stop())
-
-            def __exit__(self, *exc: Any) -> None:
-                for signum, handler in self.previous.items():
-                    signal.signal(signum, handler)
-
-        return Handled()
+    @contextmanager
+    def _signals_handled(self) -> Iterator[None]:
+        """SIGINT/SIGTERM request a clean stop while ``run`` trains (main thread only: Streamlit
+        runs scripts in other threads, where handlers cannot be installed)."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, lambda *_: self.request_stop())
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 class _EpochBatches:
