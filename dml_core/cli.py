@@ -65,6 +65,7 @@ def _train(args: argparse.Namespace) -> int:
         out = args.out or f"runs/{config.dataset}-{config.loss}-seed{config.seed}"
         trainer = Trainer(config, out, progress=False if args.no_progress else None)
     final = trainer.run()
+    trainer.context.shutdown()
     if trainer.context.is_main:
         print(json.dumps({"out": str(trainer.out_dir), **final}, indent=2))
     return 0

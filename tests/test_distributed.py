@@ -45,6 +45,7 @@ WORKER = textwrap.dedent(
     state = {k: v.numpy() for k, v in trainer.model.state_dict().items()}
     state.update({"loss." + k: v.detach().numpy() for k, v in trainer.loss.state_dict().items()})
     np.savez(sys.argv[2] + f"/rank{trainer.context.rank}.npz", loss=trainer.last_loss.numpy(), **state)
+    trainer.context.shutdown()
     """
 )
 

@@ -41,6 +41,13 @@ class DistContext:
             dist.init_process_group(backend=backend)
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
+    def shutdown(self) -> None:
+        """Wait for every rank, then tear the process group down (a gloo group left alive at
+        interpreter exit can abort the process)."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def local_slice(self, batch: list[int]) -> list[int]:
         """This rank's contiguous part of a global batch."""
         if not self.enabled:
