@@ -7,6 +7,8 @@ zero gradient (the square root is only taken of clamped values), so (a, a) pairs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -39,6 +41,17 @@ def pairwise_distances(x: Tensor) -> Tensor:
 def tuple_distances(x: Tensor, first: Tensor, second: Tensor) -> Tensor:
     """‖x[first] − x[second]‖ row by row, from the differences themselves (exact for tuples)."""
     return safe_sqrt((x[first] - x[second]).pow(2).sum(dim=1))
+
+
+def triplet_violations(
+    x: Tensor,
+    triplets: Tensor,
+    margin: float,
+    distance: Callable[[Tensor, Tensor, Tensor], Tensor] = tuple_distances,
+) -> Tensor:
+    """[d(a,p) − d(a,n) + m]₊ for each (a, p, n) row, with ``distance(x, first, second)``."""
+    anchors, positives, negatives = triplets.unbind(dim=1)
+    return torch.relu(distance(x, anchors, positives) - distance(x, anchors, negatives) + margin)
 
 
 def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:

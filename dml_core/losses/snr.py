@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from dml_core.losses.base import DMLLoss, connected_zero, detached, nonzero_mean, register_loss
+from dml_core.losses.functional import triplet_violations
 
 VARIANCE_EPS = 1e-12
 
@@ -39,12 +40,7 @@ class SNRLoss(DMLLoss):
         if triplets.shape[0] == 0:
             self.stats = {"active_fraction": torch.zeros(())}
             return connected_zero(x)
-        anchors, positives, negatives = triplets.unbind(dim=1)
-        violations = torch.relu(
-            snr_distances(x, anchors, positives)
-            - snr_distances(x, anchors, negatives)
-            + self.margin
-        )
-        regulariser = x[anchors].sum(dim=1).abs().mean()
+        violations = triplet_violations(x, triplets, self.margin, distance=snr_distances)
+        regulariser = x[triplets[:, 0]].sum(dim=1).abs().mean()
         self.stats = {"active_fraction": detached((violations > 0).float().mean())}
         return nonzero_mean(violations) + self.reg_lambda * regulariser

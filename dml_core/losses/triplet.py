@@ -6,7 +6,12 @@ import torch
 from torch import Tensor
 
 from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
-from dml_core.losses.functional import DeviceGenerators, sample_per_row, tuple_distances
+from dml_core.losses.functional import (
+    DeviceGenerators,
+    sample_per_row,
+    triplet_violations,
+    tuple_distances,
+)
 
 
 @register_loss("triplet")
@@ -28,12 +33,7 @@ class TripletLoss(DMLLoss):
         if triplets.shape[0] == 0:
             self.stats = {"active_fraction": torch.zeros(())}
             return connected_zero(x)
-        anchors, positives, negatives = triplets.unbind(dim=1)
-        violations = torch.relu(
-            tuple_distances(x, anchors, positives)
-            - tuple_distances(x, anchors, negatives)
-            + self.margin
-        )
+        violations = triplet_violations(x, triplets, self.margin)
         self.stats = {"active_fraction": detached((violations > 0).float().mean())}
         return violations.mean()
 
@@ -82,9 +82,7 @@ class QuadrupletLoss(DMLLoss):
         anchors, positives, negatives = triplets.unbind(dim=1)
         fourth, has_fourth = self.draw_fourth_samples(labels, triplets)
         positive_distances = tuple_distances(x, anchors, positives)
-        triplet_terms = torch.relu(
-            positive_distances - tuple_distances(x, anchors, negatives) + self.margin_triplet
-        )
+        triplet_terms = triplet_violations(x, triplets, self.margin_triplet)
         quadruplet_terms = torch.relu(
             positive_distances - tuple_distances(x, negatives, fourth) + self.margin_quadruplet
         )
