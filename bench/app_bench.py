@@ -87,8 +87,9 @@ def default_checkpoint(scratch: Path) -> Path:
     glyphs = [p for p in shipped if "glyph" in p.name]
     if glyphs:
         return glyphs[0]
-    from dml_core.config import TrainConfig, preset
+    from dml_core.config import TrainConfig
     from dml_core.engine.trainer import Trainer
+    from dml_core.presets import preset
 
     out = scratch / "glyphs-bench"
     Trainer(TrainConfig.from_dict({**preset("glyphs"), "epochs": 1}), out).run()

@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from dml_core.config import TrainConfig, preset
+from dml_core.config import TrainConfig
 from dml_core.engine.trainer import Trainer
+from dml_core.presets import preset
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The command line: ``train``, ``evaluate``, ``embed`` and ``report``.
+"""The command line: ``train``, ``evaluate``, ``embed``, ``report``, ``import`` and ``export``.
 
 Errors a user can cause (a bad path, an unknown name, an incompatible loss and miner, a foreign
 checkpoint) print one line ``error: …`` and exit with status 2 instead of a traceback.
@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from dml_core.config import PRESETS, TrainConfig, add_config_flags, config_from_args
+from dml_core.config import TrainConfig, add_config_flags
+from dml_core.presets import PRESETS, config_from_args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     add_config_flags(train)
 
     evaluate = commands.add_parser("evaluate", help="all metrics of a checkpoint, as JSON")
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluated = evaluate.add_mutually_exclusive_group(required=True)
+    evaluated.add_argument("--checkpoint")
+    evaluated.add_argument("--embeddings", help="an embedding file: .npz, .npy, .parquet, .csv")
+    evaluate.add_argument("--labels", help="the labels file of .npy embeddings")
+    evaluate.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4, 8], help="Recall@k")
     evaluate.add_argument("--data-root", help="where the dataset lies now (default: as trained)")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--splits", nargs="+", default=["test", "eval_train"])
@@ -45,6 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", help="run directories or folders of runs")
     report.add_argument("--metrics", nargs="+", help="metric keys such as test/recall@1")
     report.add_argument("--out", help="write OUT.md and OUT.csv as well")
+
+    imported = commands.add_parser("import", help="a checkpoint trained elsewhere → .safetensors")
+    imported.add_argument("source", help="official .pth/.tar, a state dict, or .safetensors")
+    imported.add_argument("--out", required=True, help="the .safetensors file to write")
+    imported.add_argument("--arch", help="resnet50, resnet18, small_cnn, mlp (default: inferred)")
+    imported.add_argument("--dataset", help="dataset recorded in the config (evaluate, app)")
+    imported.add_argument("--data-root")
+    imported.add_argument("--no-normalize", action="store_true", help="no L2 normalisation")
+    imported.add_argument("--allow-partial", action="store_true", help="accept missing keys")
+
+    export = commands.add_parser("export", help="embeddings → TensorBoard projector, parquet, CSV")
+    export.add_argument("source", help="a .safetensors checkpoint or an embedding file")
+    export.add_argument("--format", required=True, choices=["tensorboard", "parquet", "csv"])
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--split", default="test", help="the checkpoint's split to embed")
+    export.add_argument("--labels", help="the labels file of .npy embeddings")
+    export.add_argument("--data-root")
+    export.add_argument("--device", default="auto")
     return parser
 
 
@@ -74,6 +97,12 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from dml_core.engine.evaluation import evaluate_checkpoint
 
+    if args.embeddings:
+        from dml_core.interop import evaluate_embeddings, read_embeddings
+
+        record = read_embeddings(args.embeddings, args.labels)
+        print(json.dumps(evaluate_embeddings(record, args.ks), indent=2, sort_keys=True))
+        return 0
     metrics = evaluate_checkpoint(
         args.checkpoint, data_root=args.data_root, device=args.device, splits=tuple(args.splits)
     )
@@ -82,22 +111,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from dml_core.engine.checkpoint import load_checkpoint
-    from dml_core.engine.evaluation import build_split, compute_embeddings, resolve_device
+    from dml_core.engine.evaluation import embed_checkpoint
     from dml_core.io import atomic_save_npz
 
-    device = resolve_device(args.device)
-    model, metadata = load_checkpoint(args.checkpoint, device=device)
-    config = TrainConfig.from_dict(metadata["config"])
-    dataset = build_split(config, args.split, args.data_root)
-    embeddings, labels = compute_embeddings(model, dataset, device=device, amp=config.amp)
+    embedded = embed_checkpoint(
+        args.checkpoint, args.split, data_root=args.data_root, device=args.device
+    )
     atomic_save_npz(
         args.out,
-        embeddings=embeddings.cpu().numpy(),
-        labels=labels,
-        indices=list(range(len(labels))),
+        embeddings=embedded.embeddings.cpu().numpy(),
+        labels=embedded.labels,
+        indices=embedded.indices,
     )
-    print(json.dumps({"out": args.out, "items": len(labels), "dim": int(embeddings.shape[1])}))
+    items, dim = embedded.embeddings.shape
+    print(json.dumps({"out": args.out, "items": int(items), "dim": int(dim)}))
     return 0
 
 
@@ -115,7 +142,46 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "embed": _embed, "report": _report}
+def _import(args: argparse.Namespace) -> int:
+    from dml_core.interop import import_checkpoint
+
+    result = import_checkpoint(
+        args.source,
+        args.out,
+        arch=args.arch,
+        normalize=False if args.no_normalize else None,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        allow_partial=args.allow_partial,
+    )
+    print(json.dumps(result.summary(), indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dml_core.interop import export
+
+    files = export(
+        args.source,
+        args.format,
+        args.out,
+        split=args.split,
+        data_root=args.data_root,
+        device=args.device,
+        labels=args.labels,
+    )
+    print(json.dumps({"out": args.out, "files": [str(f) for f in files]}, indent=2))
+    return 0
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "embed": _embed,
+    "report": _report,
+    "import": _import,
+    "export": _export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """``TrainConfig``: every hyper-parameter of a run, its presets, and JSON/YAML/CLI round trips.
 
 Precedence when a run is configured: dataclass defaults < ``--preset`` < ``--config FILE`` < explicit flags.
-The defaults are the paper's fair protocol (Roth et al. 2020, §4 / DESIGN.md §5) with the margin loss.
+The defaults are the paper's fair protocol (Roth et al. 2020, §4 / docs/DESIGN.md §5) with the margin loss.
 """
 
 from __future__ import annotations
@@ -14,27 +14,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-PAPER_DATASETS = {"cub200": 150, "cars196": 150, "sop": 100}
-"""Epochs of the paper's protocol per dataset."""
-
-PAPER_PUSH_PROBABILITY = {"cub200": 0.35, "cars196": 0.35, "sop": 0.15}
-"""The official code's ρ (rho_distance) push probabilities per dataset."""
-
-TRIPLET_MINER_LOSSES = ("margin", "triplet", "contrastive", "snr", "quadruplet")
-OTHER_LOSSES = (
-    "multisimilarity",
-    "lifted",
-    "npair",
-    "angular",
-    "proxynca",
-    "softmax",
-    "arcface",
-    "softtriple",
-    "histogram",
-)
-LOSS_MINER = {"npair": "npair", "angular": "npair", "lifted": "lifted"}
-"""Which miner each non-triplet loss takes under the paper's protocol (absent: none)."""
 
 
 @dataclass
@@ -147,91 +126,6 @@ class TrainConfig:
         atomic_write_json(path, self.to_dict())
 
 
-def _paper_preset(dataset: str, loss: str, push_probability: float = 0.0) -> dict[str, Any]:
-    """DESIGN.md §5: ResNet50 (frozen BN), 128-d, Adam 1e-5, wd 4e-4, batch 112, 2 per class."""
-    return {
-        "dataset": dataset,
-        "arch": "resnet50",
-        "pretrained": "imagenet",
-        "frozen_bn": True,
-        "embed_dim": 128,
-        "loss": loss,
-        "miner": "distance" if loss in TRIPLET_MINER_LOSSES else LOSS_MINER.get(loss),
-        "rho": push_probability,
-        "sampler": "class_random",
-        "samples_per_class": 2,
-        "batch_size": 112,
-        "epochs": PAPER_DATASETS[dataset],
-        "optimizer": "adam",
-        "lr": 1e-5,
-        "weight_decay": 4e-4,
-        "num_workers": 8,
-        "image_size": 224,
-    }
-
-
-def _build_presets() -> dict[str, dict[str, Any]]:
-    presets: dict[str, dict[str, Any]] = {
-        "glyphs": {
-            "dataset": "glyphs",
-            "arch": "small_cnn",
-            "pretrained": None,
-            "frozen_bn": False,
-            "embed_dim": 128,
-            "loss": "margin",
-            "miner": "distance",
-            "sampler": "class_random",
-            "samples_per_class": 2,
-            "batch_size": 112,
-            "epochs": 8,
-            "eval_every": 2,
-            "optimizer": "adam",
-            "lr": 1e-3,
-            "weight_decay": 4e-4,
-            "num_workers": 0,
-            "val_classes": 0.0,
-        },
-        # The paper's toy as published (its base run): every triplet of a random batch of 24,
-        # loss mean d(a,p) + mean relu(0.1 − d(a,n)), Adam 0.03, 200 iterations (one per epoch).
-        "toy": {
-            "dataset": "toy_diagonal",
-            "arch": "mlp",
-            "embed_dim": 2,
-            "frozen_bn": False,
-            "loss": "contrastive",
-            "loss_options": {"pos_margin": 0.0, "neg_margin": 0.1},
-            "miner": "all",
-            "batch_size": 24,
-            "sampler": "random",
-            "samples_per_class": 1,
-            "epochs": 200,
-            "max_steps_per_epoch": 1,
-            "eval_every": 50,
-            "checkpoint_every": 50,
-            "eval_ks": [1],
-            "optimizer": "adam",
-            "lr": 0.03,
-            "weight_decay": 0.0,
-            "snapshots": "off",
-        },
-    }
-    for dataset, push in PAPER_PUSH_PROBABILITY.items():
-        for loss in TRIPLET_MINER_LOSSES + OTHER_LOSSES:
-            presets[f"paper-{dataset}-{loss}"] = _paper_preset(dataset, loss)
-        for loss in TRIPLET_MINER_LOSSES:
-            presets[f"paper-{dataset}-{loss}-rho"] = _paper_preset(dataset, loss, push)
-    return presets
-
-
-PRESETS = _build_presets()
-
-
-def preset(name: str) -> dict[str, Any]:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    return dict(PRESETS[name])
-
-
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML file of TrainConfig fields."""
     path = Path(path)
@@ -305,15 +199,3 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs["type"] = _optional(base) if optional else base
         group.add_argument(_flag(f.name), **kwargs)
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = {}
-    if getattr(args, "preset", None):
-        values.update(preset(args.preset))
-    if getattr(args, "config", None):
-        values.update(load_config_file(args.config))
-    for f in dataclasses.fields(TrainConfig):
-        if hasattr(args, f.name):
-            values[f.name] = getattr(args, f.name)
-    return TrainConfig.from_dict(values)

@@ -165,7 +165,7 @@ def build_model(
     """
     if embed_dim < 1:
         raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
-    backbone, feature_dim = ARCHS[arch](in_channels)
+    backbone, feature_dim = ARCHS.build(arch, in_channels)
     if pretrained is True or pretrained == "imagenet":
         load_backbone_weights(backbone, imagenet_weights_file(arch))
     elif pretrained:

@@ -20,7 +20,7 @@ import numpy as np
 
 from dml_core.config import TrainConfig
 from dml_core.engine.events import read_events
-from dml_core.engine.trainer import LOWER_IS_BETTER
+from dml_core.metrics.direction import lower_is_better
 
 DEFAULT_METRICS = (
     "test/recall@1",
@@ -73,7 +73,7 @@ def load_run(path: Path) -> Run:
 
 
 def _best_epoch_row(history: list[dict[str, float]], metric: str) -> dict[str, float]:
-    lower = metric.split("/")[-1] in LOWER_IS_BETTER
+    lower = lower_is_better(metric)
     scored = [row for row in history if math.isfinite(row.get(metric, math.nan))]
     if not scored:
         return history[-1]
@@ -89,7 +89,7 @@ def protocol_values(
     paper = {}
     at_best_test = _best_epoch_row(run.history, f"test/{selection_metric}")
     for metric in metrics:
-        if metric.startswith("test/") and metric.split("/")[-1] not in LOWER_IS_BETTER:
+        if metric.startswith("test/") and not lower_is_better(metric):
             paper[metric] = _best_epoch_row(run.history, metric).get(metric, math.nan)
         else:
             paper[metric] = at_best_test.get(metric, math.nan)

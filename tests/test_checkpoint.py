@@ -133,3 +133,83 @@ def test_a_header_length_that_looks_like_a_pickle_opcode_is_still_read(tmp_path:
         pytest.fail("no padding gave the header length 0x…0280")
     assert path.read_bytes()[:2] == b"\x80\x02"
     assert read_metadata(path)["epoch"] == 3
+
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "checkpoint_v1_toy.safetensors"
+
+
+def test_a_checkpoint_written_before_the_trainer_split_still_opens_and_scores_the_same() -> None:
+    """``checkpoints/toy-base.safetensors`` as committed before engine/assembly.py existed."""
+    from dml_core.config import TrainConfig
+    from dml_core.engine.evaluation import embed_checkpoint, evaluate_checkpoint
+
+    metadata = read_metadata(FIXTURE_V1)
+    assert metadata["format_version"] == 1 and metadata["kind"] == "last"
+    assert metadata["selected_on"] == "test" and metadata["dataset"]["name"] == "toy_diagonal"
+    assert TrainConfig.from_dict(metadata["config"]).dataset == "toy_diagonal"
+    model, _ = load_checkpoint(FIXTURE_V1)
+    assert model(torch.rand(5, 2)).shape == (5, 2)
+    embedded = embed_checkpoint(FIXTURE_V1, "test", device="cpu")
+    assert tuple(embedded.embeddings.shape) == (60, 2) and len(embedded.labels) == 60
+    # Its stored history was computed on these weights at the time it was written.
+    stored = metadata["history"][-1]
+    metrics = evaluate_checkpoint(FIXTURE_V1, device="cpu")
+    for key in ("test/recall@1", "test/map@r", "test/nmi", "test/f1"):
+        assert metrics[key] == stored[key], key
+    for key in ("test/rho@1", "test/pi_ratio", "train/rho@1", "train/pi_ratio"):
+        assert metrics[key] == pytest.approx(stored[key], rel=1e-5), key
+
+
+def test_train_state_round_trip(tmp_path: Path) -> None:
+    from dml_core.engine.checkpoint import (
+        STATE_FILE,
+        TrainState,
+        read_resume_point,
+        run_header,
+        save_run_checkpoint,
+    )
+
+    model = build_model("mlp", 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.rand(4, 2)).sum().backward()
+    optimizer.step()
+    loss = torch.nn.Module()
+    loss.beta = torch.nn.Parameter(torch.full((3,), 1.2))
+    best = {"metric": "val/recall@1", "value": 0.5, "epoch": 2}
+    header = run_header(
+        "last",
+        config={"dataset": "toy_diagonal", "data_root": None},
+        model_config=model.config(),
+        class_names={"train": ["a", "b"], "test": ["c", "d"]},
+        epoch=3,
+        step=7,
+        history=[{"epoch": 2, "val/recall@1": 0.5}],
+        best=best,
+    )
+    state = TrainState(
+        epoch=3,
+        batch_in_epoch=1,
+        step=7,
+        optimizer=optimizer.state_dict(),
+        scheduler={},
+        torch_rng=torch.get_rng_state(),
+        miner_rng=torch.Generator().manual_seed(5).get_state(),
+        best_value=0.5,
+        best_epoch=2,
+    )
+    with pytest.raises(FileNotFoundError, match=STATE_FILE):
+        read_resume_point(tmp_path)
+    save_run_checkpoint(tmp_path, header, model, loss, state)
+    assert read_metadata(tmp_path / "last.safetensors")["selected_on"] == "val"
+    point = read_resume_point(tmp_path)
+    assert point.history == [{"epoch": 2, "val/recall@1": 0.5}]
+    assert torch.equal(point.loss["beta"], torch.full((3,), 1.2))
+    assert point.model.keys() == model.state_dict().keys()
+    assert (point.state.epoch, point.state.batch_in_epoch, point.state.step) == (3, 1, 7)
+    assert torch.equal(point.state.torch_rng, state.torch_rng)
+    assert torch.equal(point.state.miner_rng, state.miner_rng)
+    restored = torch.optim.Adam(model.parameters(), lr=0.1)
+    restored.load_state_dict(point.state.optimizer)
+    assert torch.equal(
+        restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )

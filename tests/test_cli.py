@@ -53,6 +53,7 @@ def test_embed_writes_npz(toy_runs: Path, tmp_path: Path) -> None:
         assert data["embeddings"].shape == (60, 2)
         assert np.allclose(np.linalg.norm(data["embeddings"], axis=1), 1.0, atol=1e-5)
         assert sorted(set(data["labels"].tolist())) == [0, 1, 2, 3]
+        assert data["indices"].tolist() == list(range(60))
 
 
 def test_report_groups_seeds_under_both_protocols(toy_runs: Path, tmp_path: Path) -> None:
@@ -74,3 +75,16 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2 and "does not exist" in result.stderr
     result = run_cli("train", "--preset", "nope")
     assert result.returncode == 2 and "valid presets" in result.stderr
+
+
+def test_miner_none_with_rho_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A triplet loss given no miner is told it needs one (not that it "mines internally")."""
+    out = tmp_path / "x"
+    args = ["train", "--preset", "toy", "--loss", "margin", "--miner", "none", "--rho", "0.3"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: margin needs triplet tuples from a miner")
+    assert "--miner none gives no tuples" in error and "mines internally" not in error
+    assert not out.exists()

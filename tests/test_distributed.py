@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from dml_core.config import TrainConfig, preset
+from dml_core.config import TrainConfig
 from dml_core.engine.trainer import Trainer
+from dml_core.presets import preset
 
 CONFIG = {
     **preset("toy"),

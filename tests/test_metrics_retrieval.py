@@ -98,7 +98,7 @@ def random_labelled_points(
 def brute_force_retrieval(
     points: np.ndarray, labels: np.ndarray, ks: tuple[int, ...]
 ) -> dict[str, float]:
-    """Explicit per-query loops over a float64 distance matrix, straight from DESIGN.md §3."""
+    """Explicit per-query loops over a float64 distance matrix, straight from docs/DESIGN.md §3."""
     points = points.astype(np.float64)
     distances = np.sqrt(((points[:, None, :] - points[None, :, :]) ** 2).sum(-1))
     recalls = {k: [] for k in ks}

@@ -232,7 +232,10 @@ def test_build_miner_errors():
             ValueError, match=rf"needs a triplet miner .* '{name}' gives {name} tuples"
         ):
             build_miner(name, rho=0.2)
-    with pytest.raises(ValueError, match=r"no hyper-parameter cutoff; valid: .*lower_cutoff"):
+    with pytest.raises(
+        ValueError,
+        match=r"miner .distance. has no option cutoff; valid options: generator, lower_cutoff, seed$",
+    ):
         build_miner("distance", cutoff=0.3)
     with pytest.raises(ValueError, match="either seed or generator"):
         build_miner("random", seed=1, generator=torch.Generator())

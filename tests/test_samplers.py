@@ -189,6 +189,28 @@ def test_unknown_names_and_options_are_listed() -> None:
         build_sampler("nope", uneven_labels(), 12, 3)
     with pytest.raises(ValueError, match="pool_multiplier"):
         build_sampler("greedy_coreset", uneven_labels(), 12, 3, pool_size=3)
+    # The options of every class up the hierarchy, without what build_sampler itself passes.
+    with pytest.raises(
+        ValueError,
+        match=r"sampler 'disthist_batchmatch' has no option bins; "
+        r"valid options: num_bins, num_candidates, reference_size$",
+    ):
+        build_sampler("disthist_batchmatch", uneven_labels(), 12, 3, bins=3)
+    with pytest.raises(
+        ValueError, match=r"sampler 'random' has no option x; valid options: \(none\)"
+    ):
+        build_sampler("random", uneven_labels(), 12, 3, x=1)
+
+
+def test_options_reach_the_class_that_names_them() -> None:
+    sampler = build_sampler(
+        "disthist_batchmatch", uneven_labels(), 12, 3, seed=4, num_bins=7, num_candidates=2
+    )
+    assert (sampler.num_bins, sampler.num_candidates, sampler.seed) == (7, 2, 4)
+    assert sampler.reference_size == min(1024, len(uneven_labels()))
+    assert build_sampler("class_random", uneven_labels(), 12, 3, distinct_classes=False).name == (
+        "class_random"
+    )
 
 
 def farthest_point_reference(points: np.ndarray, first: int, count: int) -> list[int]:

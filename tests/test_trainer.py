@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dml_core.config import TrainConfig, preset
+from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import load_checkpoint, load_tensors, read_metadata
 from dml_core.engine.events import read_events
 from dml_core.engine.trainer import NonFiniteLossError, Trainer
+from dml_core.presets import preset
 
 TINY_GLYPHS = {
     **preset("glyphs"),
@@ -193,3 +194,68 @@ def test_resume_after_kill_9_finishes_the_run(tmp_path: Path) -> None:
     assert len(starts) == 2 and starts[1]["step"] >= killed_at
     assert events[-1]["kind"] == "done" and events[-1]["step"] == 600
     assert read_metadata(out / "last.safetensors")["step"] == 600
+
+
+def test_the_callers_config_is_not_changed(tmp_path: Path) -> None:
+    """The resolved dataset options go into the run's own config (config.json), not the caller's."""
+    config = TrainConfig.from_dict({**TINY_GLYPHS, "epochs": 1})
+    before = config.to_dict()
+    trainer = Trainer(config, tmp_path)
+    assert config.to_dict() == before
+    assert trainer.config is not config
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert set(saved["dataset_options"]) > set(before["dataset_options"])
+
+
+# Measured on the code before the trainer was split (engine/assembly.py, engine/checkpoint.py), with
+# one CPU thread: a refactoring that changes the order of construction (RNG draws), the batches
+# or the loop changes these numbers.
+PINNED_TOY = {
+    50: {"test/recall@1": 0.65, "test/map@r": 0.3491926591926592,
+         "train/rho@1": 0.45401072793182157, "train/pi_ratio": 0.015065723420408806},
+    100: {"test/recall@1": 0.4666666666666667, "test/map@r": 0.2918383336240479,
+          "train/rho@1": 0.4409377735408338, "train/pi_ratio": 0.012277799064785258},
+    150: {"test/recall@1": 0.7, "test/map@r": 0.42985448414019845,
+          "train/rho@1": 0.31773899295457514, "train/pi_ratio": 0.010137574487881044},
+    200: {"test/recall@1": 0.65, "test/map@r": 0.46254117905903613,
+          "train/rho@1": 0.37405658193239255, "train/pi_ratio": 0.007784244108914267},
+}  # fmt: skip
+PINNED_GLYPHS = {
+    1: {"test/recall@1": 0.25, "test/map@r": 0.13275226757369615,
+        "train/rho@1": 1.219847774038417, "train/pi_ratio": 1.9429721790807328},
+    2: {"test/recall@1": 0.3541666666666667, "test/map@r": 0.16209608843537415,
+        "train/rho@1": 1.3091148969371125, "train/pi_ratio": 1.4908413607875362},
+}  # fmt: skip
+
+
+def _pinned_run(values: dict) -> Trainer:
+    """Train on one CPU thread: a convolution's sums, hence a CNN run, depend on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(TrainConfig.from_dict({**values, "device": "cpu"}))
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    return trainer
+
+
+def _assert_history(trainer: Trainer, pinned: dict[int, dict[str, float]]) -> None:
+    history = {row["epoch"]: row for row in trainer.history}
+    assert sorted(history) == sorted(pinned)
+    for epoch, expected in pinned.items():
+        got = {key: history[epoch][key] for key in expected}
+        assert got == pytest.approx(expected, rel=1e-6, abs=1e-6), epoch
+
+
+def test_toy_preset_with_a_fixed_seed_gives_the_pinned_metrics() -> None:
+    trainer = _pinned_run(preset("toy"))
+    _assert_history(trainer, PINNED_TOY)
+    assert float(trainer.last_loss) == pytest.approx(0.014512591063976288, rel=1e-6)
+    assert trainer.best == {"metric": "test/recall@1", "value": 0.7, "epoch": 150}
+
+
+def test_glyphs_run_with_a_fixed_seed_gives_the_pinned_metrics() -> None:
+    trainer = _pinned_run({**TINY_GLYPHS, "eval_every": 1, "snapshots": "off"})
+    _assert_history(trainer, PINNED_GLYPHS)
+    assert float(trainer.last_loss) == pytest.approx(0.5856720209121704, rel=1e-6)

@@ -29,11 +29,12 @@ import faiss
 import numpy as np
 import torch
 
-from dml_core.config import TrainConfig, preset
+from dml_core.config import TrainConfig
 from dml_core.data.toy_diagonal import ToyDiagonalDataset
 from dml_core.engine.evaluation import compute_embeddings
 from dml_core.engine.trainer import Trainer
 from dml_core.metrics import leave_one_out_neighbors, singular_value_spectrum
+from dml_core.presets import preset
 
 TOY_MODES = ("base", "paper", "rho", "no_pull")
 TOY_SAMPLERS = ("random", "class_random")

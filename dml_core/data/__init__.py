@@ -32,8 +32,11 @@ def build_dataset(
     transform: Transform | None = None,
     **options: Any,
 ) -> DMLDataset:
-    """``DATASETS[name](root, split, transform, **options)``; ``transform=None`` = the default."""
-    return DATASETS[name](root=root, split=split, transform=transform, **options)
+    """``DATASETS[name](root, split, transform, **options)``; ``transform=None`` = the default.
+
+    An unknown name or option raises one ``ValueError`` listing the valid ones.
+    """
+    return DATASETS.build(name, root=root, split=split, transform=transform, options=options)
 
 
 __all__ = [

@@ -1,16 +1,20 @@
-"""Safe checkpoints (DESIGN.md §6): one ``.safetensors`` file, never pickle.
+"""Safe checkpoints (docs/DESIGN.md §6): one ``.safetensors`` file, never pickle, and the resumable state.
 
 Tensors are stored under ``model.<name>`` and ``loss.<name>`` (the loss's own parameters, such as
 proxies or per-class β, kept apart from the model's). The header's metadata holds one JSON document
-under the key ``dml_explorer``: format version, the full TrainConfig, the model config, dataset name
-and class split, epoch/step, metric history, best metrics and code version. Files are written through
-a temporary file and ``os.replace``, so a crash never leaves a half-written checkpoint in place.
+under the key ``dml_explorer``: format version, code version and the run header that
+``run_header`` lays out (kind, the full TrainConfig, the model config, dataset name, root and class
+split, epoch/step, metric history, best metric). Beside ``last.safetensors``, ``train_state.pt``
+holds what a resumed run needs beyond the weights (``TrainState``: tensors and plain values only,
+read with ``weights_only=True``). Files are written through a temporary file and ``os.replace``,
+so a crash never leaves a half-written file in place.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from dml_core.io import atomic_write
 
 FORMAT_VERSION = 1
 METADATA_KEY = "dml_explorer"
+STATE_FILE = "train_state.pt"
 
 
 class CheckpointError(ValueError):
@@ -134,3 +139,96 @@ def load_checkpoint(
             f"embed_dim={embed_dim}): {str(error).splitlines()[0]}"
         ) from None
     return model.to(device).eval(), metadata
+
+
+# --- a training run's checkpoints ----------------------------------------------------------------
+
+
+def run_header(
+    kind: str,
+    *,
+    config: dict[str, Any],
+    model_config: dict[str, Any],
+    class_names: dict[str, list[str]],
+    epoch: int,
+    step: int,
+    history: list[dict[str, float]],
+    best: dict[str, Any],
+) -> dict[str, Any]:
+    """The metadata of a run's ``<kind>.safetensors`` (``kind``: "best" or "last").
+
+    ``class_names`` maps each split ("train", "test", "val" when held out) to its class names;
+    ``best`` is ``{"metric": "<split>/<name>", "value", "epoch"}``; ``selected_on`` is its split.
+    """
+    return {
+        "kind": kind,
+        "config": config,
+        "model": model_config,
+        "dataset": {"name": config["dataset"], "root": config["data_root"], "classes": class_names},
+        "epoch": epoch,
+        "step": step,
+        "history": history,
+        "best": dict(best),
+        "selected_on": best["metric"].split("/")[0],
+    }
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs beyond the weights: position, optimizer, scheduler, RNG streams."""
+
+    epoch: int
+    batch_in_epoch: int
+    """Steps completed in ``epoch`` (the sampler skips that many batches on resume)."""
+    step: int
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    """Empty when the run has no scheduler."""
+    torch_rng: torch.Tensor
+    miner_rng: torch.Tensor
+    best_value: float | None
+    best_epoch: int | None
+
+
+@dataclass
+class ResumePoint:
+    """A run directory's ``last.safetensors`` and ``train_state.pt``, read back."""
+
+    model: dict[str, torch.Tensor]
+    loss: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    state: TrainState
+
+
+def save_run_checkpoint(
+    run_dir: str | Path,
+    header: dict[str, Any],
+    model: torch.nn.Module,
+    loss: torch.nn.Module,
+    state: TrainState | None = None,
+) -> Path:
+    """Write ``<run_dir>/<header["kind"]>.safetensors`` and, given ``state``, ``train_state.pt``."""
+    run_dir = Path(run_dir)
+    path = save_checkpoint(run_dir / f"{header['kind']}.safetensors", model, header, loss=loss)
+    if state is not None:
+        values = {f.name: getattr(state, f.name) for f in fields(TrainState)}
+        atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(values, tmp))
+    return path
+
+
+def read_resume_point(run_dir: str | Path) -> ResumePoint:
+    """The weights, history and ``TrainState`` to continue the run in ``run_dir`` (no pickle)."""
+    run_dir = Path(run_dir)
+    last = run_dir / "last.safetensors"
+    state_path = run_dir / STATE_FILE
+    if not last.exists() or not state_path.exists():
+        raise FileNotFoundError(
+            f"cannot resume {run_dir}: expected last.safetensors and {STATE_FILE} there"
+        )
+    values = torch.load(state_path, map_location="cpu", weights_only=True)
+    return ResumePoint(
+        model=load_tensors(last, "model"),
+        loss=load_tensors(last, "loss"),
+        history=list(read_metadata(last)["history"]),
+        state=TrainState(**{f.name: values[f.name] for f in fields(TrainState)}),
+    )

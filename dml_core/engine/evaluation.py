@@ -1,13 +1,15 @@
 """Embedding a split and scoring it: shared by the trainer, ``python -m dml_core evaluate`` and the app.
 
 Test split → retrieval metrics (Recall@k, MAP@R, …) and embedding-space metrics; the ``eval_train``
-split (train classes, test-time transforms) → ρ@k and π metrics, as the paper computes them (DESIGN.md §3).
+split (train classes, test-time transforms) → ρ@k and π metrics, as the paper computes them
+(docs/DESIGN.md §3).
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from dml_core.config import TrainConfig
-from dml_core.data import build_dataset
-from dml_core.data.subset import ClassSubset, split_validation_classes
+from dml_core.data.splits import build_split
+from dml_core.engine.checkpoint import load_checkpoint
+from dml_core.io import atomic_save_npz
 from dml_core.metrics import embedding_space_metrics, retrieval_metrics
 
 SNAPSHOT_MAX_POINTS = 5000
@@ -41,28 +44,6 @@ def autocast_context(device: torch.device, amp: str) -> Any:
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def build_split(config: TrainConfig, split: str, data_root: str | None = None) -> Any:
-    """The dataset of ``split`` in {"train", "test", "eval_train", "val"} as ``config`` describes it.
-
-    With ``config.val_classes > 0`` the last fraction of the train classes forms ``val`` (test-time
-    transforms) and is removed from ``train`` and ``eval_train``.
-    """
-    options = dict(config.dataset_options)
-    if config.image_size is not None:
-        options["image_size"] = config.image_size
-    root = data_root if data_root is not None else config.data_root
-    base_split = {"val": "eval_train"}.get(split, split)
-    dataset = build_dataset(config.dataset, root=root, split=base_split, **options)
-    if config.val_classes > 0 and split != "test":
-        train_classes, val_classes = split_validation_classes(
-            dataset.num_classes, config.val_classes
-        )
-        dataset = ClassSubset(dataset, val_classes if split == "val" else train_classes)
-    elif split == "val":
-        raise ValueError("there is no validation split: the run was configured with val_classes=0")
-    return dataset
 
 
 def in_memory_inputs(dataset: Any) -> torch.Tensor | None:
@@ -90,14 +71,25 @@ def compute_embeddings(
     batch_size: int = 256,
     num_workers: int = 0,
     amp: str = "auto",
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Embeddings (float32, on ``device``) of every item in dataset order, and the labels."""
+    return_indices: bool = False,
+) -> tuple[torch.Tensor, np.ndarray] | tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Embeddings (float32, on ``device``) of every readable item in dataset order, their labels
+    and, with ``return_indices``, their dataset indices. An item whose file proves unreadable comes
+    back as another item; it is dropped (one ``CorruptImageWarning`` with the count), never scored
+    under its own label (``dml_core.data.base.readable_positions``)."""
+    from dml_core.data.base import readable_positions
+
     was_training = model.training
     model.eval()
+    returned: list[torch.Tensor] = []
     try:
         inputs = in_memory_inputs(dataset)
         if inputs is not None:
-            batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+            positions = torch.arange(len(inputs))
+            batches = [
+                (inputs[i : i + batch_size], positions[i : i + batch_size])
+                for i in range(0, len(inputs), batch_size)
+            ]
         else:
             loader = DataLoader(
                 dataset,
@@ -106,10 +98,11 @@ def compute_embeddings(
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
             )
-            batches = (batch[0] for batch in loader)
+            batches = ((batch[0], batch[2]) for batch in loader)
         memory_format = _memory_format(model)
         chunks = []
-        for batch in batches:
+        for batch, indices in batches:
+            returned.append(indices)
             batch = batch.to(device, non_blocking=True)
             if batch.dim() == 4:
                 batch = batch.contiguous(memory_format=memory_format)
@@ -118,7 +111,11 @@ def compute_embeddings(
         embeddings = torch.cat(chunks) if chunks else torch.empty(0, 0, device=device)
     finally:
         model.train(was_training)
-    return embeddings, np.asarray(dataset.labels)
+    kept = readable_positions(dataset, torch.cat(returned).numpy() if returned else np.arange(0))
+    if len(kept) < len(embeddings):
+        embeddings = embeddings[torch.as_tensor(kept, device=embeddings.device)]
+    labels = np.asarray(dataset.labels)[kept]
+    return (embeddings, labels, kept) if return_indices else (embeddings, labels)
 
 
 def split_metrics(
@@ -141,6 +138,66 @@ def subsample_indices(
     return np.sort(np.random.default_rng(seed).choice(num_items, size=max_points, replace=False))
 
 
+def write_snapshot(
+    path: Path,
+    embeddings: torch.Tensor,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    epoch: int,
+) -> None:
+    """An ``.npz`` of the test embeddings at ``indices`` (``subsample_indices``): arrays
+    ``embeddings`` (n, d) float32, ``labels`` (n,), ``indices`` (n,) into the test split, ``epoch``."""
+    atomic_save_npz(
+        path,
+        embeddings=embeddings[torch.as_tensor(indices, device=embeddings.device)].cpu().numpy(),
+        labels=labels[indices],
+        indices=indices,
+        epoch=np.array(epoch),
+    )
+
+
+@dataclass(frozen=True)
+class CheckpointEmbeddings:
+    """One split of a checkpoint's dataset embedded, with the dataset and the run's config."""
+
+    embeddings: torch.Tensor
+    """float32 (N, d) on the device the checkpoint was embedded on."""
+    labels: np.ndarray
+    indices: np.ndarray
+    """Dataset index of each row (unreadable items are dropped, see ``compute_embeddings``)."""
+    dataset: Any
+    config: TrainConfig
+
+
+def embed_checkpoint(
+    path: str | Path,
+    split: str,
+    *,
+    data_root: str | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
+    amp: str | None = None,
+) -> CheckpointEmbeddings:
+    """Checkpoint → its TrainConfig → ``split`` of its dataset → model → embeddings.
+
+    ``data_root`` overrides the dataset root stored in the checkpoint; ``batch_size`` and ``amp``
+    default to the run's (``eval_batch_size``, ``amp``).
+    """
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    model, metadata = load_checkpoint(path, device=torch_device)
+    config = TrainConfig.from_dict(metadata["config"])
+    dataset = build_split(config, split, data_root)
+    embeddings, labels, indices = compute_embeddings(
+        model,
+        dataset,
+        device=torch_device,
+        batch_size=config.eval_batch_size if batch_size is None else batch_size,
+        amp=config.amp if amp is None else amp,
+        return_indices=True,
+    )
+    return CheckpointEmbeddings(embeddings, labels, np.asarray(indices), dataset, config)
+
+
 def evaluate_checkpoint(
     path: str | Path,
     *,
@@ -150,17 +207,13 @@ def evaluate_checkpoint(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Every metric of a checkpoint on ``splits`` (keys ``test/…``, ``train/…``)."""
-    from dml_core.engine.checkpoint import load_checkpoint
-
-    torch_device = resolve_device(device)
-    model, metadata = load_checkpoint(path, device=torch_device)
-    config = TrainConfig.from_dict(metadata["config"])
     metrics: dict[str, float] = {}
     for split in splits:
-        dataset = build_split(config, split, data_root)
-        embeddings, labels = compute_embeddings(
-            model, dataset, device=torch_device, batch_size=batch_size, amp=config.amp
+        embedded = embed_checkpoint(
+            path, split, data_root=data_root, device=device, batch_size=batch_size
         )
         name = "train" if split == "eval_train" else split
-        metrics.update(split_metrics(name, embeddings, labels, config.eval_ks))
+        metrics.update(
+            split_metrics(name, embedded.embeddings, embedded.labels, embedded.config.eval_ks)
+        )
     return metrics

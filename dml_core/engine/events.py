@@ -1,7 +1,7 @@
 """``events.jsonl``: one JSON object per line, flushed per line so the app can tail a live run.
 
 Every event has ``t`` (Unix time) and ``kind`` in {"start", "step", "epoch", "eval", "done", "error"}
-(DESIGN.md §6). A reader tolerates a half-written last line.
+(docs/DESIGN.md §6). A reader tolerates a half-written last line.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""The loss base class ``DMLLoss`` and the ``LOSSES`` registry."""
+"""The loss base class ``DMLLoss`` and the ``LOSSES`` registry (``@LOSSES.register("name")``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -11,18 +10,6 @@ from torch import Tensor, nn
 from dml_core.registry import Registry
 
 LOSSES = Registry("loss")
-
-LossClass = TypeVar("LossClass", bound=type["DMLLoss"])
-
-
-def register_loss(name: str) -> Callable[[LossClass], LossClass]:
-    """Class decorator: register under ``name`` in ``LOSSES`` and record the name on the class."""
-
-    def add(cls: LossClass) -> LossClass:
-        cls.name = name
-        return LOSSES.register(name)(cls)
-
-    return add
 
 
 class DMLLoss(nn.Module):
@@ -33,6 +20,8 @@ class DMLLoss(nn.Module):
     ``miner_kind`` says which tuples the loss consumes ("triplet", "npair", "lifted"), or None when
     it uses all pairs, mines internally or is proxy-based; ``requires_miner`` and ``accepts_rho``
     follow from it. ``stats`` holds detached 0-dim tensors refreshed by each forward.
+    An empty tuple set (the miner found no rows) gives ``zero_loss`` and ``empty_stats()`` here,
+    so ``compute_loss`` of a tuple loss always sees at least one row.
     ``param_lr`` is the default learning rate of the loss's own parameters (None: it has none).
     """
 
@@ -77,11 +66,27 @@ class DMLLoss(nn.Module):
             raise ValueError(f"expected triplets of shape T×3, got {tuple(triplets.shape)}")
         compute_dtype = torch.promote_types(embeddings.dtype, torch.float32)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            return self.compute_loss(embeddings.to(compute_dtype), labels, triplets)
+            x = embeddings.to(compute_dtype)
+            if triplets is not None and triplets.shape[0] == 0:
+                self.stats = self.empty_stats()
+                return self.zero_loss(x)
+            return self.compute_loss(x, labels, triplets)
 
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         """The loss on full-precision embeddings ``x``; implemented by each loss."""
         raise NotImplementedError
+
+    def empty_stats(self) -> dict[str, Tensor]:
+        """``stats`` of a batch without tuples: the loss's own keys at their empty-batch values."""
+        return {}
+
+    def zero_loss(self, x: Tensor) -> Tensor:
+        """0, connected to ``x`` and to every parameter of the loss, so ``backward`` gives each of
+        them a zero gradient (not None: DDP and the optimizers see every parameter used)."""
+        zero = connected_zero(x)
+        for parameter in self.parameters():
+            zero = zero + 0.0 * parameter.sum()
+        return zero
 
 
 def connected_zero(x: Tensor) -> Tensor:

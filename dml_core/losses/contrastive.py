@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
-from dml_core.losses.functional import tuple_distances
+from dml_core.distances import tuple_distances
+from dml_core.losses.base import LOSSES, DMLLoss, detached
 
 
-@register_loss("contrastive")
+@LOSSES.register("contrastive")
 class ContrastiveLoss(DMLLoss):
     """L = w₊ · mean_T [d(a,p) − m₊]₊ + mean_T [m₋ − d(a,n)]₊ (Hadsell et al. 2006), Euclidean d.
 
@@ -34,11 +34,11 @@ class ContrastiveLoss(DMLLoss):
         self.pos_weight = pos_weight
         self.neg_margin = neg_margin
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"negative_active_fraction": torch.zeros(())}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"negative_active_fraction": torch.zeros(())}
-            return connected_zero(x)
         anchors, positives, negatives = triplets.unbind(dim=1)
         positive_terms = torch.relu(tuple_distances(x, anchors, positives) - self.pos_margin)
         negative_terms = torch.relu(self.neg_margin - tuple_distances(x, anchors, negatives))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
+from dml_core.losses.base import LOSSES, DMLLoss, connected_zero, detached
 
 
-@register_loss("histogram")
+@LOSSES.register("histogram")
 class HistogramLoss(DMLLoss):
     """L = Σ_r h⁻_r Φ⁺_r: the probability that a negative pair is more similar than a positive one.
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
-from dml_core.losses.functional import masked_logsumexp, pairwise_distances
+from dml_core.distances import pairwise_distances
+from dml_core.losses.base import LOSSES, DMLLoss, detached
+from dml_core.losses.functional import masked_logsumexp
 
 
 def rows_to_masks(triplets: Tensor, size: int) -> tuple[Tensor, Tensor]:
@@ -19,7 +20,7 @@ def rows_to_masks(triplets: Tensor, size: int) -> tuple[Tensor, Tensor]:
     return positive_mask, negative_mask
 
 
-@register_loss("lifted")
+@LOSSES.register("lifted")
 class LiftedStructureLoss(DMLLoss):
     """L = mean_a [log Σ_{p∈Pₐ} e^{d(a,p)} + log Σ_{n∈Nₐ} e^{m − d(a,n)}]₊ + w · mean_i ‖xᵢ‖.
 
@@ -36,11 +37,11 @@ class LiftedStructureLoss(DMLLoss):
         self.margin = margin
         self.l2_weight = l2_weight
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"num_anchors": torch.zeros((), dtype=torch.long)}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"num_anchors": torch.zeros((), dtype=torch.long)}
-            return connected_zero(x)
         positive_mask, negative_mask = rows_to_masks(triplets, x.shape[0])
         anchors = positive_mask.any(dim=1) & negative_mask.any(dim=1)
         distances = pairwise_distances(x)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
-from dml_core.losses.functional import tuple_distances
+from dml_core.distances import tuple_distances
+from dml_core.losses.base import LOSSES, DMLLoss, detached
 
 
-@register_loss("margin")
+@LOSSES.register("margin")
 class MarginLoss(DMLLoss):
     """L = Σ_T ([d(a,p) − β_{y_a} + m]₊ + [β_{y_a} − d(a,n) + m]₊) / #(non-zero terms).
 
@@ -31,12 +31,11 @@ class MarginLoss(DMLLoss):
         self.beta = nn.Parameter(torch.full((self.num_classes,), float(beta)))
         self.param_lr = beta_lr
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"active_fraction": torch.zeros(()), "beta_mean": detached(self.beta.mean())}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        beta_mean = detached(self.beta.mean())
-        if triplets.shape[0] == 0:
-            self.stats = {"active_fraction": torch.zeros(()), "beta_mean": beta_mean}
-            return connected_zero(x) + 0.0 * self.beta.sum()
         anchors, positives, negatives = triplets.unbind(dim=1)
         beta = self.beta.to(x.dtype)[labels[anchors]]
         positive_terms = torch.relu(tuple_distances(x, anchors, positives) - beta + self.margin)
@@ -44,6 +43,6 @@ class MarginLoss(DMLLoss):
         active_terms = (positive_terms > 0).sum() + (negative_terms > 0).sum()
         self.stats = {
             "active_fraction": detached(active_terms / (2.0 * triplets.shape[0])),
-            "beta_mean": beta_mean,
+            "beta_mean": detached(self.beta.mean()),
         }
         return (positive_terms + negative_terms).sum() / active_terms.clamp_min(1)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, detached, register_loss
-from dml_core.losses.functional import label_masks, masked_logsumexp
+from dml_core.distances import label_masks
+from dml_core.losses.base import LOSSES, DMLLoss, detached
+from dml_core.losses.functional import masked_logsumexp
 
 
-@register_loss("multisimilarity")
+@LOSSES.register("multisimilarity")
 class MultiSimilarityLoss(DMLLoss):
     """L = mean_{valid a} [ 1/α log(1 + Σ_{p∈P̃ₐ} e^{−α(S_ap − λ)}) + 1/β log(1 + Σ_{n∈Ñₐ} e^{β(S_an − λ)}) ].
 

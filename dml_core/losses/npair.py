@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
+from dml_core.losses.base import LOSSES, DMLLoss, detached
 from dml_core.losses.functional import masked_logsumexp
 
 
@@ -40,7 +40,7 @@ def npair_term(x: Tensor, positive_of: Tensor, negative_mask: Tensor, has_pair: 
     return mean_log1p_sum_exp(logits, negative_mask, has_pair)
 
 
-@register_loss("npair")
+@LOSSES.register("npair")
 class NPairLoss(DMLLoss):
     """L = mean_a log(1 + Σ_n exp(x_a·x_n − x_a·x_p)) + w · mean_i ‖xᵢ‖ (Sohn 2016, NeurIPS).
 
@@ -56,18 +56,18 @@ class NPairLoss(DMLLoss):
         super().__init__(**sizes)
         self.l2_weight = l2_weight
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"num_pairs": torch.zeros((), dtype=torch.long)}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"num_pairs": torch.zeros((), dtype=torch.long)}
-            return connected_zero(x)
         positive_of, has_pair, negative_mask = pair_rows_to_masks(triplets, x.shape[0])
         self.stats = {"num_pairs": detached(has_pair.sum())}
         loss = npair_term(x, positive_of, negative_mask, has_pair)
         return loss + self.l2_weight * x.norm(dim=1).mean()
 
 
-@register_loss("angular")
+@LOSSES.register("angular")
 class AngularLoss(DMLLoss):
     """L = L_npair + λ · mean_a log(1 + Σ_n exp(f_apn)) + w · mean_i ‖xᵢ‖ (Wang et al. 2017, ICCV).
 
@@ -91,11 +91,11 @@ class AngularLoss(DMLLoss):
         self.angular_weight = angular_weight
         self.l2_weight = l2_weight
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"npair_term": torch.zeros(()), "angular_term": torch.zeros(())}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"npair_term": torch.zeros(()), "angular_term": torch.zeros(())}
-            return connected_zero(x)
         positive_of, has_pair, negative_mask = pair_rows_to_masks(triplets, x.shape[0])
         npair = npair_term(x, positive_of, negative_mask, has_pair)
         unit = F.normalize(x, dim=1)

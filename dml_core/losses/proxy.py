@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dml_core.losses.base import DMLLoss, detached, register_loss
-from dml_core.losses.functional import class_mask, cross_squared_distances, masked_logsumexp
+from dml_core.distances import cross_squared_distances
+from dml_core.losses.base import LOSSES, DMLLoss, detached
+from dml_core.losses.functional import class_mask, masked_logsumexp
 
 
-@register_loss("proxynca")
+@LOSSES.register("proxynca")
 class ProxyNCALoss(DMLLoss):
     """L = mean_i [ ‖x̃ᵢ − p̃_{yᵢ}‖² + log Σ_{c≠yᵢ} exp(−‖x̃ᵢ − p̃_c‖²) ] (Movshovitz-Attias et al. 2017).
 
@@ -43,7 +44,7 @@ class ProxyNCALoss(DMLLoss):
         return per_sample.mean()
 
 
-@register_loss("softtriple")
+@LOSSES.register("softtriple")
 class SoftTripleLoss(DMLLoss):
     """SoftTriple loss (Qian et al. 2019, ICCV), K centres per class:
 

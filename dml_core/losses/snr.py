@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, nonzero_mean, register_loss
+from dml_core.losses.base import LOSSES, DMLLoss, detached, nonzero_mean
 from dml_core.losses.functional import triplet_violations
 
 VARIANCE_EPS = 1e-12
@@ -18,7 +18,7 @@ def snr_distances(x: Tensor, first: Tensor, second: Tensor) -> Tensor:
     return noise_variance / signal_variance
 
 
-@register_loss("snr")
+@LOSSES.register("snr")
 class SNRLoss(DMLLoss):
     """L = Σ_T [d_SNR(a,p) − d_SNR(a,n) + m]₊ / #(non-zero) + λ · mean_T |Σ_k x_{a,k}|.
 
@@ -35,11 +35,11 @@ class SNRLoss(DMLLoss):
         self.margin = margin
         self.reg_lambda = reg_lambda
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"active_fraction": torch.zeros(())}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"active_fraction": torch.zeros(())}
-            return connected_zero(x)
         violations = triplet_violations(x, triplets, self.margin, distance=snr_distances)
         regulariser = x[triplets[:, 0]].sum(dim=1).abs().mean()
         self.stats = {"active_fraction": detached((violations > 0).float().mean())}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dml_core.losses.base import DMLLoss, detached, register_loss
+from dml_core.losses.base import LOSSES, DMLLoss, detached
 from dml_core.losses.functional import class_mask
 
 COSINE_CLAMP = 1e-7
@@ -25,7 +25,7 @@ def class_cosines(x: Tensor, class_weights: Tensor) -> Tensor:
     return F.normalize(x, dim=1) @ F.normalize(class_weights.to(x.dtype), dim=1).T
 
 
-@register_loss("softmax")
+@LOSSES.register("softmax")
 class NormalizedSoftmaxLoss(DMLLoss):
     """L = CE(cos θ / T, y): softmax over cosines to normalised class weights (Zhai & Wu 2019).
 
@@ -52,7 +52,7 @@ class NormalizedSoftmaxLoss(DMLLoss):
         return F.cross_entropy(logits, labels)
 
 
-@register_loss("arcface")
+@LOSSES.register("arcface")
 class ArcFaceLoss(DMLLoss):
     """L = CE(s · [cos θ with the target logit replaced by cos(θ_y + m)], y) (Deng et al. 2019).
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.base import DMLLoss, connected_zero, detached, register_loss
-from dml_core.losses.functional import (
-    DeviceGenerators,
-    sample_per_row,
-    triplet_violations,
-    tuple_distances,
-)
+from dml_core.distances import tuple_distances
+from dml_core.losses.base import LOSSES, DMLLoss, detached
+from dml_core.losses.functional import triplet_violations
+from dml_core.random_draws import DeviceGenerators, sample_per_row
 
 
-@register_loss("triplet")
+@LOSSES.register("triplet")
 class TripletLoss(DMLLoss):
     """L = mean_T [d(a,p) − d(a,n) + m]₊ (Schroff et al. 2015, FaceNet), Euclidean d, m = 0.2.
 
@@ -28,17 +25,17 @@ class TripletLoss(DMLLoss):
         super().__init__(**sizes)
         self.margin = margin
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"active_fraction": torch.zeros(())}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"active_fraction": torch.zeros(())}
-            return connected_zero(x)
         violations = triplet_violations(x, triplets, self.margin)
         self.stats = {"active_fraction": detached((violations > 0).float().mean())}
         return violations.mean()
 
 
-@register_loss("quadruplet")
+@LOSSES.register("quadruplet")
 class QuadrupletLoss(DMLLoss):
     """Quadruplet loss (Chen et al. 2017, CVPR), Euclidean distances as in the official code:
 
@@ -74,11 +71,11 @@ class QuadrupletLoss(DMLLoss):
         )
         return sample_per_row(allowed, None, self.generators.for_device(labels.device))
 
+    def empty_stats(self) -> dict[str, Tensor]:
+        return {"active_fraction": torch.zeros(())}
+
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         assert triplets is not None
-        if triplets.shape[0] == 0:
-            self.stats = {"active_fraction": torch.zeros(())}
-            return connected_zero(x)
         anchors, positives, negatives = triplets.unbind(dim=1)
         fourth, has_fourth = self.draw_fourth_samples(labels, triplets)
         positive_distances = tuple_distances(x, anchors, positives)

@@ -1,4 +1,4 @@
-"""Embedding-space properties that predict generalization (Roth et al., 2020; DESIGN.md §3).
+"""Embedding-space properties that predict generalization (Roth et al., 2020; docs/DESIGN.md §3).
 
 - Spectrum: singular values s of the uncentred X (N×d), descending, normalised s̃ = s / Σs, from
   the d×d Gram matrix XᵀX (O(N·d²)).
@@ -154,7 +154,7 @@ def uniformity(
 def embedding_space_metrics(embeddings: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     """``rho@1``, ``rho@2``, ``pi_intra``, ``pi_inter``, ``pi_ratio``, ``uniformity``.
 
-    Formulas in the module docstring (DESIGN.md §3). ``rho@2`` is NaN when the spectrum has one
+    Formulas in the module docstring (docs/DESIGN.md §3). ``rho@2`` is NaN when the spectrum has one
     value (d = 1); ``pi_intra`` is NaN when no class has two items.
 
     >>> import numpy as np

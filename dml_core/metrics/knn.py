@@ -1,6 +1,6 @@
 """Leave-one-out k-nearest-neighbour search in Euclidean distance, in chunks of queries.
 
-Every item queries all items; the query itself is removed **by index** (DESIGN.md §3): we search
+Every item queries all items; the query itself is removed **by index** (docs/DESIGN.md §3): we search
 k + 1 neighbours and drop the column holding the query's own index, or the last column when the
 query is not among them (exact duplicates and ties can push it out). Memory is O(chunk × k) per
 step on top of the index; no N×N matrix is ever held.

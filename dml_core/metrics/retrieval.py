@@ -1,6 +1,6 @@
 """Zero-shot retrieval and clustering metrics: Recall@k, MAP@R, R-Precision, mAP_c, NMI, F1.
 
-Definitions follow DESIGN.md §3. Retrieval is leave-one-out in Euclidean distance: every item
+Definitions follow docs/DESIGN.md §3. Retrieval is leave-one-out in Euclidean distance: every item
 queries all others, the query removed by index (see :mod:`dml_core.metrics.knn`). For a query of
 class c with n_c items, R = n_c − 1 is the number of other same-class items, rel(i) ∈ {0, 1} says
 whether the i-th neighbour shares the class and P(i) = (1/i)·Σ_{j≤i} rel(j):
@@ -123,7 +123,7 @@ def pair_counting_f1(labels: np.ndarray, clusters: np.ndarray) -> float:
 
 
 def clustering_metrics(inputs: MetricInputs) -> dict[str, float]:
-    """NMI and pair-counting F1 of k-means with K = number of classes (DESIGN.md §3)."""
+    """NMI and pair-counting F1 of k-means with K = number of classes (docs/DESIGN.md §3)."""
     clusters = kmeans_clusters(inputs.embeddings, inputs.num_classes)
     return {
         "nmi": float(normalized_mutual_info_score(inputs.class_index, clusters)),
@@ -236,7 +236,7 @@ def retrieval_metrics(
     """Leave-one-out retrieval and clustering metrics of embeddings (N, d) with labels (N,).
 
     Keys: ``recall@k`` for each k in ``ks``, ``map@r``, ``r_precision``, ``map_c``, ``nmi``, ``f1``
-    (formulas in the module docstring and DESIGN.md §3), and the counts ``num_items``,
+    (formulas in the module docstring and docs/DESIGN.md §3), and the counts ``num_items``,
     ``num_classes``, ``num_lone_queries`` (singleton classes, excluded from the retrieval means),
     ``num_truncated_queries`` (queries whose class has more than ``max_k`` items) and
     ``neighbors_searched`` (k of the kNN search). ``max_k`` caps the ranked list used for MAP@R,

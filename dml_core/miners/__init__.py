@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dml_core.losses import check_hparams
 from dml_core.miners import (
     all_triplets,
     distance,
@@ -40,12 +39,12 @@ def build_miner(name: str, *, rho: float = 0.0, **hparams: Any) -> Miner:
     """The miner registered as ``name``; ``rho > 0`` wraps a triplet miner in ρ-regularization."""
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"rho must be a probability in [0, 1], got {rho}")
-    cls = MINERS[name]
-    if rho > 0 and cls.kind != "triplet":
+    kind = MINERS[name].kind
+    if rho > 0 and kind != "triplet":
+        triplet_miners = ", ".join(sorted(n for n, cls in MINERS.items() if cls.kind == "triplet"))
         raise ValueError(
-            f"ρ-regularization needs a triplet miner (random, semihard, softhard, distance); "
-            f"{name!r} gives {cls.kind} tuples"
+            f"ρ-regularization needs a triplet miner ({triplet_miners}); "
+            f"{name!r} gives {kind} tuples"
         )
-    check_hparams("miner", name, cls, hparams)
-    miner = cls(**hparams)
+    miner = MINERS.build(name, options=hparams)
     return RhoRegularizedMiner(miner, rho) if rho > 0 else miner

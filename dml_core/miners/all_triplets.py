@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dml_core.losses.functional import label_masks
-from dml_core.miners.base import Miner, register_miner
+from dml_core.distances import label_masks
+from dml_core.miners.base import MINERS, Miner
 
 
-@register_miner("all")
+@MINERS.register("all")
 class AllTripletsMiner(Miner):
     """Rows (a, p, n) for every a, every classmate p ≠ a and every n of another class, in
     lexicographic order: T = Σ_a (n_{y_a} − 1)(N − n_{y_a}) rows for class sizes n_c.

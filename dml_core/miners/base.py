@@ -1,29 +1,17 @@
-"""The miner base class ``Miner``, the ``MINERS`` registry and the shared triplet plumbing."""
+"""The miner base class ``Miner``, the ``MINERS`` registry (``@MINERS.register("name")``) and the
+shared triplet plumbing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from dml_core.losses.functional import DeviceGenerators
+from dml_core.random_draws import DeviceGenerators
 from dml_core.registry import Registry
 
 MINERS = Registry("miner")
-
-MinerClass = TypeVar("MinerClass", bound=type["Miner"])
-
-
-def register_miner(name: str) -> Callable[[MinerClass], MinerClass]:
-    """Class decorator: register under ``name`` in ``MINERS`` and record the name on the class."""
-
-    def add(cls: MinerClass) -> MinerClass:
-        cls.name = name
-        return MINERS.register(name)(cls)
-
-    return add
 
 
 class Miner:

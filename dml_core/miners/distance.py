@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.functional import label_masks, pairwise_distances, sample_per_row
-from dml_core.miners.base import Miner, register_miner, stack_rows
+from dml_core.distances import label_masks, pairwise_distances
+from dml_core.miners.base import MINERS, Miner, stack_rows
+from dml_core.random_draws import sample_per_row
 
 SPHERE_TERM_FLOOR = 1e-6
 
@@ -23,7 +24,7 @@ def log_inverse_sphere_density(distances: Tensor, dim: int, cutoff: float) -> Te
     return (2.0 - dim) * clamped.log() - (dim - 3.0) / 2.0 * sphere_term.log()
 
 
-@register_miner("distance")
+@MINERS.register("distance")
 class DistanceWeightedMiner(Miner):
     """One row per anchor: a uniform classmate as positive, and one negative drawn with
     probability ∝ q(d(a,n))⁻¹ (computed in log space, see ``log_inverse_sphere_density``).

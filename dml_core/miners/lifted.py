@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.functional import label_masks
-from dml_core.miners.base import Miner, register_miner
+from dml_core.distances import label_masks
+from dml_core.miners.base import MINERS, Miner
 
 
-@register_miner("lifted")
+@MINERS.register("lifted")
 class LiftedMiner(Miner):
     """Rows (a, p, n) for every anchor a with a classmate, every classmate p ≠ a and every sample n
     of another class — the full positive and negative sets of the official code of Roth et al.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.miners.base import Miner, register_miner
+from dml_core.miners.base import MINERS, Miner
 
 
-@register_miner("npair")
+@MINERS.register("npair")
 class NPairMiner(Miner):
     """Rows (aᵢ, pᵢ, pⱼ) for every pair i and every other pair j ≠ i.
 

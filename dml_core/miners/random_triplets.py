@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dml_core.losses.functional import label_masks, sample_per_row
-from dml_core.miners.base import Miner, register_miner, stack_rows
+from dml_core.distances import label_masks
+from dml_core.miners.base import MINERS, Miner, stack_rows
+from dml_core.random_draws import sample_per_row
 
 
-@register_miner("random")
+@MINERS.register("random")
 class RandomMiner(Miner):
     """One row per anchor: a uniform classmate as positive, a uniform other-class sample as negative.
 

@@ -1,4 +1,4 @@
-"""ρ-regularization (Roth et al. 2020, §5; DESIGN.md §4) for any triplet miner."""
+"""ρ-regularization (Roth et al. 2020, §5; docs/DESIGN.md §4) for any triplet miner."""
 
 from __future__ import annotations
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.functional import label_masks, pairwise_distances, sample_per_row
-from dml_core.miners.base import Miner, register_miner, stack_rows
+from dml_core.distances import label_masks, pairwise_distances
+from dml_core.miners.base import MINERS, Miner, stack_rows
+from dml_core.random_draws import sample_per_row
 
 
-@register_miner("semihard")
+@MINERS.register("semihard")
 class SemihardMiner(Miner):
     """Positive: a uniform classmate p; negative: uniform among d(a,p) < d(a,n) < d(a,p) + m.
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.losses.functional import label_masks, pairwise_distances, sample_per_row
-from dml_core.miners.base import Miner, register_miner, stack_rows
+from dml_core.distances import label_masks, pairwise_distances
+from dml_core.miners.base import MINERS, Miner, stack_rows
+from dml_core.random_draws import sample_per_row
 
 
-@register_miner("softhard")
+@MINERS.register("softhard")
 class SofthardMiner(Miner):
     """Positive: uniform among classmates farther than the nearest negative (d(a,p) > min_n d(a,n));
     negative: uniform among negatives nearer than the farthest classmate (d(a,n) < max_p d(a,p)).

@@ -1,0 +1,95 @@
+"""Method compatibility: which loss takes which miner, the ρ rule and each loss's default miner.
+
+A loss declares the tuples it consumes (``DMLLoss.miner_kind``: "triplet", "npair", "lifted", or
+None when it uses all pairs, mines internally or compares with learned proxies); a miner declares
+the tuples it gives (``Miner.kind``). The rules, in the order they are checked:
+
+1. a loss without ``miner_kind`` takes no miner and no ρ;
+2. a tuple loss needs a miner whose ``kind`` is its ``miner_kind``;
+3. ρ-regularization (Roth et al. 2020, §5) swaps rows of a triplet miner, so ρ > 0 needs a
+   triplet miner, hence a triplet loss.
+
+The default miner is the one of the paper's protocol: distance-weighted sampling for triplet losses,
+``npair`` for npair/angular, ``lifted`` for lifted. Config, engine and CLI all ask this module.
+"""
+
+from __future__ import annotations
+
+from dml_core.losses import LOSSES, DMLLoss
+from dml_core.miners import MINERS, Miner
+
+DEFAULT_MINER_OF_KIND = {"triplet": "distance", "npair": "npair", "lifted": "lifted"}
+"""The paper protocol's miner for each tuple kind a loss can consume."""
+
+TRIPLET_MINER_LOSSES = tuple(sorted(n for n, cls in LOSSES.items() if cls.miner_kind == "triplet"))
+"""Losses on (anchor, positive, negative) rows of a triplet miner: the ones ρ applies to."""
+
+OTHER_LOSSES = tuple(sorted(n for n, cls in LOSSES.items() if cls.miner_kind != "triplet"))
+"""Every other loss: npair/lifted tuple losses and losses that take no miner."""
+
+
+def default_miner(loss: str) -> str | None:
+    """The miner ``loss`` takes under the paper's protocol; None when it takes no miner."""
+    kind = LOSSES[loss].miner_kind
+    return None if kind is None else DEFAULT_MINER_OF_KIND[kind]
+
+
+def miners_of_kind(kind: str) -> list[str]:
+    """Names of the registered miners that give ``kind`` tuples, sorted."""
+    return sorted(name for name, cls in MINERS.items() if cls.kind == kind)
+
+
+def check_method(loss: str, miner: str | None, rho: float = 0.0) -> None:
+    """ValueError, one line saying what is wrong, unless loss ``loss`` can train with miner
+    ``miner`` (None: ``--miner none``) and push probability ``rho``. Unknown names list the valid
+    ones."""
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho must be a probability in [0, 1], got {rho}")
+    loss_class = LOSSES[loss]
+    miner_kind = None if miner is None else MINERS[miner].kind
+    check_kinds(
+        loss, loss_class.miner_kind, loss_class.without_miner_reason, miner, miner_kind, rho
+    )
+
+
+def check_compatible(loss: DMLLoss, miner: Miner | None, *, rho: float = 0.0) -> None:
+    """``check_method`` for built objects; a ρ-wrapped miner brings its own ``rho``."""
+    rho = max(rho, getattr(miner, "rho", 0.0))
+    miner_name = None if miner is None else miner.name
+    miner_kind = None if miner is None else miner.kind
+    check_kinds(loss.name, loss.miner_kind, loss.without_miner_reason, miner_name, miner_kind, rho)
+
+
+def check_kinds(
+    loss: str,
+    wanted: str | None,
+    without_miner_reason: str,
+    miner: str | None,
+    given: str | None,
+    rho: float,
+) -> None:
+    """The rules of the module docstring on a loss that wants ``wanted`` tuples and a miner that
+    gives ``given`` tuples (both None: no miner)."""
+    if wanted is None:
+        if rho > 0:
+            raise ValueError(
+                f"{loss} {without_miner_reason} and cannot take --rho (ρ swaps rows of a "
+                "triplet miner); use a triplet-based loss such as margin"
+            )
+        if miner is not None:
+            raise ValueError(f"{loss} {without_miner_reason} and takes no miner; use --miner none")
+        return
+    fitting = ", ".join(miners_of_kind(wanted))
+    if miner is None:
+        if rho > 0:
+            raise ValueError(
+                f"{loss} needs {wanted} tuples from a miner ({fitting}) and --rho {rho} wraps "
+                "that miner, but --miner none gives no tuples"
+            )
+        raise ValueError(f"{loss} needs {wanted} tuples from a miner: one of {fitting}")
+    if given != wanted:
+        raise ValueError(
+            f"{loss} needs {wanted} tuples (miners: {fitting}), but {miner!r} gives {given} tuples"
+        )
+    if rho > 0 and wanted != "triplet":
+        raise ValueError(f"--rho needs a triplet-based loss such as margin, not {loss}")
