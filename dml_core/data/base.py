@@ -3,13 +3,21 @@
 Every dataset yields ``(tensor, label, index)`` with ``label`` in ``0..C-1`` *within its split* and
 ``index`` the position of the returned item in the dataset (the DML protocol of Roth et al., ICML 2020:
 train and test use disjoint classes). ``eval_train`` is the train split with test-time transforms.
+
+Missing and unreadable images (docs/DESIGN.md §9): a listed file that does not exist is dropped when
+the index is read (one ``stat`` each), with one warning giving the count and the first few paths;
+so is every file that fails to decode before the first readable one of the split (the probe that
+makes a split of only unreadable files a clear error). A file that turns out unreadable later, in
+``__getitem__``, is never replaced by an item of another class: the item comes back as the next
+readable item *of the same class*, with that item's own index, so training keeps correct labels
+and evaluation (``compute_embeddings``) sees the index mismatch and drops the row.
 """
 
 from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,13 +33,15 @@ DATASETS = Registry("dataset")
 SPLITS = ("train", "test", "eval_train")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 UNREADABLE_GREY = (128, 128, 128)
+UNREADABLE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
+PATHS_SHOWN = 3
 
 Transform = Callable[[Any], Any]
 Item = tuple[torch.Tensor, int, int]
 
 
 class CorruptImageWarning(UserWarning):
-    """An image could not be decoded and was skipped."""
+    """Images were missing or could not be decoded and were dropped from a split."""
 
 
 def check_split(split: str) -> str:
@@ -50,26 +60,54 @@ def class_half(ordered_classes: Sequence[str], split: str) -> list[str]:
 
 
 def require_root(root: str | Path | None, dataset: str, layout: str) -> Path:
-    """Resolve ``root``; a missing one raises with the expected layout spelled out."""
+    """Resolve ``root``; a missing one raises one line with the expected layout."""
     if root is None:
-        raise ValueError(f"dataset {dataset!r} needs root=<folder>; expected layout:\n{layout}")
+        raise ValueError(
+            f"dataset {dataset!r} needs root=<folder> (--data-root); expected {layout}"
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"{dataset} root {str(path)!r} does not exist; expected:\n{layout}")
+        raise FileNotFoundError(f"{dataset} root {str(path)!r} does not exist; expected {layout}")
     return path
 
 
+def candidate_folders(root: Path, child_names: Iterable[str]) -> list[Path]:
+    """``root`` itself, then each of its known child folders that exists (the paper's code and the
+    archives put the data one level below the folder a user passes)."""
+    return [root] + [root / name for name in child_names if (root / name).is_dir()]
+
+
+def nothing_found(
+    dataset: str, looked_for: str, root: Path, child_names: Iterable[str]
+) -> FileNotFoundError:
+    """The one-line error for a root holding no known layout: what was looked for, and where."""
+    folders = [repr(str(root))] + [
+        repr(str(root / name)) + ("" if (root / name).is_dir() else " (absent)")
+        for name in child_names
+    ]
+    return FileNotFoundError(
+        f"no {dataset} data found: looked for {looked_for} in {', '.join(folders)}"
+    )
+
+
+def is_hidden(path: Path) -> bool:
+    """Dot files and folders, including macOS ``._*`` sidecars, are never data."""
+    return path.name.startswith(".")
+
+
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name (extension case ignored)."""
+    """Visible image files directly inside ``folder``, sorted by name (extension case ignored)."""
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in folder.iterdir()
+        if not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )
 
 
 def class_folders(folder: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """``(files, classes)`` of a ``<folder>/<class>/<image>`` tree: every ``(image path, class
-    name)`` and the sorted names of the sub-folders holding at least one image."""
-    folders = sorted(p for p in folder.iterdir() if p.is_dir())
+    name)`` and the sorted names of the visible sub-folders holding at least one image."""
+    folders = sorted(p for p in folder.iterdir() if not is_hidden(p) and p.is_dir())
     by_class = {p.name: paths for p in folders if (paths := list_images(p))}
     files = [(path, name) for name, paths in by_class.items() for path in paths]
     return files, list(by_class)
@@ -85,6 +123,35 @@ def load_rgb(path: str | Path) -> Image.Image:
 def fit_thumbnail(image: Image.Image, size: int) -> Image.Image:
     """Centre-crop and resize to ``size``×``size``."""
     return ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
+
+
+def first_paths(paths: Sequence[str | Path]) -> str:
+    """The first few of ``paths`` for a warning, with how many more there are."""
+    shown = ", ".join(str(path) for path in paths[:PATHS_SHOWN])
+    more = len(paths) - PATHS_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def readable_positions(dataset: Any, returned_indices: np.ndarray) -> np.ndarray:
+    """Positions ``i`` whose item came back as itself (``returned_indices[i] == i``).
+
+    An unreadable file's item comes back as another item (see the module docstring); evaluation
+    keeps only the returned positions, so no row is paired with another item's label. Dropped items
+    give one ``CorruptImageWarning`` with the count and the first few paths.
+    """
+    returned_indices = np.asarray(returned_indices)
+    positions = np.arange(len(returned_indices))
+    kept = np.flatnonzero(returned_indices == positions)
+    if len(kept) < len(positions):
+        image_path = getattr(dataset, "image_path", lambda index: f"item {index}")
+        dropped = [str(image_path(int(i))) for i in np.setdiff1d(positions, kept)]
+        warnings.warn(
+            f"{len(dropped)} unreadable item(s) of {len(positions)} dropped from the embeddings "
+            f"(metrics use the other {len(kept)}): {first_paths(dropped)}",
+            CorruptImageWarning,
+            stacklevel=4,  # the caller of compute_embeddings (under its inference_mode wrapper)
+        )
+    return kept
 
 
 class DMLDataset(Dataset, ABC):
@@ -138,12 +205,14 @@ class DMLDataset(Dataset, ABC):
 
 
 class ImageFileDataset(DMLDataset):
-    """Images on disk with one class each; unreadable files are skipped, warned once and counted.
+    """Images on disk with one class each; missing and unreadable files are dropped, never
+    substituted by another class (see the module docstring).
 
     ``files`` pairs each path with its class name; ``class_names`` fixes the split's classes and
-    their order (label = position in it). ``verify=True`` decodes every file up front and drops
-    the bad ones; otherwise a bad file met in ``__getitem__`` is replaced by the next good item.
-    Counts of load-time skips are per process (DataLoader workers keep their own).
+    their order (label = position in it; a class left without files is dropped). ``verify=True``
+    decodes every file up front and drops the bad ones, so ``__getitem__`` never meets one.
+    ``skipped_files`` lists what this process dropped or met unreadable (DataLoader workers keep
+    their own).
     """
 
     def __init__(
@@ -165,9 +234,7 @@ class ImageFileDataset(DMLDataset):
         self.input_shape = (3, image_size, image_size)
         wanted = set(class_names)
         files = [(path, name) for path, name in files if name in wanted]
-        self.skipped_files: list[str] = []
-        if verify:
-            files = self._drop_unreadable(files)
+        files = self._drop_missing_and_unreadable(files, verify)
         kept_classes = {name for _, name in files}
         ordered = [name for name in class_names if name in kept_classes]
         label_of = {name: label for label, name in enumerate(ordered)}
@@ -175,43 +242,79 @@ class ImageFileDataset(DMLDataset):
         self._set_labels(np.array([label_of[name] for _, name in files], dtype=np.int64), ordered)
         self._bad_indices: set[int] = set()
 
-    def _drop_unreadable(self, files: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
-        good = []
-        for path, name in files:
+    def _drop_missing_and_unreadable(
+        self, files: list[tuple[Path, str]], verify: bool
+    ) -> list[tuple[Path, str]]:
+        """``files`` without the missing ones and without those that fail to decode: every one
+        when ``verify``, else those before the first readable file (the probe); one warning."""
+        listed = len(files)
+        present = [path.is_file() for path, _ in files]
+        missing = [str(path) for (path, _), found in zip(files, present, strict=True) if not found]
+        files = [file for file, found in zip(files, present, strict=True) if found]
+        unreadable: list[str] = []
+        first_error = ""
+        good: list[tuple[Path, str]] = []
+        for position, (path, name) in enumerate(files):
             try:
                 load_rgb(path)
-            except (OSError, ValueError, Image.DecompressionBombError):
-                self.skipped_files.append(str(path))
+            except UNREADABLE_ERRORS as error:
+                unreadable.append(str(path))
+                first_error = first_error or f"{path}: {error}"
                 continue
             good.append((path, name))
+            if not verify:
+                good.extend(files[position + 1 :])
+                break
+        self.skipped_files = missing + unreadable
+        where = f"{self.name} {self.split} split under {str(self.root)!r}"
+        if not good:
+            if not listed:
+                raise ValueError(f"{where}: no image files of its classes; expected image files")
+            reason = f"first error: {first_error}" if first_error else f"e.g. {missing[0]}"
+            raise ValueError(
+                f"{where}: none of the {listed} listed image(s) is a readable image "
+                f"({len(missing)} missing, {len(unreadable)} unreadable; {reason})"
+            )
         if self.skipped_files:
             warnings.warn(
-                f"{self.name}: verify dropped {len(self.skipped_files)} unreadable image(s), "
-                f"e.g. {self.skipped_files[0]}",
+                f"{where}: dropped {len(self.skipped_files)} of {listed} image(s) "
+                f"({len(missing)} missing, {len(unreadable)} unreadable): "
+                f"{first_paths(self.skipped_files)}",
                 CorruptImageWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return good
 
     def __getitem__(self, index: int) -> Item:
-        """Item ``index``, or the next readable one (wrapping round) if that file is bad."""
-        for offset in range(len(self)):
-            current = (index + offset) % len(self)
-            if current in self._bad_indices:
+        """Item ``index``; if its file is unreadable, the next readable item of the same class
+        (its own index is returned, so an evaluation can tell and drop it)."""
+        if index not in self._bad_indices:
+            try:
+                return self.transform(load_rgb(self.paths[index])), int(self.labels[index]), index
+            except UNREADABLE_ERRORS as error:
+                self._mark_bad(index, error)
+        label = int(self.labels[index])
+        same_class = np.flatnonzero(self.labels == label)
+        start = int(np.searchsorted(same_class, index))
+        for other in np.roll(same_class, -start).tolist():
+            if other in self._bad_indices:
                 continue
             try:
-                image = load_rgb(self.paths[current])
-            except (OSError, ValueError, Image.DecompressionBombError) as error:
-                self._mark_bad(current, error)
-                continue
-            return self.transform(image), int(self.labels[current]), current
-        raise RuntimeError(f"{self.name} {self.split}: no readable image under {self.root}")
+                return self.transform(load_rgb(self.paths[other])), label, other
+            except UNREADABLE_ERRORS as error:
+                self._mark_bad(other, error)
+        raise ValueError(
+            f"{self.name} {self.split} split under {str(self.root)!r}: every image of class "
+            f"{self.class_names[label]!r} is unreadable, e.g. {self.paths[index]}; "
+            "expected at least one readable image per class"
+        )
 
     def _mark_bad(self, index: int, error: Exception) -> None:
         self._bad_indices.add(index)
         self.skipped_files.append(str(self.paths[index]))
         warnings.warn(
-            f"{self.name}: skipping unreadable image {self.paths[index]} ({error})",
+            f"{self.name}: unreadable image {self.paths[index]} ({error}); "
+            "a same-class item stands in for it in training, evaluation drops it",
             CorruptImageWarning,
             stacklevel=3,
         )
@@ -223,7 +326,7 @@ class ImageFileDataset(DMLDataset):
         """The image centre-cropped to a square; a grey square if the file is unreadable."""
         try:
             return fit_thumbnail(load_rgb(self.paths[index]), size)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except UNREADABLE_ERRORS:
             return Image.new("RGB", (size, size), UNREADABLE_GREY)
 
     def summary(self) -> dict[str, Any]:
@@ -238,7 +341,8 @@ class ImageFileDataset(DMLDataset):
 class HalfSplitImageDataset(ImageFileDataset):
     """A benchmark whose ordered classes split in half: first half train, second half test.
 
-    Subclasses set ``layout`` (shown in errors) and ``find_files(root) -> (files, ordered classes)``.
+    Subclasses set ``layout`` (a one-line summary shown in errors) and ``find_files(root) ->
+    (files, ordered classes)``.
     """
 
     layout: ClassVar[str] = ""

@@ -228,8 +228,6 @@ class GlyphsDataset(DMLDataset):
     cache folder. Other options are :class:`GlyphSpec` fields.
     """
 
-    name = "glyphs"
-
     def __init__(
         self,
         root: str | Path | None = None,

@@ -17,11 +17,14 @@ from dml_core.data.base import (
     Transform,
     check_split,
     class_folders,
+    nothing_found,
     require_root,
 )
 
-IMAGEFOLDER_LAYOUT = f"""\
-  <root>/<class name>/<image>   one folder per class, images ending in {", ".join(IMAGE_EXTENSIONS)}"""
+IMAGEFOLDER_LAYOUT = (
+    f"<root>/<class name>/<image>: one folder per class, images ending in "
+    f"{', '.join(IMAGE_EXTENSIONS)} (hidden files and folders are ignored)"
+)
 
 
 def split_classes(
@@ -56,8 +59,6 @@ def split_classes(
 class ImageFolderDataset(ImageFileDataset):
     """A folder of class folders, split by class (zero-shot)."""
 
-    name = "imagefolder"
-
     def __init__(
         self,
         root: str | Path | None = None,
@@ -73,8 +74,8 @@ class ImageFolderDataset(ImageFileDataset):
         folder = require_root(root, self.name, IMAGEFOLDER_LAYOUT)
         files, classes = class_folders(folder)
         if not classes:
-            raise FileNotFoundError(
-                f"no class folders with images under {str(folder)!r}; expected:\n{IMAGEFOLDER_LAYOUT}"
+            raise nothing_found(
+                "imagefolder", "class folders holding images (<class name>/<image>)", folder, ()
             )
         super().__init__(
             files,

@@ -1,30 +1,45 @@
 """``sop``: Stanford Online Products (Oh Song et al. 2016); train = Ebay_train.txt, test = Ebay_test.txt.
 
-The list files (header, then ``image_id class_id super_class_id path`` per line) sit at ``<root>``
-(the authors' archive) or in ``<root>/Info_Files/`` (the paper code's layout, images under
-``<root>/images/``). Image paths are resolved against ``<root>`` or ``<root>/images``, whichever
-holds the first listed image.
+The list files (header, then ``image_id class_id super_class_id path`` per line) sit in a folder F
+(the authors' archive) or in ``F/Info_Files/`` (the paper code's layout, images under
+``F/images/``), F being ``<root>`` or its sub-folder ``Stanford_Online_Products`` (the archive's
+name) or ``online_products`` (the folder the paper's code is given). Image paths are resolved
+against F or ``F/images``, whichever holds the first listed image's category folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dml_core.data.base import DATASETS, ImageFileDataset, Transform, check_split, require_root
+from dml_core.data.base import (
+    DATASETS,
+    ImageFileDataset,
+    Transform,
+    candidate_folders,
+    check_split,
+    nothing_found,
+    require_root,
+)
 
-SOP_LAYOUT = """\
-  <root>/Ebay_train.txt, <root>/Ebay_test.txt, <root>/<category>_final/*.JPG   (authors'), or
-  <root>/Info_Files/Ebay_{train,test}.txt, <root>/images/<category>_final/*.JPG (paper code)
-  list columns: image_id class_id super_class_id path   (first line is a header)"""
+CHILD_FOLDERS = ("Stanford_Online_Products", "online_products")
+SOP_LAYOUT = (
+    "Ebay_train.txt, Ebay_test.txt and <category>_final/*.JPG (the authors' archive) or "
+    "Info_Files/Ebay_{train,test}.txt and images/<category>_final/*.JPG (the paper code's "
+    "layout), in <root>, <root>/Stanford_Online_Products or <root>/online_products"
+)
 
 
 def find_list_file(root: Path, split: str) -> Path:
-    """``Ebay_train.txt`` for train/eval_train, ``Ebay_test.txt`` for test, at root or Info_Files."""
+    """``Ebay_train.txt`` for train/eval_train, ``Ebay_test.txt`` for test, in a candidate folder
+    or its ``Info_Files/``."""
     file_name = "Ebay_test.txt" if split == "test" else "Ebay_train.txt"
-    for folder in (root, root / "Info_Files"):
-        if (folder / file_name).is_file():
-            return folder / file_name
-    raise FileNotFoundError(f"no {file_name} under {str(root)!r}; expected:\n{SOP_LAYOUT}")
+    for folder in candidate_folders(root, CHILD_FOLDERS):
+        for place in (folder, folder / "Info_Files"):
+            if (place / file_name).is_file():
+                return place / file_name
+    raise nothing_found(
+        "Stanford Online Products", f"{file_name} (or Info_Files/{file_name})", root, CHILD_FOLDERS
+    )
 
 
 def read_product_list(list_file: Path) -> list[tuple[str, int]]:
@@ -35,23 +50,25 @@ def read_product_list(list_file: Path) -> list[tuple[str, int]]:
         columns = line.split()
         if not columns:
             continue
-        if len(columns) != 4:
+        if len(columns) != 4 or not columns[1].isdigit():
             raise ValueError(
-                f"{list_file}:{line_number}: expected 4 columns "
-                f"(image_id class_id super_class_id path), got {len(columns)}"
+                f"{list_file}:{line_number}: expected 'image_id class_id super_class_id path' "
+                f"with an integer class_id, got {line.strip()!r}"
             )
         rows.append((columns[3], int(columns[1])))
     return rows
 
 
-def image_base(root: Path, first_path: str) -> Path:
-    """The folder the list's relative paths start from: ``root`` or ``root/images``."""
-    for base in (root, root / "images"):
-        if (base / first_path).is_file():
+def image_base(folder: Path, first_path: str) -> Path:
+    """The folder the list's relative paths start from: ``folder`` or ``folder/images`` (decided
+    by the first listed image's category folder, so a missing first image does not matter)."""
+    category = Path(first_path).parent
+    for base in (folder, folder / "images"):
+        if (base / category).is_dir():
             return base
     raise FileNotFoundError(
-        f"listed image {first_path!r} found neither under {str(root)!r} nor its images/; "
-        f"expected:\n{SOP_LAYOUT}"
+        f"the folder {str(category)!r} of the listed images is neither in {str(folder)!r} nor in "
+        f"{str(folder / 'images')!r}; expected {SOP_LAYOUT}"
     )
 
 
@@ -64,8 +81,6 @@ def product_class_name(relative_path: str, class_id: int) -> str:
 @DATASETS.register("sop")
 class SopDataset(ImageFileDataset):
     """Stanford Online Products with the official train/test class split."""
-
-    name = "sop"
 
     def __init__(
         self,
@@ -80,8 +95,11 @@ class SopDataset(ImageFileDataset):
         list_file = find_list_file(folder, split)
         rows = read_product_list(list_file)
         if not rows:
-            raise ValueError(f"{list_file} lists no images; expected:\n{SOP_LAYOUT}")
-        base = image_base(folder, rows[0][0])
+            raise ValueError(f"{list_file} lists no images; expected {SOP_LAYOUT}")
+        data_folder = list_file.parent
+        if data_folder.name == "Info_Files":
+            data_folder = data_folder.parent
+        base = image_base(data_folder, rows[0][0])
         name_of = {class_id: product_class_name(path, class_id) for path, class_id in rows}
         files = [(base / path, name_of[class_id]) for path, class_id in rows]
         super().__init__(

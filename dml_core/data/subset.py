@@ -36,8 +36,11 @@ class ClassSubset(Dataset):
         return len(self.base_indices)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        tensor, _, _ = self.base[int(self.base_indices[index])]
-        return tensor, int(self.labels[index]), int(index)
+        """Item ``index``; the index returned is the subset's position of the item ``base`` gave
+        back (another item of the same class when the file is unreadable, see ``base``)."""
+        tensor, _, returned = self.base[int(self.base_indices[index])]
+        position = int(np.searchsorted(self.base_indices, returned))
+        return tensor, int(self.labels[index]), position
 
     def image_path(self, index: int) -> str | None:
         return self.base.image_path(int(self.base_indices[index]))

@@ -57,8 +57,6 @@ def line_points(
 class ToyDiagonalDataset(DMLDataset):
     """The diagonal-lines toy; ``eval_train`` equals train. Items are float32 tensors of shape (2,)."""
 
-    name = "toy_diagonal"
-
     def __init__(
         self,
         root: str | Path | None = None,
