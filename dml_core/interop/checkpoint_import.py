@@ -1,0 +1,372 @@
+"""Checkpoints trained elsewhere → this project's ``.safetensors`` checkpoints (docs/DESIGN.md §6).
+
+Sources:
+
+- the paper's official code (``torch.save({'state_dict', 'opt', 'progress', 'aux'})``: a ResNet50
+  whose ``model.last_linear`` is the embedding layer, BatchNorm frozen and the output normalised
+  when ``opt.arch`` says so, e.g. ``resnet50_frozen_normalize``), read through
+  ``restricted_pickle.load_restricted``;
+- plain state dicts (``.pth``/``.pt``, read with ``torch.load(weights_only=True)``, optionally
+  under a ``state_dict`` or ``model`` key; or ``.safetensors``) of torchvision ResNets or of this
+  project's architectures.
+
+Keys are mapped onto ``EmbeddingModel`` by ``target_key``: ``module.`` (DataParallel) and ``model.``
+prefixes are dropped, ``last_linear.*``/``fc.*`` become ``head.*``, everything else lies under
+``backbone.``; ``layer_blocks.*`` (the official model's second reference to ``layer1…4``) and
+``loss.*`` are ignored. The report lists matched, missing, unexpected and ignored keys; a shape
+mismatch, a missing key or an unexpected key refuses the import (``allow_partial`` keeps going
+for missing/unexpected keys, never for shapes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dml_core.config import TrainConfig
+from dml_core.engine.checkpoint import save_checkpoint
+from dml_core.interop.restricted_pickle import load_restricted, refuse_torchscript
+from dml_core.models import ARCHS, EmbeddingModel, build_model
+from dml_core.presets import PRESETS
+
+OFFICIAL_DATASETS = {"cub200": "cub200", "cars196": "cars196", "online_products": "sop"}
+"""Dataset names of the official code → this project's."""
+OFFICIAL_LOSSES = {"softtriplet": "softtriple"}
+SECRET_FIELD = re.compile(r"key|token|secret|password", re.IGNORECASE)
+DEFAULT_DATASET = {"mlp": "toy_diagonal", "small_cnn": "glyphs"}
+"""Dataset recorded for a plain import when none is given (ResNets: ``imagefolder``)."""
+SHOWN = 8
+
+
+@dataclass(frozen=True)
+class KeyMapping:
+    """How the file's keys met the architecture's: target keys filled, target keys the file lacks,
+    file keys the architecture has no place for, and file keys deliberately skipped."""
+
+    matched: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    ignored: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "matched": len(self.matched),
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "ignored": len(self.ignored),
+        }
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What ``import_checkpoint`` wrote and how the keys mapped."""
+
+    out: Path
+    source_format: str
+    model_config: dict[str, Any]
+    mapping: KeyMapping
+    source: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready report (what ``python -m dml_core import`` prints)."""
+        return {
+            "out": str(self.out),
+            "format": self.source_format,
+            **self.model_config,
+            "keys": self.mapping.summary(),
+            "sha256": self.source["sha256"],
+        }
+
+
+@dataclass(frozen=True)
+class SourceCheckpoint:
+    """A file's tensors and, for the official format, its ``opt`` as a dict."""
+
+    state: dict[str, torch.Tensor]
+    opt: dict[str, Any] | None
+    source_format: str
+
+
+def read_source(path: str | Path) -> SourceCheckpoint:
+    """The state dict (and official ``opt``) of a ``.safetensors``, ``.pth``, ``.pt`` or ``.tar``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return SourceCheckpoint(load_file(str(path)), None, "safetensors")
+        except SafetensorError as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
+    refuse_torchscript(path)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError):
+        loaded = load_restricted(path)  # holds more than tensors: read without running code
+    state, opt = loaded, None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        state, opt = loaded["state_dict"], loaded.get("opt")
+    elif isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        state = loaded["model"]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{path} holds no state dict (expected a dict of tensors)")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{path}: state dict entries that are not tensors: {not_tensors[:SHOWN]}")
+    if isinstance(opt, argparse.Namespace):
+        return SourceCheckpoint(dict(state), vars(opt), "official")
+    return SourceCheckpoint(dict(state), None, "state_dict")
+
+
+def target_key(key: str) -> str | None:
+    """The ``EmbeddingModel`` key a file key maps to; None for keys that are skipped."""
+    while key.startswith("module."):
+        key = key.removeprefix("module.")
+    if key.startswith("loss."):
+        return None
+    layer_block = re.match(r"layer_blocks\.(\d+)\.(.*)", key)
+    if layer_block:  # the official model's ModuleList over model.layer1…4
+        return f"backbone.layer{int(layer_block.group(1)) + 1}.{layer_block.group(2)}"
+    key = key.removeprefix("model.")
+    if key.startswith(("backbone.", "head.")):
+        return key
+    for classifier in ("last_linear.", "fc."):
+        if key.startswith(classifier):
+            return "head." + key.removeprefix(classifier)
+    return "backbone." + key
+
+
+def infer_arch(shapes: dict[str, tuple[int, ...]]) -> str:
+    """The architecture the mapped keys describe (depth is then checked by the key mapping)."""
+    if "backbone.layer1.0.conv3.weight" in shapes:
+        return "resnet50"
+    if "backbone.layer1.0.conv1.weight" in shapes:
+        return "resnet18"
+    first = shapes.get("backbone.0.weight")
+    if first is not None:
+        return "mlp" if len(first) == 2 else "small_cnn"
+    raise ValueError(
+        f"cannot tell the architecture from the keys; pass arch (--arch), one of {sorted(ARCHS)}"
+    )
+
+
+def map_state_dict(
+    state: dict[str, torch.Tensor], model: torch.nn.Module, *, allow_partial: bool = False
+) -> tuple[dict[str, torch.Tensor], KeyMapping]:
+    """File tensors renamed to ``model``'s keys, and the report; refuses what does not fit."""
+    expected = model.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    ignored, unexpected = [], []
+    for key, value in state.items():
+        target = target_key(key)
+        if target is None:
+            ignored.append(key)
+        elif target not in expected:
+            unexpected.append(key)
+        elif target in mapped:
+            if not torch.equal(mapped[target], value):
+                raise ValueError(f"{key} maps onto {target} but differs from the tensor there")
+            ignored.append(key)
+        else:
+            mapped[target] = value
+    wrong_shapes = [
+        f"{k} {tuple(v.shape)} in the file vs {tuple(expected[k].shape)}"
+        for k, v in mapped.items()
+        if v.shape != expected[k].shape
+    ]
+    if wrong_shapes:
+        raise ValueError(
+            f"shapes do not fit {getattr(model, 'arch', 'the architecture')}: "
+            + "; ".join(wrong_shapes[:SHOWN])
+        )
+    missing = [k for k in expected if k not in mapped]
+    # BatchNorm's step counter is absent from old files and unused with frozen statistics.
+    required = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if (required or unexpected) and not allow_partial:
+        raise ValueError(
+            f"the file does not fit {getattr(model, 'arch', 'the architecture')}: missing keys "
+            f"{required[:SHOWN]}, unexpected keys {unexpected[:SHOWN]} "
+            "(allow_partial / --allow-partial imports anyway)"
+        )
+    mapping = KeyMapping(sorted(mapped), missing, unexpected, ignored)
+    return mapped, mapping
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_safe_opt(opt: dict[str, Any]) -> dict[str, Any]:
+    """``opt`` as JSON values; fields named like a key, token or password are redacted."""
+
+    def safe(value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)
+        if isinstance(value, list | tuple):
+            return [safe(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): safe(v) for k, v in value.items()}
+        return str(value)
+
+    return {
+        key: "<redacted>" if SECRET_FIELD.search(key) else safe(value)
+        for key, value in sorted(opt.items())
+    }
+
+
+def official_model_options(opt: dict[str, Any], arch: str | None) -> dict[str, Any]:
+    """``build_model`` options from the official ``opt.arch`` (``resnet50_frozen_normalize``)."""
+    official_arch = str(opt.get("arch", ""))
+    if not official_arch.startswith("resnet50"):
+        raise ValueError(
+            f"official checkpoint of arch {official_arch!r}: only ResNet50 ('resnet50…') maps "
+            "onto this project's architectures"
+        )
+    if arch not in (None, "resnet50"):
+        raise ValueError(f"the official checkpoint is a ResNet50, not {arch!r}")
+    return {
+        "arch": "resnet50",
+        "normalize": "normalize" in official_arch,
+        "frozen_bn": "frozen" in official_arch,
+    }
+
+
+def official_config(opt: dict[str, Any], model: EmbeddingModel) -> TrainConfig:
+    """The closest TrainConfig: the paper preset of the dataset and loss, with the run's values."""
+    dataset = OFFICIAL_DATASETS.get(str(opt.get("dataset")), "imagefolder")
+    loss = OFFICIAL_LOSSES.get(str(opt.get("loss")), str(opt.get("loss")))
+    values = dict(PRESETS.get(f"paper-{dataset}-{loss}", {"dataset": dataset, "image_size": 224}))
+    for ours, theirs in (
+        ("seed", "seed"),
+        ("batch_size", "bs"),
+        ("epochs", "n_epochs"),
+        ("samples_per_class", "samples_per_class"),
+    ):
+        if isinstance(opt.get(theirs), int) and opt[theirs] >= 1:
+            values[ours] = opt[theirs]
+    if isinstance(opt.get("lr"), float):
+        values["lr"] = opt["lr"]
+    if isinstance(opt.get("source_path"), str):
+        values["data_root"] = opt["source_path"]
+    values.update(model.config(), pretrained=None)
+    values.pop("in_channels")
+    return TrainConfig.from_dict(values)
+
+
+def plain_config(model: EmbeddingModel, dataset: str | None, data_root: str | None) -> TrainConfig:
+    name = dataset or DEFAULT_DATASET.get(model.arch, "imagefolder")
+    values: dict[str, Any] = {"dataset": name, "data_root": data_root, "pretrained": None}
+    if model.arch.startswith("resnet"):
+        values["image_size"] = 224
+    values.update(model.config())
+    values.pop("in_channels")
+    return TrainConfig.from_dict(values)
+
+
+def import_checkpoint(
+    source: str | Path,
+    out: str | Path,
+    *,
+    arch: str | None = None,
+    normalize: bool | None = None,
+    frozen_bn: bool | None = None,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    allow_partial: bool = False,
+) -> ImportResult:
+    """Convert ``source`` into a checkpoint at ``out`` that ``load_checkpoint`` and the app open.
+
+    ``arch``: inferred from the keys when None. ``normalize``/``frozen_bn``: from ``opt.arch`` for
+    official files, else True/True unless given. ``dataset``/``data_root``: recorded in the config
+    so evaluation and the app can embed a split (official files: from ``opt``).
+    """
+    source = Path(source)
+    read = read_source(source)
+    shapes = {}
+    for key, value in read.state.items():
+        target = target_key(key)
+        if target is not None:
+            shapes[target] = tuple(value.shape)
+    if read.opt is not None:
+        options = official_model_options(read.opt, arch)
+    else:
+        options = {"arch": arch or infer_arch(shapes)}
+    if normalize is not None:
+        options["normalize"] = normalize
+    if frozen_bn is not None:
+        options["frozen_bn"] = frozen_bn
+    head = shapes.get("head.weight")
+    if head is None or len(head) != 2:
+        raise ValueError(
+            f"{source}: no embedding layer (fc, last_linear or head weight of shape (d, features))"
+        )
+    embed_dim = head[0]
+    if read.opt is not None and read.opt.get("embed_dim") not in (None, embed_dim):
+        raise ValueError(
+            f"{source}: opt.embed_dim is {read.opt['embed_dim']} but last_linear gives {embed_dim}"
+        )
+    first_conv = shapes.get("backbone.0.weight")
+    in_channels = first_conv[1] if options["arch"] == "small_cnn" and first_conv else 3
+    model = build_model(
+        options["arch"],
+        embed_dim,
+        normalize=options.get("normalize", True),
+        frozen_bn=options.get("frozen_bn", True),
+        in_channels=in_channels,
+    )
+    mapped, mapping = map_state_dict(read.state, model, allow_partial=allow_partial)
+    model.load_state_dict(mapped, strict=False)
+    if read.opt is not None:
+        config = official_config(read.opt, model)
+        if dataset is not None or data_root is not None:
+            config = config.replace(
+                **({"dataset": dataset} if dataset else {}),
+                **({"data_root": data_root} if data_root else {}),
+            )
+    else:
+        config = plain_config(model, dataset, data_root)
+    provenance: dict[str, Any] = {
+        "format": read.source_format,
+        "file": source.name,
+        "sha256": file_sha256(source),
+        "bytes": source.stat().st_size,
+        "key_mapping": {
+            "matched": len(mapping.matched),
+            "missing": mapping.missing,
+            "unexpected": mapping.unexpected,
+            "ignored": mapping.ignored,
+        },
+    }
+    if read.opt is not None:
+        provenance["opt"] = json_safe_opt(read.opt)
+    epoch = read.opt.get("epoch") if read.opt is not None else None
+    header = {
+        "kind": "imported",
+        "config": config.to_dict(),
+        "model": model.config(),
+        "dataset": {"name": config.dataset, "root": config.data_root, "classes": {}},
+        "epoch": epoch if isinstance(epoch, int) else None,
+        "step": None,
+        "history": [],
+        "best": {"metric": None, "value": None, "epoch": None},
+        "selected_on": None,
+        "source": provenance,
+    }
+    path = save_checkpoint(out, model, header)
+    return ImportResult(path, read.source_format, model.config(), mapping, provenance)

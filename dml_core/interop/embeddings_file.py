@@ -1,0 +1,491 @@
+"""Embedding files made anywhere, read into one checked record (docs/DESIGN.md §6).
+
+Formats (``read_embeddings`` picks by suffix):
+
+- ``.npz``: arrays ``embeddings`` (N, d) and ``labels`` (N,); optional ``ids`` (N,) (``indices``,
+  as ``python -m dml_core embed`` writes, is read as ids), ``paths`` (N,), ``class_names`` (K,)
+  indexed by label, ``split`` (a scalar or (N,)). Read with ``allow_pickle=False``.
+- ``.npy``: the (N, d) matrix alone; labels come from ``labels=FILE`` or a sibling
+  ``<stem>.labels.npy`` / ``<stem>.labels.txt`` (one label per line).
+- ``.parquet`` / ``.csv``: one row per item with a column ``label``; optional ``id``, ``path``,
+  ``class_name``, ``split``; the embedding is either one column ``embedding`` (a list per row; in a
+  CSV written as ``[x, y, …]``) or numbered columns sharing one prefix, ``e0 … e127``,
+  ``embedding_0 …`` or pandas' ``0 … 127``. Other columns are ignored.
+
+Labels come out as class indices ``0 … K−1`` in the order of the sorted original labels, with
+``class_names[k]`` the original name (given names, string labels, or the integer label as text).
+Relative image paths are relative to the file's folder (``EmbeddingSet.image_path``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+SUFFIXES = (".npz", ".npy", ".parquet", ".csv")
+ITEM_COLUMNS = ("id", "label", "class_name", "path", "split")
+DERIVED_COLUMNS = ("pca_x", "pca_y", "ap_at_r", "hit_at_1")
+"""Columns ``export`` adds; ignored when such a file is read back."""
+LIST_COLUMN = "embedding"
+SHOWN = 5
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """Checked embeddings of N items: everything the metrics, the app and the exports need.
+
+    ``labels[i]`` is item i's class index into ``class_names``; ``ids``, ``paths`` and ``split``
+    are per-item string arrays or None; ``source`` is the file it was read from (None if built
+    in memory), against whose folder relative ``paths`` resolve.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    ids: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    split: np.ndarray | None = None
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def split_names(self) -> list[str]:
+        """The splits present, in first-seen order (``["test"]`` when the file names none)."""
+        if self.split is None:
+            return ["test"]
+        return list(dict.fromkeys(self.split.tolist()))
+
+    def select_split(self, name: str) -> EmbeddingSet:
+        """The items of split ``name`` (all items when the file names no split)."""
+        if self.split is None:
+            if name != "test":
+                raise ValueError(f"the embedding file has no split column; asked for {name!r}")
+            return self
+        keep = self.split == name
+        if not keep.any():
+            raise ValueError(f"no item has split {name!r}; present: {self.split_names()}")
+        return self.subset(np.flatnonzero(keep))
+
+    def subset(self, rows: np.ndarray) -> EmbeddingSet:
+        """The items at ``rows`` (class names kept, so labels stay comparable)."""
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[rows]
+
+        return replace(
+            self,
+            embeddings=self.embeddings[rows],
+            labels=self.labels[rows],
+            ids=pick(self.ids),
+            paths=pick(self.paths),
+            split=pick(self.split),
+        )
+
+    def item_ids(self) -> np.ndarray:
+        """The ids, or the row numbers as text when the file gave none."""
+        if self.ids is not None:
+            return self.ids
+        return np.arange(len(self)).astype(str)
+
+    def image_path(self, index: int) -> Path | None:
+        """Item ``index``'s image path, relative ones resolved against the file's folder."""
+        if self.paths is None or not self.paths[index]:
+            return None
+        path = Path(str(self.paths[index])).expanduser()
+        if not path.is_absolute() and self.source is not None:
+            path = self.source.parent / path
+        return path
+
+
+def make_embedding_set(
+    embeddings: object,
+    labels: object,
+    *,
+    class_names: Sequence[str] | None = None,
+    ids: object = None,
+    paths: object = None,
+    split: object = None,
+    source: str | Path | None = None,
+) -> EmbeddingSet:
+    """Validate raw arrays into an ``EmbeddingSet``; each problem is one ``ValueError`` line."""
+    matrix = _check_matrix(embeddings)
+    num_items = matrix.shape[0]
+    label_array = _column(labels, "labels", num_items)
+    class_index, names = _class_index(label_array, class_names)
+    if len(np.unique(class_index)) < 2:
+        raise ValueError(
+            f"embeddings need at least two classes to be evaluated; every item has label "
+            f"{names[int(class_index[0])]!r}"
+        )
+    id_array = None if ids is None else _strings(_column(ids, "ids", num_items), "ids")
+    if id_array is not None:
+        _check_unique(id_array)
+    path_array = None if paths is None else _strings(_column(paths, "paths", num_items), "paths")
+    split_array = None
+    if split is not None:
+        split_values = np.asarray(split)
+        if split_values.ndim == 0:
+            split_values = np.full(num_items, split_values.item())
+        split_array = _strings(_column(split_values, "split", num_items), "split")
+    return EmbeddingSet(
+        embeddings=matrix,
+        labels=class_index,
+        class_names=names,
+        ids=id_array,
+        paths=path_array,
+        split=split_array,
+        source=None if source is None else Path(source),
+    )
+
+
+def read_embeddings(path: str | Path, labels: str | Path | None = None) -> EmbeddingSet:
+    """Read and validate an embedding file (formats in the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{path}: embedding files must be {', '.join(SUFFIXES)}; got {suffix!r}")
+    if labels is not None and suffix != ".npy":
+        raise ValueError(f"a separate labels file goes with .npy embeddings only, not {suffix}")
+    try:
+        if suffix == ".npz":
+            return _read_npz(path)
+        if suffix == ".npy":
+            return _read_npy(path, labels)
+        return _read_table(path)
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(
+            message if message.startswith(str(path)) else f"{path}: {message}"
+        ) from None
+
+
+def _read_npz(path: Path) -> EmbeddingSet:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"not a readable .npz archive ({error})") from None
+    with archive:
+        arrays = {name: _load_array(archive, name) for name in archive.files}
+    missing = [name for name in ("embeddings", "labels") if name not in arrays]
+    if missing:
+        raise ValueError(
+            f"the .npz lacks {missing}; expected arrays embeddings (N, d) and labels (N,), "
+            f"found {sorted(arrays)}"
+        )
+    class_names = arrays.get("class_names")
+    return make_embedding_set(
+        arrays["embeddings"],
+        arrays["labels"],
+        class_names=None if class_names is None else [str(n) for n in class_names.tolist()],
+        ids=arrays.get("ids", arrays.get("indices")),
+        paths=arrays.get("paths"),
+        split=arrays.get("split"),
+        source=path,
+    )
+
+
+def _load_array(archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError:
+        raise ValueError(
+            f"array {name!r} holds Python objects (pickled), which are never loaded; "
+            "store strings as a fixed-width unicode array (np.array(values, dtype=str))"
+        ) from None
+
+
+def _read_npy(path: Path, labels: str | Path | None) -> EmbeddingSet:
+    matrix = _load_npy(path, "embeddings")
+    if labels is None:
+        siblings = [path.with_suffix(".labels.npy"), path.with_suffix(".labels.txt")]
+        found = [p for p in siblings if p.is_file()]
+        if not found:
+            raise ValueError(
+                f"a .npy holds no labels: pass a labels file or put one at {siblings[0].name} "
+                f"or {siblings[1].name} beside it"
+            )
+        labels = found[0]
+    labels = Path(labels)
+    if not labels.is_file():
+        raise FileNotFoundError(f"labels file {labels} does not exist")
+    if labels.suffix.lower() == ".npy":
+        label_values = _load_npy(labels, "labels")
+    else:
+        lines = labels.read_text(encoding="utf-8").splitlines()
+        label_values = _parse_text_labels([line.strip() for line in lines if line.strip()])
+    return make_embedding_set(matrix, label_values, source=path)
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError:
+        raise ValueError(
+            f"{path.name}: the {what} array holds Python objects (pickled), which are never loaded"
+        ) from None
+    except OSError as error:
+        raise ValueError(f"{path.name} is not a readable .npy file ({error})") from None
+
+
+def _parse_text_labels(values: list[str]) -> np.ndarray:
+    """Integers when every value is one, else the strings."""
+    try:
+        return np.array([int(value) for value in values], dtype=np.int64)
+    except ValueError:
+        return np.array(values, dtype=str)
+
+
+def _read_table(path: Path) -> EmbeddingSet:
+    import pyarrow as pa
+
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as error:
+            raise ValueError(f"not a readable parquet file ({error})") from None
+    else:
+        import pyarrow.csv as pacsv
+
+        text_columns = {name: pa.string() for name in ITEM_COLUMNS}
+        options = pacsv.ConvertOptions(column_types=text_columns, strings_can_be_null=False)
+        try:
+            table = pacsv.read_csv(path, convert_options=options)
+        except (OSError, pa.ArrowException) as error:
+            raise ValueError(f"not a readable CSV file ({error})") from None
+    columns = table.column_names
+    if "label" not in columns:
+        raise ValueError(f"no 'label' column; columns are {columns[:12]}")
+    matrix = _table_embeddings(table)
+    raw_labels = table.column("label").to_pylist()
+    if any(value is None or value == "" for value in raw_labels):
+        raise ValueError("the 'label' column has empty cells")
+    if pa.types.is_string(table.schema.field("label").type):
+        labels = _parse_text_labels(raw_labels)
+    else:
+        labels = np.asarray(raw_labels)
+    class_names = None
+    if "class_name" in columns:
+        labels, class_names = _labels_with_names(labels, table.column("class_name").to_pylist())
+
+    def optional(name: str) -> list | None:
+        """A text column, or None when it is absent or every cell is empty."""
+        if name not in columns:
+            return None
+        values = ["" if v is None else str(v) for v in table.column(name).to_pylist()]
+        return values if any(values) else None
+
+    return make_embedding_set(
+        matrix,
+        labels,
+        class_names=class_names,
+        ids=optional("id"),
+        paths=optional("path"),
+        split=optional("split"),
+        source=path,
+    )
+
+
+def _labels_with_names(labels: np.ndarray, names: list) -> tuple[np.ndarray, list[str]]:
+    """Labels and a per-row ``class_name`` column → class indices and one name per class."""
+    originals = np.unique(labels)
+    index = np.searchsorted(originals, labels)
+    by_class: dict[int, str] = {}
+    for position, name in zip(index.tolist(), names, strict=True):
+        name = "" if name is None else str(name)
+        if by_class.setdefault(position, name) != name:
+            raise ValueError(
+                f"label {originals[position].item()!r} has two class names: "
+                f"{by_class[position]!r} and {name!r}"
+            )
+    return index, [by_class[k] or str(originals[k]) for k in range(len(originals))]
+
+
+def _table_embeddings(table: object) -> np.ndarray:
+    """The (N, d) matrix of a table: its ``embedding`` list column or its numbered columns."""
+    columns = [c for c in table.column_names if c not in ITEM_COLUMNS + DERIVED_COLUMNS]
+    numbered = _numbered_columns(columns)
+    if LIST_COLUMN in columns:
+        if numbered:
+            raise ValueError(
+                f"both a list column 'embedding' and numbered columns {numbered[:3]}…; keep one"
+            )
+        return _list_column(table.column(LIST_COLUMN).to_pylist())
+    if not numbered:
+        raise ValueError(
+            "no embedding columns: expected a list column 'embedding' or numbered columns "
+            f"such as e0, e1, … (one prefix, numbered from 0); columns are {table.column_names[:12]}"
+        )
+    values = [table.column(name).to_pylist() for name in numbered]
+    if any(v is None for column in values for v in column):
+        raise ValueError("the embedding columns have empty cells (NaN rows are not allowed)")
+    try:
+        return np.array(values, dtype=np.float64).T
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"embedding columns must hold numbers; {numbered[0]!r} holds "
+            f"{type(values[0][0]).__name__}"
+        ) from None
+
+
+def _numbered_columns(columns: list[str]) -> list[str]:
+    """Columns named ``<prefix><n>`` (optional ``_``), n = 0 … d−1 under one prefix, in order."""
+    groups: dict[str, dict[int, str]] = {}
+    for name in columns:
+        match = re.fullmatch(r"(.*?)_?(\d+)", name)
+        if match:
+            groups.setdefault(match.group(1), {})[int(match.group(2))] = name
+    complete = {p: g for p, g in groups.items() if sorted(g) == list(range(len(g)))}
+    if len(complete) > 1:
+        raise ValueError(
+            f"numbered columns under several prefixes {sorted(complete)}; the embedding must "
+            "use one prefix"
+        )
+    if not complete:
+        return []
+    (group,) = complete.values()
+    return [group[i] for i in range(len(group))]
+
+
+def _list_column(rows: list) -> np.ndarray:
+    parsed = []
+    for position, row in enumerate(rows):
+        if row is None:
+            raise ValueError(f"row {position} has no embedding")
+        if isinstance(row, str):
+            text = row.strip().removeprefix("[").removesuffix("]")
+            try:
+                row = [float(part) for part in re.split(r"[,\s]+", text.strip()) if part]
+            except ValueError:
+                raise ValueError(
+                    f"row {position}: cannot read the embedding {row[:40]!r} as numbers"
+                ) from None
+        parsed.append(row)
+    lengths = {len(row) for row in parsed}
+    if len(lengths) > 1:
+        raise ValueError(f"embeddings differ in length across rows: {sorted(lengths)[:SHOWN]}")
+    try:
+        return np.array(parsed, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("the 'embedding' column must hold lists of numbers") from None
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _check_matrix(embeddings: object) -> np.ndarray:
+    """float32 (N, d), N, d ≥ 1, real numbers, every row finite."""
+    matrix = np.asarray(embeddings)
+    if matrix.dtype.kind not in "fiu":
+        raise ValueError(
+            f"embeddings must be real numbers (float or int), got dtype {matrix.dtype}"
+        )
+    if matrix.ndim != 2:
+        raise ValueError(
+            f"embeddings must be a 2-D array (N items, d dimensions), got shape {matrix.shape}"
+        )
+    if matrix.shape[0] < 2 or matrix.shape[1] < 1:
+        raise ValueError(f"embeddings need at least 2 items and 1 dimension, got {matrix.shape}")
+    bad_rows = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if len(bad_rows):
+        raise ValueError(
+            f"{len(bad_rows)} embedding row(s) hold NaN or infinite values, e.g. rows "
+            f"{bad_rows[:SHOWN].tolist()}"
+        )
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def _column(values: object, name: str, num_items: int) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one per item), got shape {array.shape}")
+    if array.shape[0] != num_items:
+        raise ValueError(
+            f"{name} has {array.shape[0]} entries but there are {num_items} embeddings"
+        )
+    return array
+
+
+def _strings(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype.kind not in "iuUS" and not (
+        array.dtype.kind == "O" and all(isinstance(v, str) for v in array.tolist())
+    ):
+        raise ValueError(f"{name} must be strings or integers, got dtype {array.dtype}")
+    return np.array([str(v) for v in array.tolist()], dtype=str)
+
+
+def _check_unique(ids: np.ndarray) -> None:
+    values, counts = np.unique(ids, return_counts=True)
+    repeated = values[counts > 1]
+    if len(repeated):
+        raise ValueError(
+            f"ids must be unique; {len(repeated)} repeat, e.g. {str(repeated[0])!r} appears "
+            f"{int(counts[counts > 1][0])} times"
+        )
+
+
+def _class_index(
+    labels: np.ndarray, class_names: Sequence[str] | None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels → indices into the sorted distinct labels, and each class's name."""
+    kind = labels.dtype.kind
+    if kind == "f":
+        if not np.isfinite(labels).all() or not (labels == np.round(labels)).all():
+            raise ValueError("float labels must be whole numbers without NaN")
+        labels = labels.astype(np.int64)
+    elif kind == "O" and all(isinstance(v, str) for v in labels.tolist()):
+        labels = labels.astype(str)
+    elif kind not in "iuUS":
+        raise ValueError(f"labels must be integers or strings, got dtype {labels.dtype}")
+    originals, index = np.unique(labels, return_inverse=True)
+    if class_names is None:
+        names = tuple(str(v) for v in originals.tolist())
+    else:
+        if labels.dtype.kind not in "iu":
+            raise ValueError("class_names go with integer labels (an index into class_names)")
+        if originals.min() < 0 or originals.max() >= len(class_names):
+            raise ValueError(
+                f"labels must index class_names (0 … {len(class_names) - 1}); found labels "
+                f"{originals.min()} … {originals.max()}"
+            )
+        names = tuple(str(class_names[int(v)]) for v in originals.tolist())
+    return index.reshape(-1).astype(np.int64), names
+
+
+DEFAULT_RECALL_KS = (1, 2, 4, 8)
+
+
+def evaluate_embeddings(
+    record: EmbeddingSet, ks: Sequence[int] = DEFAULT_RECALL_KS
+) -> dict[str, float]:
+    """Every metric of an embedding set, keyed as ``evaluate --checkpoint`` keys them.
+
+    Per split (``test`` when the file names none; ``eval_train`` is reported as ``train``) the
+    engine's ``split_metrics``: retrieval metrics (except on ``train``) and embedding-space metrics
+    (docs/DESIGN.md §3). Recall@k with k ≥ the split's size is left out.
+    """
+    import torch
+
+    from dml_core.engine.evaluation import split_metrics
+
+    metrics: dict[str, float] = {}
+    for name in record.split_names():
+        part = record.select_split(name)
+        usable = [int(k) for k in ks if 0 < k < len(part)]
+        if not usable:
+            raise ValueError(f"split {name!r} has {len(part)} items: too few for Recall@k")
+        key = "train" if name == "eval_train" else name
+        metrics.update(split_metrics(key, torch.from_numpy(part.embeddings), part.labels, usable))
+    return metrics

@@ -1,0 +1,308 @@
+"""Importing checkpoints trained elsewhere: the paper's official format (through the restricted
+unpickler), plain state dicts, the key-mapping report, and pickles that try to run code."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from dml_core.engine.checkpoint import load_checkpoint, read_metadata
+from dml_core.interop import UnsafePickleError, import_checkpoint, load_restricted
+from dml_core.models import build_model
+
+
+class Progress_Saver:
+    """Stands in for the official code's logger class, pickled by reference to this module."""
+
+    def __init__(self) -> None:
+        self.groups = {"Recall @ 1": {"e_recall@1": {"content": [np.float64(0.61), 0.63]}}}
+
+
+class OfficialResNet50(nn.Module):
+    """The official code's network layout: ``model`` is a ResNet50 whose classifier is called
+    ``last_linear`` (and is the embedding layer), plus ``layer_blocks`` referring to layer1…4."""
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__()
+        self.pars = opt
+        self.model = torchvision.models.resnet50(weights=None)
+        del self.model.fc
+        self.model.last_linear = nn.Linear(2048, opt.embed_dim)
+        if "frozen" in opt.arch:
+            for module in self.model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        self.layer_blocks = nn.ModuleList(
+            [self.model.layer1, self.model.layer2, self.model.layer3, self.model.layer4]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        for block in self.layer_blocks:
+            x = block(x)
+        x = m.last_linear(m.avgpool(x).flatten(1))
+        return nn.functional.normalize(x, dim=-1) if "normalize" in self.pars.arch else x
+
+
+def official_opt() -> argparse.Namespace:
+    return argparse.Namespace(
+        arch="resnet50_frozen_normalize",
+        embed_dim=128,
+        dataset="cub200",
+        loss="margin",
+        batch_mining="distance",
+        bs=112,
+        lr=1e-05,
+        n_epochs=150,
+        seed=3,
+        samples_per_class=2,
+        source_path="/data/cub200",
+        evaluation_metrics=["e_recall@1", "nmi"],
+        device=torch.device("cuda"),
+        wandb_key="not-a-real-key",
+        epoch=42,
+    )
+
+
+@pytest.mark.slow
+def test_official_checkpoint_imports_and_embeds_like_the_original(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    opt = official_opt()
+    network = OfficialResNet50(opt).eval()
+    source = tmp_path / "checkpoint_Test_e_recall@1.pth.tar"
+    torch.save(
+        {
+            "state_dict": network.state_dict(),
+            "opt": opt,
+            "progress": {"Train": Progress_Saver()},
+            "aux": None,
+        },
+        source,
+    )
+    result = import_checkpoint(source, tmp_path / "imported.safetensors")
+
+    model, metadata = load_checkpoint(tmp_path / "imported.safetensors")
+    inputs = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(inputs), network(inputs), atol=1e-5)
+    assert model.frozen_bn and model.normalize and model.arch == "resnet50"
+    assert metadata["model"]["embed_dim"] == 128
+    config = metadata["config"]
+    assert (config["dataset"], config["loss"], config["seed"]) == ("cub200", "margin", 3)
+    assert config["data_root"] == "/data/cub200" and config["pretrained"] is None
+    origin = metadata["source"]
+    assert origin["format"] == "official" and origin["file"] == source.name
+    assert origin["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert origin["opt"]["arch"] == "resnet50_frozen_normalize"
+    assert origin["opt"]["device"] == "cuda" and origin["opt"]["wandb_key"] == "<redacted>"
+    assert metadata["epoch"] == 42 and metadata["kind"] == "imported"
+    mapping = origin["key_mapping"]
+    assert mapping["matched"] == len(model.state_dict())
+    assert mapping["missing"] == [] and mapping["unexpected"] == []
+    assert all(key.startswith("layer_blocks.") for key in mapping["ignored"])
+    assert result.summary()["keys"]["matched"] == mapping["matched"]
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_restricted_reader_keeps_unknown_classes_inert(tmp_path: Path, zip_format: bool) -> None:
+    """Both torch.save formats: the zip archive (torch >= 1.6) and the older single stream."""
+    path = tmp_path / "small.pth"
+    layer = nn.Linear(3, 2)
+    torch.save(
+        {
+            "state_dict": layer.state_dict(),
+            "opt": official_opt(),
+            "progress": {"Train": Progress_Saver()},
+        },
+        path,
+        _use_new_zipfile_serialization=zip_format,
+    )
+    loaded = load_restricted(path)
+    assert isinstance(loaded["opt"], argparse.Namespace) and loaded["opt"].seed == 3
+    record = loaded["progress"]["Train"]
+    assert not isinstance(record, Progress_Saver), "the test's class is never imported"
+    assert record.name == "Progress_Saver" and "groups" in record.state
+    assert torch.equal(loaded["state_dict"]["weight"], layer.weight)
+
+
+class WritesAFile:
+    """A pickle payload: unpickling it with plain pickle would run ``os.system``."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+class ExecutesCode:
+    """A pickle payload that would run Python source through ``builtins.exec``."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
+
+
+@pytest.mark.parametrize("payload", [WritesAFile, ExecutesCode])
+@pytest.mark.parametrize("container", ["torch.save", "plain pickle"])
+def test_a_pickle_that_runs_code_is_refused_and_nothing_executes(
+    tmp_path: Path, payload: type, container: str
+) -> None:
+    target = tmp_path / "pwned"
+    source = tmp_path / "evil.pth"
+    evil = payload(target)
+    if container == "torch.save":
+        torch.save({"state_dict": nn.Linear(2, 2).state_dict(), "opt": evil}, source)
+    else:
+        source.write_bytes(pickle.dumps(evil, protocol=2))
+    with pytest.raises(
+        UnsafePickleError, match=r"refused: the pickle calls (posix\.system|builtins\.exec)"
+    ):
+        import_checkpoint(source, tmp_path / "out.safetensors")
+    assert not target.exists()
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_torchscript_archives_are_refused(tmp_path: Path) -> None:
+    source = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still readable
+        torch.jit.save(torch.jit.script(nn.Linear(2, 2)), source)
+    with pytest.raises(ValueError, match="TorchScript"):
+        import_checkpoint(source, tmp_path / "out.safetensors")
+
+
+def test_plain_state_dict_of_this_projects_arch(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    original = build_model("small_cnn", 16, in_channels=1, normalize=False).eval()
+    source = tmp_path / "weights.pth"
+    torch.save({"state_dict": original.state_dict(), "epoch": 7}, source)
+    result = import_checkpoint(source, tmp_path / "imported.safetensors", normalize=False)
+    assert result.source_format == "state_dict"
+    assert result.model_config["arch"] == "small_cnn" and result.model_config["in_channels"] == 1
+    model, metadata = load_checkpoint(tmp_path / "imported.safetensors")
+    inputs = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(inputs), original(inputs))
+    assert (
+        metadata["config"]["dataset"] == "glyphs" and metadata["source"]["format"] == "state_dict"
+    )
+    assert result.mapping.missing == [] and result.mapping.unexpected == []
+
+
+def test_a_projects_own_checkpoint_reimports(tmp_path: Path) -> None:
+    from dml_core.engine.checkpoint import save_checkpoint
+
+    original = build_model("mlp", 2)
+    save_checkpoint(tmp_path / "ours.safetensors", original, {"model": original.config()})
+    result = import_checkpoint(tmp_path / "ours.safetensors", tmp_path / "again.safetensors")
+    assert result.source_format == "safetensors" and result.model_config["arch"] == "mlp"
+    model, metadata = load_checkpoint(tmp_path / "again.safetensors")
+    assert metadata["config"]["dataset"] == "toy_diagonal"
+    inputs = torch.randn(4, 2)
+    with torch.no_grad():
+        assert torch.equal(model(inputs), original.eval()(inputs))
+
+
+@pytest.mark.slow
+def test_torchvision_resnet_state_dict_maps_fc_to_the_head(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    network = torchvision.models.resnet18(weights=None)
+    network.fc = nn.Linear(512, 64)
+    network.eval()
+    source = tmp_path / "resnet18.pth"
+    torch.save(network.state_dict(), source)
+    result = import_checkpoint(source, tmp_path / "imported.safetensors", normalize=False)
+    assert result.model_config["arch"] == "resnet18" and result.model_config["embed_dim"] == 64
+    model, _ = load_checkpoint(tmp_path / "imported.safetensors")
+    inputs = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(inputs), network(inputs), atol=1e-5)
+
+
+def _small_cnn_state() -> dict[str, torch.Tensor]:
+    return build_model("small_cnn", 8, in_channels=3).state_dict()
+
+
+def test_shape_mismatch_is_refused(tmp_path: Path) -> None:
+    state = _small_cnn_state()
+    state["backbone.4.weight"] = torch.zeros(64, 31, 3, 3)
+    torch.save(state, tmp_path / "wrong.pth")
+    with pytest.raises(
+        ValueError, match=r"shapes do not fit small_cnn: backbone\.4\.weight \(64, 31, 3, 3\)"
+    ):
+        import_checkpoint(tmp_path / "wrong.pth", tmp_path / "out.safetensors", allow_partial=True)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_missing_and_unexpected_keys_are_reported_and_refused(tmp_path: Path) -> None:
+    state = _small_cnn_state()
+    del state["backbone.4.weight"]
+    state["backbone.extra.weight"] = torch.zeros(2)
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(
+        ValueError,
+        match=r"missing keys \['backbone\.4\.weight'\], unexpected keys \['backbone\.extra\.weight'\]",
+    ):
+        import_checkpoint(tmp_path / "partial.pth", tmp_path / "out.safetensors")
+    result = import_checkpoint(
+        tmp_path / "partial.pth", tmp_path / "out.safetensors", allow_partial=True
+    )
+    assert result.mapping.missing == ["backbone.4.weight"]
+    assert result.mapping.unexpected == ["backbone.extra.weight"]
+    assert read_metadata(tmp_path / "out.safetensors")["source"]["key_mapping"]["missing"] == [
+        "backbone.4.weight"
+    ]
+
+
+def test_unknown_layout_asks_for_the_arch(tmp_path: Path) -> None:
+    torch.save(
+        {"encoder.weight": torch.zeros(2, 2), "fc.weight": torch.zeros(4, 2)}, tmp_path / "x.pth"
+    )
+    with pytest.raises(ValueError, match=r"cannot tell the architecture .* pass arch"):
+        import_checkpoint(tmp_path / "x.pth", tmp_path / "out.safetensors")
+
+
+def test_official_checkpoint_of_another_backbone_is_refused(tmp_path: Path) -> None:
+    opt = official_opt()
+    opt.arch = "bninception_frozen_normalize"
+    state = {"model.conv1.weight": torch.zeros(1), "model.last_linear.weight": torch.zeros(128, 4)}
+    torch.save(
+        {"state_dict": state, "opt": opt, "progress": None, "aux": None}, tmp_path / "bn.pth"
+    )
+    with pytest.raises(ValueError, match="only ResNet50"):
+        import_checkpoint(tmp_path / "bn.pth", tmp_path / "out.safetensors")
+
+
+def test_cli_import_prints_the_key_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dml_core.cli import main
+
+    torch.save(_small_cnn_state(), tmp_path / "weights.pt")
+    out = tmp_path / "imported.safetensors"
+    argv = ["import", str(tmp_path / "weights.pt"), "--out", str(out), "--dataset", "glyphs"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["arch"] == "small_cnn" and printed["format"] == "state_dict"
+    assert printed["keys"]["matched"] == len(_small_cnn_state())
+    assert printed["keys"]["missing"] == [] and printed["keys"]["unexpected"] == []
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "opt": WritesAFile(tmp_path / "pwned")}, evil)
+    assert main(["import", str(evil), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("error: refused: the pickle calls posix.system")
+    assert not (tmp_path / "pwned").exists()
