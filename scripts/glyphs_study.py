@@ -1,60 +1,285 @@
-"""The fair-comparison study on ``glyphs`` (issue 8): 9 methods × 3 seeds with the ``glyphs`` preset.
+"""The study on ``glyphs`` (issue 15): 2 regimes × 9 methods × 5 seeds, each run to convergence.
 
-    python scripts/glyphs_study.py run --jobs 2       # trains what is missing under runs/study/
-    python scripts/glyphs_study.py results            # regenerates docs/RESULTS.md and docs/study.*
+    python scripts/glyphs_study.py run --regime finetune --shard 1/2 --jobs 1
+    python scripts/glyphs_study.py results          # docs/RESULTS.md from docs/study/ alone
 
-``results`` writes ``docs/RESULTS.md`` (tables, correlations, the paper's three claims with the
-numbers that decide them), ``docs/study.csv`` and ``docs/study_correlations.json``.
+Regimes (by preset): ``finetune`` fine-tunes the pretrained glyph backbone
+(``checkpoints/glyphs-backbone.safetensors``, made by ``scripts/pretrain_glyphs_backbone.py``)
+with the ``glyphs-finetune`` preset; ``scratch`` trains the small CNN from scratch with the
+``glyphs`` preset. Both hold out 20 % of the train classes for validation, select the epoch by
+validation Recall@1 and stop by the rule of ``dml_core.engine.stopping`` (no new best validation
+Recall@1 over the last quarter of the evaluations), at most at the regime's epoch cap.
 
-``run`` launches ``python -m dml_core train`` for every (method, seed) whose run directory has no
-finished ``done`` event, ``--jobs`` at a time (one torch thread each). ``results`` calls
-``python -m dml_core report``'s functions on the run directories and adds the correlation of the
-train-split embedding metrics with test Recall@1 across all runs (Pearson and Spearman).
+``run`` trains the (method, seed) tasks of its shard that have no summary yet, seed by seed, under
+``runs/study/<regime>/<method>-seed<k>/`` (not in git): a run with a resumable state continues
+with the trainer's ``--resume``, a run that has converged or reached its cap is only summarised.
+The runner watches each run's ``eval`` events and stops the trainer (SIGTERM, a clean stop) as
+soon as the rule holds. Each finished run leaves ``docs/study/<regime>/<method>-seed<k>.json``
+(config, command, stop reason, evaluation history; a few KB), which is all ``results`` reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from dml_core.engine.events import read_events
-from dml_core.io import atomic_write_bytes
-from dml_core.report import DEFAULT_METRICS, summarise, to_csv, to_markdown
+from dml_core.engine.stopping import last_quarter_gain, should_stop
+from dml_core.io import atomic_write_bytes, atomic_write_json
+from dml_core.statistics import (
+    combine_verdicts,
+    method_mean_correlation,
+    paired_difference,
+    trajectory_correlations,
+    verdict,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "study"
-SEEDS = (0, 1, 2)
+STUDY = ROOT / "docs" / "study"
+SUMMARY_FORMAT = 1
+SEEDS = (0, 1, 2, 3, 4)
+SELECTION_METRIC = "val/recall@1"
+TEST_METRIC = "test/recall@1"
+TRAIN_METRIC = "train/recall@1"
+SUMMARY_METRICS = (
+    "val/recall@1",
+    "test/recall@1",
+    "test/recall@4",
+    "test/map@r",
+    "test/nmi",
+    "train/recall@1",
+    "train/rho@2",
+    "train/pi_ratio",
+    "train/pi_intra",
+    "train/pi_inter",
+)
+"""Metrics a summary keeps per evaluation (those the run recorded)."""
+
 METHODS: dict[str, list[str]] = {
     "margin": ["--loss", "margin", "--miner", "distance"],
-    "triplet": ["--loss", "triplet", "--miner", "distance"],
-    "contrastive": ["--loss", "contrastive", "--miner", "distance"],
-    "multisimilarity": ["--loss", "multisimilarity", "--miner", "none"],
-    "triplet-rho0.2": ["--loss", "triplet", "--miner", "distance", "--rho", "0.2"],
-    "contrastive-rho0.2": ["--loss", "contrastive", "--miner", "distance", "--rho", "0.2"],
-    "margin-rho0.1": ["--loss", "margin", "--miner", "distance", "--rho", "0.1"],
-    "margin-rho0.2": ["--loss", "margin", "--miner", "distance", "--rho", "0.2"],
+    "margin-rho0.15": ["--loss", "margin", "--miner", "distance", "--rho", "0.15"],
     "margin-rho0.35": ["--loss", "margin", "--miner", "distance", "--rho", "0.35"],
+    "triplet": ["--loss", "triplet", "--miner", "distance"],
+    "triplet-rho0.35": ["--loss", "triplet", "--miner", "distance", "--rho", "0.35"],
+    "contrastive": ["--loss", "contrastive", "--miner", "distance"],
+    "contrastive-rho0.35": ["--loss", "contrastive", "--miner", "distance", "--rho", "0.35"],
+    "multisimilarity": ["--loss", "multisimilarity", "--miner", "none"],
+    "softmax": ["--loss", "softmax", "--miner", "none"],
 }
-PAPER_CUB_CORRELATIONS = {"pi_intra": 0.25, "pi_inter": -0.16, "pi_ratio": 0.79, "rho@2": -0.80}
-"""Roth et al. 2020, Fig. 3 (CUB200): correlation of each train-set metric with test Recall@1."""
+"""ρ at the official push probabilities: 0.35 (CUB200, CARS196) and 0.15 (SOP)."""
+
+BASE_METHODS = ("margin", "triplet", "contrastive", "multisimilarity", "softmax")
+"""Claim 1 compares these (no ρ)."""
+RHO_PAIRS = (
+    ("margin-rho0.35", "margin"),
+    ("triplet-rho0.35", "triplet"),
+    ("contrastive-rho0.35", "contrastive"),
+)
+"""Claim 2 at the paper's push probability for CUB200/CARS196; its verdict rests on these."""
+EXTRA_RHO_PAIRS = (("margin-rho0.15", "margin"),)
+"""Shown next to claim 2, not part of its verdict."""
+EQUIVALENCE_MARGIN = 0.02
+"""Claim 1: two methods are alike when their paired test Recall@1 difference is within ±0.02."""
+CORRELATED_METRICS = {"train/rho@2": "less", "train/pi_ratio": "greater"}
+"""Claim 3: the sign the paper reports (Fig. 3: lower ρ@2, higher π_ratio ↔ higher Recall@1)."""
+CONTEXT_METRICS = ("train/pi_intra", "train/pi_inter")
+PAPER_CUB_SPEARMAN = {
+    "train/rho@2": -0.80,
+    "train/pi_ratio": 0.79,
+    "train/pi_intra": 0.25,
+    "train/pi_inter": -0.16,
+}
+"""Roth et al. 2020, Fig. 3 (CUB200): correlation of each train-split metric with test Recall@1."""
 
 
-def finished(run_dir: Path) -> bool:
+@dataclass(frozen=True)
+class Regime:
+    """One training regime of the study: a preset plus the study's protocol flags."""
+
+    preset: str
+    flags: tuple[str, ...]
+    min_epochs: int
+    description: str
+
+    @property
+    def epoch_cap(self) -> int:
+        return int(self.flags[self.flags.index("--epochs") + 1])
+
+
+REGIMES = {
+    "finetune": Regime(
+        preset="glyphs-finetune",
+        flags=("--val-classes", "0.2", "--epochs", "30", "--eval-every", "1"),
+        min_epochs=6,
+        description=(
+            "fine-tunes the small CNN pretrained with normalised softmax on 400 other glyph "
+            "classes (`checkpoints/glyphs-backbone.safetensors`), frozen BatchNorm, small "
+            "learning rate"
+        ),
+    ),
+    "scratch": Regime(
+        preset="glyphs",
+        flags=("--val-classes", "0.2", "--epochs", "40", "--eval-every", "2"),
+        min_epochs=8,
+        description="trains the small CNN from random initialisation (Adam 1e-3)",
+    ),
+}
+
+
+# --- tasks, run directories and summaries --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    regime: str
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-seed{self.seed}"
+
+    def run_dir(self, runs: Path) -> Path:
+        return runs / self.regime / self.name
+
+    def summary_path(self, study: Path) -> Path:
+        return study / self.regime / f"{self.name}.json"
+
+
+def all_tasks(regime: str) -> list[Task]:
+    """Seed-major order, so a partial study holds complete seeds (what the pairing needs)."""
+    return [Task(regime, method, seed) for seed in SEEDS for method in METHODS]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` with 1 ≤ i ≤ n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects i/n such as 1/4, got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard i/n needs 1 <= i <= n, got {text!r}")
+    return index, count
+
+
+def shard(tasks: Sequence[Task], index: int, count: int) -> list[Task]:
+    """Every ``count``-th task starting at the ``index``-th (1-based)."""
+    return list(tasks[index - 1 :: count])
+
+
+def eval_history(run_dir: Path) -> list[dict[str, Any]]:
+    """Evaluation rows from ``events.jsonl``, one per epoch (a resumed run's repeat wins)."""
     events, _ = read_events(run_dir / "events.jsonl")
-    return any(e["kind"] == "done" and e.get("reason") == "finished" for e in events)
+    rows: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event["kind"] == "eval" and event.get("metrics"):
+            rows[event["epoch"]] = {"epoch": event["epoch"], **event["metrics"]}
+    return [rows[epoch] for epoch in sorted(rows)]
 
 
-def command(method: str, seed: int, run_dir: Path) -> list[str]:
-    base = [sys.executable, "-m", "dml_core", "train", "--preset", "glyphs", "--no-progress"]
-    if (run_dir / "last.safetensors").exists():
+def stopping_point(history: list[dict[str, Any]], regime: Regime) -> int | None:
+    """Number of evaluations after which the rule first held, else None."""
+    for count in range(1, len(history) + 1):
+        if should_stop(history[:count], SELECTION_METRIC, min_epochs=regime.min_epochs):
+            return count
+    return None
+
+
+def completion(run_dir: Path, regime: Regime) -> tuple[str, list[dict[str, Any]]] | None:
+    """(stop reason, history up to the stop) of a run that is over, else None."""
+    history = eval_history(run_dir)
+    stop = stopping_point(history, regime)
+    if stop is not None:
+        return "converged", history[:stop]
+    events, _ = read_events(run_dir / "events.jsonl")
+    if any(e["kind"] == "done" and e.get("reason") == "finished" for e in events):
+        return "epoch cap", history
+    return None
+
+
+def columns(history: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """The summary's history: one list per metric (5 significant digits), epoch first."""
+    kept = ["epoch", *(m for m in SUMMARY_METRICS if any(m in row for row in history))]
+
+    def compact(value: Any) -> Any:
+        if value is None or not math.isfinite(value):
+            return None
+        return value if isinstance(value, int) else float(f"{value:.5g}")
+
+    return {m: [compact(row.get(m)) for row in history] for m in kept}
+
+
+def new_run_command(task: Task, run_dir: Path, extra: Sequence[str] = ()) -> list[str]:
+    regime = REGIMES[task.regime]
+    return [
+        "python",
+        "-m",
+        "dml_core",
+        "train",
+        "--preset",
+        regime.preset,
+        *regime.flags,
+        *METHODS[task.method],
+        "--seed",
+        str(task.seed),
+        *extra,
+        "--out",
+        str(run_dir),
+        "--no-progress",
+    ]
+
+
+def write_summary(task: Task, runs: Path, study: Path, extra: Sequence[str] = ()) -> bool:
+    """Summarise a run that is over into ``docs/study``; False if it is not over."""
+    run_dir = task.run_dir(runs)
+    over = completion(run_dir, REGIMES[task.regime])
+    if over is None:
+        return False
+    reason, history = over
+    events, _ = read_events(run_dir / "events.jsonl")
+    seconds = sum(e.get("seconds", 0.0) for e in events if e["kind"] == "epoch")
+    command = new_run_command(task, Path("runs/study") / task.regime / task.name, extra)
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "regime": task.regime,
+        "method": task.method,
+        "seed": task.seed,
+        "stop": reason,
+        "stopping_rule": {
+            "metric": SELECTION_METRIC,
+            "min_epochs": REGIMES[task.regime].min_epochs,
+            "last_fraction": 0.25,
+        },
+        "train_seconds": round(seconds, 1),
+        "command": shlex.join(command),
+        "config": json.loads((run_dir / "config.json").read_text()),
+        "history": columns(history),
+    }
+    atomic_write_json(task.summary_path(study), summary)
+    return True
+
+
+def trainer_command(task: Task, runs: Path, extra: Sequence[str]) -> list[str]:
+    """Resume a run with a resumable state, else start it afresh (a directory without one is
+    removed: it holds nothing to continue from)."""
+    run_dir = task.run_dir(runs)
+    if (run_dir / "last.safetensors").is_file() and (run_dir / "train_state.pt").is_file():
         return [
             sys.executable,
             "-m",
@@ -64,134 +289,400 @@ def command(method: str, seed: int, run_dir: Path) -> list[str]:
             str(run_dir),
             "--no-progress",
         ]
-    return [*base, *METHODS[method], "--seed", str(seed), "--out", str(run_dir)]
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return [sys.executable, *new_run_command(task, run_dir, extra)[1:]]
 
 
-def run(jobs: int) -> None:
+@dataclass
+class Running:
+    task: Task
+    process: subprocess.Popen
+    stop_sent: bool = False
+    log: Any = field(default=None, repr=False)
+
+
+def run(
+    regime: str,
+    shard_text: str,
+    jobs: int,
+    *,
+    runs: Path = RUNS,
+    study: Path = STUDY,
+    extra: Sequence[str] = (),
+    poll_seconds: float = 5.0,
+) -> int:
+    """Train and summarise the shard's missing tasks; returns how many remain unsummarised."""
+    index, count = parse_shard(shard_text)
     pending = [
-        (method, seed, RUNS / f"{method}-seed{seed}")
-        for seed in SEEDS
-        for method in METHODS
-        if not finished(RUNS / f"{method}-seed{seed}")
+        t for t in shard(all_tasks(regime), index, count) if not t.summary_path(study).exists()
     ]
+    pending = [t for t in pending if not write_summary(t, runs, study, extra)]
+    print(f"{regime} shard {index}/{count}: {len(pending)} run(s) to train", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: list[tuple[str, subprocess.Popen]] = []
+    running: list[Running] = []
     while pending or running:
         while pending and len(running) < jobs:
-            method, seed, run_dir = pending.pop(0)
-            run_dir.parent.mkdir(parents=True, exist_ok=True)
-            log = open(run_dir.parent / f"{run_dir.name}.log", "a")  # noqa: SIM115
-            process = subprocess.Popen(
-                command(method, seed, run_dir), stdout=log, stderr=log, env=env
-            )
-            running.append((run_dir.name, process))
-            print(f"started {run_dir.name}", flush=True)
-        time.sleep(5)
-        for name, process in list(running):
-            if process.poll() is not None:
-                running.remove((name, process))
-                print(f"{name}: exit {process.returncode}", flush=True)
+            task = pending.pop(0)
+            command = trainer_command(task, runs, extra)
+            log_path = task.run_dir(runs).parent / f"{task.name}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "a")  # noqa: SIM115 (closed when the run ends)
+            process = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=ROOT)
+            running.append(Running(task, process, log=log))
+            print(f"started {task.name}: {shlex.join(command[1:])}", flush=True)
+        time.sleep(poll_seconds)
+        for item in list(running):
+            run_dir = item.task.run_dir(runs)
+            converged = stopping_point(eval_history(run_dir), REGIMES[regime]) is not None
+            if converged and not item.stop_sent and item.process.poll() is None:
+                item.process.send_signal(signal.SIGTERM)  # the trainer stops cleanly
+                item.stop_sent = True
+            if item.process.poll() is not None:
+                running.remove(item)
+                item.log.close()
+                done = write_summary(item.task, runs, study, extra)
+                state = "summarised" if done else "not over (resumes next time)"
+                print(f"{item.task.name}: exit {item.process.returncode}, {state}", flush=True)
+    remaining = [t for t in all_tasks(regime) if not t.summary_path(study).exists()]
+    print(f"{regime}: {len(remaining)} of {len(all_tasks(regime))} run(s) remain", flush=True)
+    return len(remaining)
 
 
-def correlations(runs: list) -> list[dict]:
-    """Across runs: each train-split metric (fair protocol: last epoch) against test Recall@1."""
-    recall = np.array([r.history[-1]["test/recall@1"] for r in runs])
-    rows = []
-    for metric in ("rho@2", "pi_ratio", "pi_intra", "pi_inter"):
-        values = np.array([r.history[-1][f"train/{metric}"] for r in runs])
-        pearson = stats.pearsonr(values, recall)
-        spearman = stats.spearmanr(values, recall)
-        rows.append(
-            {
-                "metric": metric,
-                "pearson": float(pearson.statistic),
-                "pearson_p": float(pearson.pvalue),
-                "spearman": float(spearman.statistic),
-                "spearman_p": float(spearman.pvalue),
-                "paper_cub200": PAPER_CUB_CORRELATIONS[metric],
-            }
-        )
-    return rows
+# --- results ------------------------------------------------------------------------------------
 
 
-def fair_recall(runs: list, method: str) -> dict[int, float]:
-    """Test Recall@1 at the last epoch per seed of one method."""
+@dataclass
+class RunSummary:
+    """One finished run as ``results`` sees it: values at the epoch selected on validation."""
+
+    method: str
+    seed: int
+    stop: str
+    epochs: int
+    selected_epoch: int
+    gain: float
+    seconds: float
+    history: dict[str, list[float | None]]
+    selected: dict[str, float]
+
+    def series(self, metric: str) -> list[float]:
+        return [math.nan if v is None else v for v in self.history.get(metric, [])]
+
+
+def load_summary(path: Path) -> RunSummary:
+    document = json.loads(path.read_text())
+    if document.get("format") != SUMMARY_FORMAT:
+        raise ValueError(f"{path}: summary format {document.get('format')!r}, expected 1")
+    history = document["history"]
+    rows = [
+        {m: (math.nan if history[m][i] is None else history[m][i]) for m in history}
+        for i in range(len(history["epoch"]))
+    ]
+    if not rows:
+        raise ValueError(f"{path}: the summary holds no evaluation")
+    scored = [row for row in rows if math.isfinite(row.get(SELECTION_METRIC, math.nan))]
+    selected = max(scored, key=lambda row: row[SELECTION_METRIC]) if scored else rows[-1]
+    return RunSummary(
+        method=document["method"],
+        seed=int(document["seed"]),
+        stop=document["stop"],
+        epochs=int(rows[-1]["epoch"]),
+        selected_epoch=int(selected["epoch"]),
+        gain=last_quarter_gain(rows, SELECTION_METRIC),
+        seconds=float(document.get("train_seconds", math.nan)),
+        history=history,
+        selected=selected,
+    )
+
+
+def load_regime(study: Path, regime: str) -> dict[str, list[RunSummary]]:
+    """method → its summarised runs (sorted by seed), in METHODS order."""
+    by_method: dict[str, list[RunSummary]] = {m: [] for m in METHODS}
+    for path in sorted((study / regime).glob("*.json")):
+        summary = load_summary(path)
+        by_method.setdefault(summary.method, []).append(summary)
+    return {m: sorted(runs, key=lambda r: r.seed) for m, runs in by_method.items()}
+
+
+def _values(runs: list[RunSummary], metric: str) -> np.ndarray:
+    values = np.array([r.selected.get(metric, math.nan) for r in runs], dtype=float)
+    return values[np.isfinite(values)]
+
+
+def mean_std(runs: list[RunSummary], metric: str) -> str:
+    values = _values(runs, metric)
+    if len(values) == 0:
+        return "–"
+    std = values.std(ddof=1) if len(values) > 1 else math.nan
+    return f"{values.mean():.4f} ± {std:.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+
+
+def by_seed(runs: list[RunSummary], metric: str) -> dict[int, float]:
     return {
-        r.config["seed"]: r.history[-1]["test/recall@1"]
-        for r in runs
-        if r.path.name.rsplit("-seed", 1)[0] == method
+        r.seed: r.selected[metric] for r in runs if math.isfinite(r.selected.get(metric, math.nan))
     }
 
 
-def paired_difference(runs: list, method: str, baseline: str) -> str:
-    """Mean ± std over seeds of (method − baseline) test Recall@1, and on how many seeds it is > 0."""
-    ours, theirs = fair_recall(runs, method), fair_recall(runs, baseline)
-    seeds = sorted(set(ours) & set(theirs))
-    differences = np.array([ours[s] - theirs[s] for s in seeds])
-    if len(differences) == 0:
-        return f"| {method} − {baseline} | no paired seeds | |"
-    std = differences.std(ddof=1) if len(differences) > 1 else 0.0
-    higher = int((differences > 0).sum())
-    return (
-        f"| {method} − {baseline} | {differences.mean():+.4f} ± {std:.4f} | "
-        f"{higher} of {len(differences)} |"
-    )
+def _interval(low: float, high: float) -> str:
+    return "–" if math.isnan(low) else f"[{low:+.4f}, {high:+.4f}]"
 
 
-def claims(runs: list, correlation_rows: list[dict]) -> list[str]:
-    """The paper's three claims, each with the numbers that decide it and the rule used."""
-    base_methods = ["margin", "triplet", "contrastive", "multisimilarity"]
-    summary = {}
-    for method in base_methods:
-        values = np.array(list(fair_recall(runs, method).values()))
-        if len(values):
-            summary[method] = (values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
-    best = max(summary, key=lambda m: summary[m][0])
-    worst = min(summary, key=lambda m: summary[m][0])
-    gap = summary[best][0] - summary[worst][0]
-    spread = summary[best][1] + summary[worst][1]
-    alike = gap < spread
+def method_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
+    has_train = any(TRAIN_METRIC in r.selected for runs in by_method.values() for r in runs)
+    columns_ = [
+        (TEST_METRIC, "test R@1"),
+        (TRAIN_METRIC, "train R@1"),
+        (SELECTION_METRIC, "val R@1"),
+        ("test/map@r", "test MAP@R"),
+        ("train/rho@2", "train ρ@2"),
+        ("train/pi_ratio", "train π_ratio"),
+    ]
+    if not has_train:
+        columns_ = [c for c in columns_ if c[0] != TRAIN_METRIC]
     lines = [
-        "**Claim 1: under one protocol, losses perform alike.** "
-        + ", ".join(f"{m} {summary[m][0]:.4f} ± {summary[m][1]:.4f}" for m in base_methods)
-        + f" (test Recall@1, last epoch). Best ({best}) minus worst ({worst}): {gap:.4f}, against "
-        f"the sum of their seed standard deviations {spread:.4f}. Rule: alike when the gap is "
-        f"smaller than that sum. **{'Holds' if alike else 'Does not hold'}** on glyphs.",
-        "",
-        "**Claim 2: ρ-regularization improves zero-shot recall.** Paired by seed (same data, "
-        "initialisation and batches), test Recall@1 at the last epoch:",
-        "",
-        "| comparison | difference (mean ± std over seeds) | seeds where ρ is higher |",
-        "|---|---|---|",
+        "| method | runs | " + " | ".join(title for _, title in columns_) + " |",
+        "|---|---|" + "---|" * len(columns_),
     ]
-    pairs = [
-        ("margin-rho0.1", "margin"),
-        ("margin-rho0.2", "margin"),
-        ("margin-rho0.35", "margin"),
-        ("triplet-rho0.2", "triplet"),
-        ("contrastive-rho0.2", "contrastive"),
-    ]
-    lines += [paired_difference(runs, method, baseline) for method, baseline in pairs]
-    lines.append("")
-    by_metric = {row["metric"]: row for row in correlation_rows}
-    strong = min(abs(by_metric["rho@2"]["spearman"]), abs(by_metric["pi_ratio"]["spearman"]))
-    weak = max(abs(by_metric["pi_intra"]["spearman"]), abs(by_metric["pi_inter"]["spearman"]))
-    signs = by_metric["rho@2"]["spearman"] < 0 and by_metric["pi_ratio"]["spearman"] > 0
-    holds = strong > weak and signs
-    lines.append(
-        "**Claim 3: train-set ρ and π_ratio predict test Recall@1 better than π_intra or "
-        f"π_inter.** Spearman: ρ@2 {by_metric['rho@2']['spearman']:+.2f}, π_ratio "
-        f"{by_metric['pi_ratio']['spearman']:+.2f}, π_intra {by_metric['pi_intra']['spearman']:+.2f}, "
-        f"π_inter {by_metric['pi_inter']['spearman']:+.2f} over {len(runs)} runs. Rule: holds when "
-        "both |ρ@2| and |π_ratio| exceed both |π_intra| and |π_inter|, with the paper's signs (ρ "
-        f"negative, π_ratio positive). **{'Holds' if holds else 'Does not hold'}** on glyphs."
-    )
+    for method, runs in by_method.items():
+        if runs:
+            cells = [mean_std(runs, metric) for metric, _ in columns_]
+            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+    if not has_train:
+        lines += [
+            "",
+            "Train-split Recall@1 was not recorded by these runs (the trainer evaluates only "
+            "embedding-space metrics on the train split), so fitting cannot be compared with "
+            "test Recall@1 here.",
+        ]
     return lines
 
 
+def _cell(value: float) -> str:
+    return "–" if not math.isfinite(value) else f"{value:.4f}"
+
+
+def run_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
+    lines = [
+        "| run | stop | epochs | selected epoch | last-quarter gain (val R@1) | val R@1 | "
+        "test R@1 | train R@1 | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, runs in by_method.items():
+        for r in runs:
+            lines.append(
+                f"| {method} seed {r.seed} | {r.stop} | {r.epochs} | {r.selected_epoch} | "
+                f"{r.gain:+.4f} | {_cell(r.selected.get(SELECTION_METRIC, math.nan))} | "
+                f"{_cell(r.selected.get(TEST_METRIC, math.nan))} | "
+                f"{_cell(r.selected.get(TRAIN_METRIC, math.nan))} | {r.seconds / 60:.1f} |"
+            )
+    return lines
+
+
+def claim_alike(by_method: dict[str, list[RunSummary]]) -> tuple[str, list[str]]:
+    lines = [
+        "| pair (a − b) | seeds | mean difference of test R@1 | 95 % CI | differs from 0 | "
+        f"within ±{EQUIVALENCE_MARGIN} |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for a, b in itertools.combinations(BASE_METHODS, 2):
+        d = paired_difference(
+            by_seed(by_method.get(a, []), TEST_METRIC), by_seed(by_method.get(b, []), TEST_METRIC)
+        )
+        result = verdict(d.low, d.high, "equivalent", EQUIVALENCE_MARGIN)
+        differs = "–" if math.isnan(d.low) else ("yes" if d.low > 0 or d.high < 0 else "no")
+        verdicts.append(result)
+        estimate = "–" if math.isnan(d.estimate) else f"{d.estimate:+.4f}"
+        lines.append(
+            f"| {a} − {b} | {d.n} | {estimate} | {_interval(d.low, d.high)} | {differs} | "
+            f"{result} |"
+        )
+    return combine_verdicts(verdicts), lines
+
+
+def claim_rho(by_method: dict[str, list[RunSummary]]) -> tuple[str, list[str]]:
+    lines = [
+        "| pair (with ρ − without) | seeds | mean difference of test R@1 | 95 % CI | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for treated, control in RHO_PAIRS + EXTRA_RHO_PAIRS:
+        d = paired_difference(
+            by_seed(by_method.get(treated, []), TEST_METRIC),
+            by_seed(by_method.get(control, []), TEST_METRIC),
+        )
+        result = verdict(d.low, d.high, "greater")
+        counted = (treated, control) in RHO_PAIRS
+        if counted:
+            verdicts.append(result)
+        estimate = "–" if math.isnan(d.estimate) else f"{d.estimate:+.4f}"
+        note = "" if counted else " (not in the verdict)"
+        lines.append(
+            f"| {treated} − {control} | {d.n} | {estimate} | {_interval(d.low, d.high)} | "
+            f"{result}{note} |"
+        )
+    return combine_verdicts(verdicts), lines
+
+
+def correlation_groups(
+    by_method: dict[str, list[RunSummary]], metric: str
+) -> list[tuple[list[float], list[float]]]:
+    """Per method with ≥ 2 runs: (train metric, test R@1) of each run at its selected epoch."""
+    groups = []
+    for runs in by_method.values():
+        pairs = [
+            (r.selected.get(metric, math.nan), r.selected.get(TEST_METRIC, math.nan)) for r in runs
+        ]
+        pairs = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+        if len(pairs) >= 2:
+            groups.append(([x for x, _ in pairs], [y for _, y in pairs]))
+    return groups
+
+
+def claim_correlation(by_method: dict[str, list[RunSummary]]) -> tuple[str, list[str]]:
+    lines = [
+        "| train-split metric | methods | Pearson r [95 % CI] | Spearman ρ [95 % CI] | "
+        "paper (CUB200) | expected sign | verdict (Spearman CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for metric in (*CORRELATED_METRICS, *CONTEXT_METRICS):
+        groups = correlation_groups(by_method, metric)
+        if len(groups) < 3:
+            lines.append(
+                f"| {metric} | {len(groups)} | – | – | "
+                f"{PAPER_CUB_SPEARMAN[metric]:+.2f} | – | needs ≥ 3 methods |"
+            )
+            if metric in CORRELATED_METRICS:
+                verdicts.append("inconclusive")
+            continue
+        pearson = method_mean_correlation(groups, "pearson")
+        spearman = method_mean_correlation(groups, "spearman")
+        direction = CORRELATED_METRICS.get(metric)
+        result = verdict(spearman.low, spearman.high, direction) if direction else "context"
+        if direction:
+            verdicts.append(result)
+        sign = {"less": "negative", "greater": "positive"}.get(direction or "", "–")
+        lines.append(
+            f"| {metric} | {len(groups)} | {pearson.estimate:+.2f} "
+            f"[{pearson.low:+.2f}, {pearson.high:+.2f}] | {spearman.estimate:+.2f} "
+            f"[{spearman.low:+.2f}, {spearman.high:+.2f}] | {PAPER_CUB_SPEARMAN[metric]:+.2f} | "
+            f"{sign} | {result} |"
+        )
+    return combine_verdicts(verdicts), lines
+
+
+def trajectory_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
+    runs = [r for group in by_method.values() for r in group]
+    lines = [
+        "| train-split metric | runs | median within-run Spearman with test R@1 | "
+        "runs negative / positive |",
+        "|---|---|---|---|",
+    ]
+    for metric in (*CORRELATED_METRICS, *CONTEXT_METRICS):
+        recorded = [r for r in runs if metric in r.history and TEST_METRIC in r.history]
+        summary = trajectory_correlations(
+            [(r.series(metric), r.series(TEST_METRIC)) for r in recorded], "spearman"
+        )
+        median = "–" if math.isnan(summary.median) else f"{summary.median:+.2f}"
+        lines.append(
+            f"| {metric} | {len(summary.values)} | {median} | "
+            f"{summary.negative} / {summary.positive} |"
+        )
+    return lines
+
+
+def regime_section(study: Path, regime: str) -> list[str]:
+    settings = REGIMES[regime]
+    by_method = load_regime(study, regime)
+    finished = sum(len(runs) for runs in by_method.values())
+    total = len(all_tasks(regime))
+    converged = sum(r.stop == "converged" for runs in by_method.values() for r in runs)
+    lines = [
+        f"## Regime `{regime}`: preset `{settings.preset}`",
+        "",
+        f"The `{settings.preset}` preset {settings.description}; the study adds "
+        f"`{' '.join(settings.flags)}` and stops a run when its validation Recall@1 has set no "
+        f"new best over the last quarter of its evaluations (after at least "
+        f"{settings.min_epochs} epochs), at the latest at epoch {settings.epoch_cap}. Every "
+        "value below is taken at the epoch of the best validation Recall@1.",
+        "",
+        f"**{finished} of {total} runs finished** ({converged} converged by the rule, "
+        f"{finished - converged} stopped at the epoch cap).",
+    ]
+    if finished < total:
+        lines += [
+            f" {total - finished} remain; continue them with "
+            f"`python scripts/glyphs_study.py run --regime {regime}` (or in pieces, "
+            f"`--shard i/n` for i = 1…n), then `python scripts/glyphs_study.py results`.",
+        ]
+    if finished == 0:
+        return [*lines, ""]
+    claim1, claim1_lines = claim_alike(by_method)
+    claim2, claim2_lines = claim_rho(by_method)
+    claim3, claim3_lines = claim_correlation(by_method)
+    return [
+        *lines,
+        "",
+        "### Methods (mean ± std over seeds)",
+        "",
+        *method_table(by_method),
+        "",
+        "### Claims",
+        "",
+        f"**Claim 1: methods perform alike under the fair protocol: {claim1}.** Paired by seed, "
+        f"for each pair of losses without ρ; a pair is alike when the 95 % interval of its "
+        f"difference lies within ±{EQUIVALENCE_MARGIN}, different when it lies wholly outside, "
+        "else inconclusive. The claim holds when every pair is alike and fails when one pair "
+        "is different.",
+        "",
+        *claim1_lines,
+        "",
+        f"**Claim 2: ρ-regularization raises Recall@1 for triplet-family losses: {claim2}.** "
+        "Paired by seed (same data, initialisation and batches), t interval; a pair holds when "
+        "its interval lies above 0, fails when below, and is inconclusive when it contains 0.",
+        "",
+        *claim2_lines,
+        "",
+        f"**Claim 3: train-split ρ@2 and π_ratio correlate with test Recall@1 across methods: "
+        f"{claim3}.** Correlations of the per-method means (methods with ≥ 2 runs); 95 % "
+        "percentile bootstrap over seeds resampled within each method (4,000 resamples, fixed "
+        "seed). Holds when both Spearman intervals exclude 0 on the paper's side.",
+        "",
+        *claim3_lines,
+        "",
+        "Within-run trajectories (another question: does the metric move with Recall@1 while "
+        "one model trains?), over each run's evaluations:",
+        "",
+        *trajectory_table(by_method),
+        "",
+        "### Every run",
+        "",
+        *run_table(by_method),
+        "",
+    ]
+
+
+PREAMBLE = """# Results: the paper's claims on `glyphs`, in two regimes
+
+Generated by `python scripts/glyphs_study.py results` from the run summaries in `docs/study/`
+alone; `python scripts/glyphs_study.py run --regime REGIME [--shard i/n]` trains the missing runs
+(docs/DESIGN.md §5 describes the protocol). Nine methods × five seeds per regime: margin, triplet and
+contrastive with the distance-weighted miner, each also with ρ-regularization at the official
+push probability 0.35 (margin also at 0.15), multi-similarity and normalised softmax.
+
+What these numbers can say: whether a difference between two methods (paired by seed) is
+distinguishable from seed noise at 95 %, and whether train-split embedding metrics rank methods
+the way test Recall@1 does. What they cannot say: anything about CUB200, CARS196 or SOP (the
+glyphs are procedural 64×64 characters and the network is a 0.4 M-parameter CNN); with five
+seeds an interval that contains zero means "not resolved", not "no effect"; and nine method
+means leave wide correlation intervals.
+"""
+
 REPRODUCING = """## Reproducing the paper on CUB200-2011, CARS196 and SOP
 
-The presets follow the paper's protocol (DESIGN.md §5): ResNet50 with ImageNet weights and frozen
+The presets follow the paper's protocol (docs/DESIGN.md §5): ResNet50 with ImageNet weights and frozen
 BatchNorm, 128-d L2-normalised embedding, Adam lr 1e-5, weight decay 4e-4, batch 112 of 56 classes ×
 2 images, 150 epochs on CUB200 and CARS196, 100 on SOP; train RandomResizedCrop(224) + flip, test
 Resize(256) + CenterCrop(224). ImageNet weights are read from the torch hub cache
@@ -222,86 +713,57 @@ Published Recall@1 to compare with (mean ± std over 5 seeds; Roth et al. 2020):
 """
 
 
-def last_is_best(runs: list) -> int:
-    """How many runs reach their best test Recall@1 at their last evaluation."""
-    return sum(
-        max(r.history, key=lambda row: row["test/recall@1"])["epoch"] == r.history[-1]["epoch"]
-        for r in runs
+def results_page(study: Path) -> str:
+    sections = [PREAMBLE]
+    for regime in REGIMES:
+        sections.append("\n".join(regime_section(study, regime)))
+    sections.append(REPRODUCING)
+    return "\n".join(sections)
+
+
+def results(study: Path, out: Path) -> str:
+    page = results_page(study)
+    atomic_write_bytes(out, page.encode())
+    return page
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-
-
-def results(out: Path) -> None:
-    metrics = [*DEFAULT_METRICS, "train/pi_intra", "train/pi_inter"]
-    finished_dirs = sorted(p.parent for p in RUNS.glob("*/config.json") if finished(p.parent))
-    rows, runs = summarise(finished_dirs, metrics)
-    correlation_rows = correlations(runs)
-    margin_runs = [r for r in runs if r.path.name.startswith("margin")]
-    margin_rows = correlations(margin_runs)
-    correlation_lines = [
-        "| train-split metric (last epoch) | all runs: Pearson r (p) | all runs: Spearman ρ (p) | "
-        "margin family only: Spearman ρ (p) | paper, CUB200 |",
-        "|---|---|---|---|---|",
-    ]
-    for row, margin_row in zip(correlation_rows, margin_rows, strict=True):
-        correlation_lines.append(
-            f"| {row['metric']} | {row['pearson']:+.2f} ({row['pearson_p']:.2g}) | "
-            f"{row['spearman']:+.2f} ({row['spearman_p']:.2g}) | "
-            f"{margin_row['spearman']:+.2f} ({margin_row['spearman_p']:.2g}) | "
-            f"{row['paper_cub200']:+.2f} |"
-        )
-    page = [
-        "# Results: a fair comparison on `glyphs`",
-        "",
-        "Generated by `python scripts/glyphs_study.py results` from the run directories that "
-        "`python scripts/glyphs_study.py run` trains (`runs/study/`, not in git): the `glyphs` "
-        "preset (small CNN from scratch, 128-d, Adam 1e-3, batch 112 = 56 classes × 2, 8 epochs, "
-        "evaluation every 2 epochs; about 2 minutes per run on 2 CPU cores), 9 methods × 3 seeds. "
-        "Margin, triplet and contrastive use the distance-weighted miner; multi-similarity mines "
-        f"internally. {len(runs)} runs. Tables: `python -m dml_core report` (also in "
-        "`docs/study.csv`).",
-        "",
-        to_markdown(rows, metrics),
-        f"Caveats: at this budget most runs are still improving at the end: the best test "
-        f"Recall@1 falls on the last evaluated epoch in {last_is_best(runs)} of {len(runs)} runs, so "
-        "the two protocols give nearly the same numbers. The network is a small CNN trained from "
-        "scratch, not the paper's ImageNet-pretrained ResNet50.",
-        "",
-        "## Embedding-space metrics against test Recall@1",
-        "",
-        f"Across all {len(runs)} runs, and within the margin family ({len(margin_runs)} runs: "
-        "margin without ρ and with ρ at 0.1, 0.2, 0.35), where the loss is fixed and only ρ "
-        "varies. The paper's values are for CUB200 (its Fig. 3; sign as in its plot, lower ρ = "
-        "flatter spectrum).",
-        "",
-        *correlation_lines,
-        "",
-        "## The paper's claims on glyphs",
-        "",
-        *claims(runs, correlation_rows),
-        "",
-        REPRODUCING,
-    ]
-    atomic_write_bytes(out / "RESULTS.md", "\n".join(page).encode())
-    atomic_write_bytes(out / "study.csv", to_csv(rows).encode())
-    atomic_write_bytes(
-        out / "study_correlations.json", json.dumps(correlation_rows, indent=2).encode()
-    )
-    print("\n".join(page))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run")
-    run_parser.add_argument("--jobs", type=int, default=2)
-    results_parser = commands.add_parser("results")
-    results_parser.add_argument("--out", type=Path, default=ROOT / "docs")
-    args = parser.parse_args()
+    run_parser = commands.add_parser("run", help="train and summarise the missing runs of a shard")
+    run_parser.add_argument("--regime", choices=sorted(REGIMES), required=True)
+    run_parser.add_argument("--shard", default="1/1", help="i/n: every n-th task from the i-th")
+    run_parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 thread each)")
+    run_parser.add_argument("--runs", type=Path, default=RUNS, help="where run directories go")
+    run_parser.add_argument("--study", type=Path, default=STUDY, help="where summaries go")
+    run_parser.add_argument(
+        "--trainer-flags",
+        default="",
+        help="extra train flags for new runs (for smoke tests; recorded in each summary)",
+    )
+    results_parser = commands.add_parser("results", help="write docs/RESULTS.md from summaries")
+    results_parser.add_argument("--study", type=Path, default=STUDY)
+    results_parser.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
+    args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.jobs)
-    else:
-        results(args.out)
+        try:
+            remaining = run(
+                args.regime,
+                args.shard,
+                args.jobs,
+                runs=args.runs,
+                study=args.study,
+                extra=shlex.split(args.trainer_flags),
+            )
+        except ValueError as error:
+            parser.error(str(error))
+        return 0 if remaining >= 0 else 1
+    results(args.study, args.out)
+    print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
