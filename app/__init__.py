@@ -1,1 +1,3 @@
-"""The DML Explorer Streamlit app: pages under ``app/pages``, pure helpers beside them."""
+"""The DML Explorer Streamlit app: one module per page under ``app/views``; beside them the pure
+helpers (settings, cache, checkpoints, runs, projection, analysis, figures, server) and the
+Streamlit panels the pages share (panels)."""

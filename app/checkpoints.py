@@ -1,27 +1,29 @@
-"""Which checkpoints the app may open, and the embeddings it computes from them.
+"""Which checkpoints the app may open, the datasets behind them, and their embeddings.
 
-Only ``.safetensors`` files under the known roots are opened: ``<repo>/checkpoints``, the runs
-folder (``<repo>/runs`` or ``DML_EXPLORER_RUNS_DIR``) and every folder in
-``DML_EXPLORER_CHECKPOINT_DIRS`` (``os.pathsep``-separated).
+Only ``.safetensors`` files under the allowed roots (:func:`app.settings.allowed_roots`:
+``<repo>/checkpoints``, the runs folder and ``DML_EXPLORER_CHECKPOINT_DIRS``) are opened.
 Paths are resolved (symlinks followed) before the check, so a link pointing outside is refused.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.runs import runs_dir
+from app.cache import file_version
+from app.settings import CHECKPOINT_DIRS_VARIABLE, REPO_ROOT, allowed_roots
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from dml_core.data.splits import build_split
+from dml_core.engine.checkpoint import CheckpointError, read_metadata
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_DIRS_VARIABLE = "DML_EXPLORER_CHECKPOINT_DIRS"
 CHECKPOINT_SUFFIX = ".safetensors"
+DATASET_ERRORS = (FileNotFoundError, ValueError, OSError, TypeError, KeyError)
+"""What building a checkpoint's dataset raises when the data is not on this machine."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -43,19 +45,6 @@ class Embedded:
     embeddings: np.ndarray
     labels: np.ndarray
     split: str
-
-
-def allowed_roots() -> list[Path]:
-    """``checkpoints/``, ``runs/`` and the folders in ``DML_EXPLORER_CHECKPOINT_DIRS``, resolved."""
-    roots = [REPO_ROOT / "checkpoints", runs_dir()]
-    extra = os.environ.get(CHECKPOINT_DIRS_VARIABLE, "")
-    roots += [Path(part).expanduser() for part in extra.split(os.pathsep) if part.strip()]
-    unique: list[Path] = []
-    for root in roots:
-        resolved = root.resolve()
-        if resolved not in unique:
-            unique.append(resolved)
-    return unique
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -88,8 +77,30 @@ def _label(path: Path, roots: list[Path]) -> str:
     return str(path)
 
 
+_readable: dict[Path, tuple[int, int, bool]] = {}
+"""Per checkpoint path: the (mtime, size) whose header was last read, and whether it was readable."""
+
+
+def _is_readable_checkpoint(path: Path) -> bool:
+    """Whether the header parses as a DML Explorer checkpoint; read once per file version."""
+    _, mtime_ns, size = file_version(path)
+    known = _readable.get(path)
+    if known is not None and known[:2] == (mtime_ns, size):
+        return known[2]
+    try:
+        read_metadata(path)
+        readable = True
+    except Exception:  # any unreadable header (issue: crafted files) leaves the file out
+        readable = False
+    _readable[path] = (mtime_ns, size, readable)
+    return readable
+
+
 def discover_checkpoints() -> list[CheckpointEntry]:
-    """Every readable DML Explorer checkpoint under the allowed roots, sorted by label."""
+    """Every readable DML Explorer checkpoint under the allowed roots, sorted by label.
+
+    A header is read again only when its file's mtime or size changed.
+    """
     roots = allowed_roots()
     found: dict[Path, CheckpointEntry] = {}
     for root in roots:
@@ -98,8 +109,9 @@ def discover_checkpoints() -> list[CheckpointEntry]:
         for candidate in root.rglob(f"*{CHECKPOINT_SUFFIX}"):
             try:
                 path = resolve_checkpoint(candidate)
-                read_metadata(path)
-            except (CheckpointError, OSError, ValueError):
+                if not _is_readable_checkpoint(path):
+                    continue
+            except (CheckpointError, OSError):
                 continue
             found.setdefault(path, CheckpointEntry(path, _label(path, roots)))
     return sorted(found.values(), key=lambda entry: entry.label)
@@ -109,14 +121,22 @@ def checkpoint_config(metadata: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(metadata["config"])
 
 
+@functools.lru_cache(maxsize=8)
+def _split_dataset(config_json: str, split: str) -> Any:
+    return build_split(TrainConfig.from_dict(json.loads(config_json)), split)
+
+
+def split_dataset(config: dict[str, Any], split: str = "test") -> Any:
+    """The dataset of ``split`` that a checkpoint's (or run's) config names, built once per
+    process; raises one of :data:`DATASET_ERRORS` when its data is not on this machine."""
+    return _split_dataset(json.dumps(config, sort_keys=True), split)
+
+
 def dataset_problem(metadata: dict[str, Any], split: str = "test") -> str | None:
     """None if the checkpoint's dataset can be built here, else the reason it cannot."""
-    from dml_core.engine.evaluation import build_split
-
-    config = checkpoint_config(metadata)
     try:
-        build_split(config, split)
-    except (FileNotFoundError, ValueError, OSError, TypeError, KeyError) as error:
+        split_dataset(metadata["config"], split)
+    except DATASET_ERRORS as error:
         return f"{type(error).__name__}: {error}"
     return None
 
@@ -127,23 +147,18 @@ def embed_split(path: Path, split: str) -> Embedded:
     The result is cached on disk beside the projections, keyed by the checkpoint's path, mtime and
     the split, so a fresh app process shows a checkpoint it has seen before at once.
     """
-    import torch
-
     from app.projection import projection_key, read_arrays, write_arrays
-    from dml_core.engine.evaluation import build_split, compute_embeddings
+    from dml_core.engine.evaluation import embed_checkpoint
 
     path = resolve_checkpoint(path)
     key = projection_key(path, split, "embeddings")
     cached = read_arrays(key)
     if cached is not None and {"embeddings", "labels"} <= cached.keys():
         return Embedded(cached["embeddings"], cached["labels"], split)
-    model, metadata = load_checkpoint(path)
-    config = checkpoint_config(metadata)
-    dataset = build_split(config, split)
-    embeddings, labels = compute_embeddings(
-        model, dataset, device=torch.device("cpu"), batch_size=config.eval_batch_size, amp="off"
+    computed = embed_checkpoint(path, split, device="cpu", amp="off")
+    embedded = Embedded(
+        computed.embeddings.numpy().astype(np.float32), np.asarray(computed.labels), split
     )
-    embedded = Embedded(embeddings.numpy().astype(np.float32), np.asarray(labels), split)
     write_arrays(key, embeddings=embedded.embeddings, labels=embedded.labels)
     return embedded
 

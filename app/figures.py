@@ -10,15 +10,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.analysis import RetrievalRow
+from app.settings import CURVE_METRICS, UNIT_INTERVAL_METRICS
 
 QUERY_BORDER, HIT_BORDER, MISS_BORDER = "#1f77b4", "#2ca02c", "#d62728"
-CURVE_PANELS = (
-    ("loss", "loss"),
-    ("test/recall@1", "Recall@1 (test)"),
-    ("test/map@r", "MAP@R (test)"),
-    ("train/rho@2", "ρ@2 (train)"),
-    ("train/pi_ratio", "π_ratio (train)"),
-)
+CURVE_PANELS = (("loss", "loss"), *CURVE_METRICS)
+CURVE_PANELS_PER_ROW = 3
+RUN_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 CLASS_COLORSCALE = "Turbo"
 
 
@@ -30,7 +27,7 @@ def _compact(figure: go.Figure, height: int = 360) -> go.Figure:
 def spectrum_figure(
     spectra: Mapping[str, np.ndarray], *, log_scale: bool = False, title: str = ""
 ) -> go.Figure:
-    """Normalised singular values s̃_i = s_i / Σs (DESIGN.md §3) against their rank, one line each."""
+    """Normalised singular values s̃_i = s_i / Σs (docs/DESIGN.md §3) against their rank, one line each."""
     figure = go.Figure()
     for name, spectrum in spectra.items():
         values = np.asarray(spectrum, dtype=np.float64)
@@ -99,33 +96,94 @@ def density_figure(rows: Sequence[Mapping[str, object]], title: str = "") -> go.
     return _compact(figure)
 
 
-def curves_figure(curves: Mapping[str, Mapping[str, tuple[list[float], list[float]]]]) -> go.Figure:
-    """Training curves of several runs overlaid: ``curves[run][series] = (x, y)``, one panel each."""
+def integer_ticks(values: Sequence[float], max_ticks: int = 8) -> dict[str, object]:
+    """x-axis settings for whole-number data (epochs, steps): ticks every 1, 2, 5, 10, 20, …
+    (at most ``max_ticks`` of them) and a little room either side, so a single point sits
+    mid-axis at a whole-number tick instead of between ticks labelled 1.5 and 2.5."""
+    low, high = (min(values), max(values)) if len(values) else (0, 1)
+    step = 1
+    multipliers = iter((2, 2.5, 2) * 20)  # 1 → 2 → 5 → 10 → 20 → 50 → …
+    while (high - low) / step > max_ticks:
+        step = round(step * next(multipliers))
+    room = min(step / 2, max(0.5, (high - low) * 0.03))
+    return {
+        "tickmode": "linear",
+        "tick0": 0,
+        "dtick": step,
+        "range": [low - room, high + room],
+    }
+
+
+def curves_figure(
+    curves: Mapping[str, Mapping[str, tuple[list[float], list[float]] | None]],
+) -> go.Figure:
+    """Training curves of several runs overlaid: ``curves[run][series] = (x, y)``, one panel
+    each, three panels a row, the legend on top.
+
+    A series that is None is undefined for that run (ρ@k of a ≤ k-dimensional embedding): the
+    panel says "n/a" instead of plotting it. Recall and MAP@R axes span [0, 1]; the others start
+    at 0 when their values are positive; x ticks are whole epochs (steps for the loss).
+    """
+    columns = CURVE_PANELS_PER_ROW
+    rows = -(-len(CURVE_PANELS) // columns)
     figure = make_subplots(
-        rows=1, cols=len(CURVE_PANELS), subplot_titles=[t for _, t in CURVE_PANELS]
+        rows=rows,
+        cols=columns,
+        subplot_titles=[t for _, t in CURVE_PANELS],
+        vertical_spacing=0.22,
+        horizontal_spacing=0.08,
     )
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+    cells = [(index // columns + 1, index % columns + 1) for index in range(len(CURVE_PANELS))]
     for run_index, (run, series) in enumerate(curves.items()):
-        color = palette[run_index % len(palette)]
-        for column, (key, _) in enumerate(CURVE_PANELS, start=1):
-            x, y = series.get(key, ([], []))
+        color = RUN_PALETTE[run_index % len(RUN_PALETTE)]
+        for panel, ((key, _), (row, col)) in enumerate(zip(CURVE_PANELS, cells, strict=True)):
+            values = series.get(key, ([], []))
+            if values is None:
+                continue
             figure.add_trace(
                 go.Scatter(
-                    x=x,
-                    y=y,
+                    x=values[0],
+                    y=values[1],
                     mode="lines+markers" if key != "loss" else "lines",
                     name=run,
                     legendgroup=run,
-                    showlegend=column == 1,
+                    showlegend=panel == 0,
                     line={"color": color},
                 ),
-                row=1,
-                col=column,
+                row=row,
+                col=col,
             )
-    figure.update_xaxes(title="step", row=1, col=1)
-    for column in range(2, len(CURVE_PANELS) + 1):
-        figure.update_xaxes(title="epoch", row=1, col=column)
-    return _compact(figure, 320)
+    for panel, ((key, _), (row, col)) in enumerate(zip(CURVE_PANELS, cells, strict=True)):
+        xs = [x for series in curves.values() for x in (series.get(key) or ([], []))[0]]
+        ys = [y for series in curves.values() for y in (series.get(key) or ([], []))[1]]
+        ticks = integer_ticks(xs, max_ticks=5)
+        figure.update_xaxes(title="step" if key == "loss" else "epoch", **ticks, row=row, col=col)
+        if key in UNIT_INTERVAL_METRICS:
+            figure.update_yaxes(range=[0, 1.02], row=row, col=col)
+        elif ys and min(ys) >= 0:
+            figure.update_yaxes(rangemode="tozero", row=row, col=col)
+        undefined = [run for run, series in curves.items() if key in series and series[key] is None]
+        if undefined:
+            note = f"n/a<br>needs more than<br>{key.rsplit('@', 1)[-1]} dimensions"
+            if len(undefined) < len(curves):
+                note += "<br>(" + ", ".join(undefined) + ")"
+            suffix = "" if panel == 0 else str(panel + 1)
+            x_domain = figure.layout[f"xaxis{suffix}"].domain
+            y_domain = figure.layout[f"yaxis{suffix}"].domain
+            figure.add_annotation(
+                text=note,
+                xref="paper",
+                yref="paper",
+                x=sum(x_domain) / 2,
+                y=sum(y_domain) / 2,
+                xanchor="center",
+                yanchor="middle",
+                showarrow=False,
+                font={"size": 13, "color": "#555"},
+            )
+    figure.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0})
+    figure.update_layout(height=260 * rows + 60, margin={"l": 10, "r": 10, "t": 70, "b": 10})
+    return figure
 
 
 def history_figure(history: Sequence[Mapping[str, float]], keys: Sequence[str]) -> go.Figure:

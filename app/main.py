@@ -1,19 +1,33 @@
-"""DML Explorer: ``streamlit run app/main.py`` (``make app``). One module per page under app/views."""
+"""DML Explorer: ``streamlit run app/main.py`` (``make app``). One module per page under app/views.
+
+The server listens on 127.0.0.1 (``app/.streamlit/config.toml``); see :mod:`app.server` for how
+to expose it deliberately.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:  # `streamlit run` puts app/ on the path, not the repository
+    sys.path.insert(0, _REPO)
 
 import streamlit as st  # noqa: E402
 
 from app.projection import start_warmup  # noqa: E402
+from app.server import is_loopback, own_exposure_problem  # noqa: E402
 
 st.set_page_config(page_title="DML Explorer", layout="wide")
+configured_address = st.get_option("server.address")
+problem = own_exposure_problem(configured_address)
+if problem is not None:
+    st.error(problem)
+    st.stop()
+if configured_address and configured_address != "localhost" and not is_loopback(configured_address):
+    st.sidebar.warning(
+        f"Listening on {configured_address}: anyone who reaches it can start training runs."
+    )
 start_warmup()
 
 PAGES = [

@@ -14,9 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from app import analysis, figures
-from app.checkpoints import Embedded, embed_split, resolve_checkpoint
-from app.projection import pca_2d, umap_enabled, umap_projection
-from dml_core.config import TrainConfig
+from app.checkpoints import Embedded, embed_split, resolve_checkpoint, split_dataset
+from app.projection import pca_2d, umap_projection
+from app.settings import umap_enabled
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.metrics import per_class_density
 
@@ -42,12 +42,9 @@ def split_analysis(
     return analysis.analyse_split(embeddings, labels, ks, keep)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
 def dataset_for(config_json: str, split: str) -> Any:
-    """The dataset a config names (for thumbnails); raises if it is not available here."""
-    from dml_core.engine.evaluation import build_split
-
-    return build_split(TrainConfig.from_dict(json.loads(config_json)), split)
+    """The dataset a config (as JSON) names, for thumbnails: :func:`app.checkpoints.split_dataset`."""
+    return split_dataset(json.loads(config_json), split)
 
 
 def file_version(path: Path) -> tuple[str, int]:

@@ -2,25 +2,22 @@
 
 The first UMAP in a fresh process pays for numba compilation (tens of seconds), so the app warms
 UMAP up in a background thread when it starts (:func:`start_warmup`) and shows PCA until the UMAP
-of the requested embedding is ready. Finished projections are written atomically to
-``.cache/projections/<sha256 of source path + mtime + split + method>.npz`` (or the folder named by
-``DML_EXPLORER_PROJECTION_CACHE``), so reopening a checkpoint is instant. ``DML_EXPLORER_UMAP=off``
-turns UMAP off (PCA only), e.g. on a slow machine.
+of the requested embedding is ready. Finished projections go to the app's on-disk cache
+(:mod:`app.cache`) under :func:`projection_key`, so reopening a checkpoint is instant.
+``DML_EXPLORER_UMAP=off`` turns UMAP off (PCA only), e.g. on a slow machine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from dml_core.io import atomic_save_npz
+from app.cache import cache_key, read_arrays, write_arrays
+from app.settings import umap_enabled
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 UMAP_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.1
 UMAP_SEED = 0
@@ -32,22 +29,9 @@ _jobs_lock = threading.Lock()
 _warmup: Future[None] | None = None
 
 
-def projection_cache_dir() -> Path:
-    """``$DML_EXPLORER_PROJECTION_CACHE`` if set, else ``<repo>/.cache/projections``."""
-    configured = os.environ.get("DML_EXPLORER_PROJECTION_CACHE")
-    return Path(configured).expanduser() if configured else REPO_ROOT / ".cache" / "projections"
-
-
-def umap_enabled() -> bool:
-    """False when ``DML_EXPLORER_UMAP`` is ``off`` (or ``0``/``false``)."""
-    return os.environ.get("DML_EXPLORER_UMAP", "on").strip().lower() not in ("off", "0", "false")
-
-
 def projection_key(source: str | Path, split: str, method: str) -> str:
-    """sha256 of the resolved source path, its mtime (ns), the split and the method."""
-    path = Path(source).resolve()
-    stamp = f"{path}|{path.stat().st_mtime_ns}|{split}|{method}"
-    return hashlib.sha256(stamp.encode()).hexdigest()
+    """The cache key of ``method`` (``umap``, ``embeddings``…) applied to ``split`` of a file."""
+    return cache_key(source, split, method)
 
 
 def pca_2d(embeddings: np.ndarray) -> np.ndarray:
@@ -82,22 +66,6 @@ def umap_2d(embeddings: np.ndarray, seed: int = UMAP_SEED) -> np.ndarray:
         n_jobs=1,
     )
     return reducer.fit_transform(points).astype(np.float32)
-
-
-def read_arrays(key: str) -> dict[str, np.ndarray] | None:
-    """The arrays cached under ``key``, or None (also for an unreadable file)."""
-    path = projection_cache_dir() / f"{key}.npz"
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError):
-        return None
-
-
-def write_arrays(key: str, **arrays: np.ndarray) -> None:
-    atomic_save_npz(projection_cache_dir() / f"{key}.npz", **arrays)
 
 
 def read_cached(key: str) -> np.ndarray | None:

@@ -3,8 +3,10 @@
 A launched run writes ``runs/<name>/`` (the trainer's ``events.jsonl``, checkpoints, snapshots)
 plus ``app.pid`` (JSON: pid and command, written by :func:`launch_run`) and ``output.log``. A run
 is *running* while its events hold no ``done``/``error`` event and the pid in ``app.pid`` is a
-live ``dml_core`` process; that is how a reloaded page reattaches. Stop = SIGINT, which the
-trainer turns into a clean stop that keeps ``last.safetensors``.
+live ``dml_core`` process; that is how a reloaded page reattaches. A run whose process died
+before writing any event *failed at launch*; its error is the first error line of
+``output.log``. Stop = SIGINT, which the trainer turns into a clean stop that keeps
+``last.safetensors``.
 """
 
 from __future__ import annotations
@@ -19,24 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.settings import CURVE_KEYS, REPO_ROOT, runs_dir
 from dml_core.engine.events import read_events
 from dml_core.io import atomic_write_json
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PID_FILE = "app.pid"
 LOG_FILE = "output.log"
+EVENTS_FILE = "events.jsonl"
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 FINAL_KINDS = ("done", "error")
-CURVE_KEYS = ("test/recall@1", "test/map@r", "train/rho@2", "train/pi_ratio")
+RANKED_METRIC = re.compile(r"/rho@(\d+)$")
+"""ρ@k: defined only for embeddings with more than k dimensions."""
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Runs this process launched, so their exit status can be collected (no zombies)."""
-
-
-def runs_dir() -> Path:
-    """``$DML_EXPLORER_RUNS_DIR`` if set, else ``<repo>/runs``."""
-    configured = os.environ.get("DML_EXPLORER_RUNS_DIR")
-    return Path(configured).expanduser() if configured else REPO_ROOT / "runs"
 
 
 def train_command(options: dict[str, Any], out_dir: Path, preset: str | None = None) -> list[str]:
@@ -70,7 +68,7 @@ def launch_run(
             f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 81 characters)"
         )
     run_dir = (root or runs_dir()) / name
-    if (run_dir / "events.jsonl").exists():
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} already holds a run; pick another name")
     run_dir.mkdir(parents=True, exist_ok=True)
     command = train_command(options, run_dir, preset)
@@ -115,6 +113,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def exit_status(pid: int) -> int | None:
+    """The exit status of a run this process launched, once it has exited (else None)."""
+    child = _children.get(pid)
+    return None if child is None else child.poll()
+
+
 @dataclass
 class RunState:
     """What the app knows about one run directory, updated incrementally by :func:`refresh`."""
@@ -122,6 +126,8 @@ class RunState:
     run_dir: Path
     offset: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: str | None = None
+    """Why ``events.jsonl`` could not be read past ``offset`` (None while it reads fine)."""
 
     @property
     def name(self) -> str:
@@ -140,10 +146,29 @@ class RunState:
 
     @property
     def status(self) -> str:
+        """``running``, ``finished``, ``stopped`` (or another done reason), ``error``,
+        ``failed at launch`` or ``ended without a done event``."""
         final = self.finished
         if final is not None:
             return "error" if final["kind"] == "error" else final.get("reason", "finished")
-        return "running" if self.running else "ended without a done event"
+        if self.running:
+            return "running"
+        return "ended without a done event" if self.events else "failed at launch"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("error", "failed at launch")
+
+    def error_line(self) -> str:
+        """The first line of the run's error: its ``error`` event, else from ``output.log``."""
+        final = self.finished
+        if final is not None and final["kind"] == "error" and final.get("message"):
+            return str(final["message"]).strip().splitlines()[0]
+        return launch_error(self.run_dir)
+
+    @property
+    def latest_eval(self) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events) if e["kind"] == "eval"), None)
 
     @property
     def latest_snapshot(self) -> Path | None:
@@ -158,19 +183,38 @@ class RunState:
 
 
 def refresh(state: RunState) -> RunState:
-    """Read the events appended since the last call (tailing ``events.jsonl``)."""
-    new_events, state.offset = read_events(state.run_dir / "events.jsonl", state.offset)
-    state.events.extend(new_events)
+    """Read the events appended since the last call (tailing ``events.jsonl``).
+
+    Lines that are not events (valid JSON without a ``kind``) are skipped.
+    """
+    try:
+        new_events, state.offset = read_events(state.run_dir / EVENTS_FILE, state.offset)
+    except (OSError, ValueError) as error:
+        state.unreadable = f"{state.run_dir / EVENTS_FILE}: {error}"
+        return state
+    state.unreadable = None
+    state.events.extend(
+        e for e in new_events if isinstance(e, dict) and isinstance(e.get("kind"), str)
+    )
     return state
 
 
 def discover_runs(root: Path | None = None) -> list[Path]:
-    """Run directories under ``root`` that have an ``events.jsonl``, newest first."""
+    """Run folders under ``root`` (with ``events.jsonl`` or the app's ``app.pid``), newest first."""
     base = root or runs_dir()
     if not base.is_dir():
         return []
-    found = [p.parent for p in base.glob("*/events.jsonl")]
-    return sorted(found, key=lambda p: (p / "events.jsonl").stat().st_mtime, reverse=True)
+    found = {p.parent for pattern in (EVENTS_FILE, PID_FILE) for p in base.glob(f"*/{pattern}")}
+
+    def modified(run: Path) -> float:
+        stamps = [
+            (run / name).stat().st_mtime
+            for name in (EVENTS_FILE, PID_FILE, LOG_FILE)
+            if (run / name).exists()
+        ]
+        return max(stamps, default=0.0)
+
+    return sorted(found, key=modified, reverse=True)
 
 
 def running_runs(root: Path | None = None) -> list[Path]:
@@ -187,11 +231,30 @@ def stop_run(run_dir: Path) -> bool:
     return True
 
 
-def curves(events: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
-    """``{"loss": (steps, losses), metric: (epochs, values)}`` from a run's events."""
-    series: dict[str, tuple[list[float], list[float]]] = {"loss": ([], [])}
+def undefined_metrics(config: dict[str, Any] | None) -> set[str]:
+    """Curve metrics a run's embedding cannot have: ρ@k needs more than k dimensions."""
+    dimension = (config or {}).get("embed_dim")
+    if not isinstance(dimension, int):
+        return set()
+    undefined = set()
     for key in CURVE_KEYS:
-        series[key] = ([], [])
+        match = RANKED_METRIC.search(key)
+        if match and dimension <= int(match.group(1)):
+            undefined.add(key)
+    return undefined
+
+
+Series = tuple[list[float], list[float]]
+
+
+def curves(events: list[dict[str, Any]]) -> dict[str, Series | None]:
+    """``{"loss": (steps, losses), metric: (epochs, values)}`` from a run's events; a metric the
+    run's embedding cannot have (:func:`undefined_metrics`) maps to None."""
+    start = next((e for e in events if e["kind"] == "start"), {})
+    undefined = undefined_metrics(start.get("config"))
+    series: dict[str, Series | None] = {"loss": ([], [])}
+    for key in CURVE_KEYS:
+        series[key] = None if key in undefined else ([], [])
     for event in events:
         if event["kind"] == "step" and event.get("loss") is not None:
             series["loss"][0].append(event["step"])
@@ -199,9 +262,10 @@ def curves(events: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[fl
         elif event["kind"] == "eval":
             metrics = event.get("metrics") or {}
             for key in CURVE_KEYS:
-                if metrics.get(key) is not None:
-                    series[key][0].append(event["epoch"])
-                    series[key][1].append(metrics[key])
+                values = series[key]
+                if values is not None and isinstance(metrics.get(key), (int, float)):
+                    values[0].append(event["epoch"])
+                    values[1].append(metrics[key])
     return series
 
 
@@ -213,3 +277,21 @@ def output_tail(run_dir: Path, max_bytes: int = 4000) -> str:
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - max_bytes))
         return handle.read().decode("utf-8", errors="replace")
+
+
+def launch_error(run_dir: Path) -> str:
+    """The first line of the error in ``output.log``: the CLI's ``error: …`` line, else the
+    exception line that ends a traceback, else the log's last line."""
+    lines = [line.strip() for line in output_tail(run_dir).splitlines() if line.strip()]
+    if not lines:
+        return "the process exited without output"
+    for line in lines:
+        if line.startswith("error:"):
+            return line
+    if any(line.startswith("Traceback") for line in lines):
+        exceptions = [
+            line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)
+        ]
+        if exceptions:
+            return exceptions[-1]
+    return lines[-1]

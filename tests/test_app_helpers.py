@@ -19,9 +19,10 @@ from app.checkpoints import (
     discover_checkpoints,
     resolve_checkpoint,
 )
-from dml_core.config import TrainConfig, preset
+from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import save_checkpoint
 from dml_core.metrics import retrieval_report
+from dml_core.presets import preset
 
 
 @pytest.fixture
@@ -326,3 +327,85 @@ def test_embeddings_are_cached_on_disk_per_checkpoint_and_split(
     assert embed_split(checkpoint, "eval_train").embeddings.any()
     os.utime(checkpoint, ns=(1, 1))
     np.testing.assert_allclose(embed_split(checkpoint, "test").embeddings, first.embeddings)
+
+
+# --- settings, cache and discovery ----------------------------------------------------------------
+
+
+def test_default_ks_are_the_train_configs() -> None:
+    from app.settings import DEFAULT_KS
+
+    assert DEFAULT_KS == tuple(TrainConfig.from_dict(preset("glyphs")).eval_ks) == (1, 2, 4, 8)
+
+
+def test_cache_key_follows_the_files_size_at_equal_mtime(tmp_path: Path) -> None:
+    from app.cache import cache_key
+
+    source = tmp_path / "a.safetensors"
+    source.write_bytes(b"x")
+    mtime = source.stat().st_mtime_ns
+    first = cache_key(source, "test", "umap")
+    source.write_bytes(b"xy")
+    os.utime(source, ns=(mtime, mtime))
+    assert cache_key(source, "test", "umap") != first
+
+
+def test_discovery_reads_each_header_once_per_file_version(
+    checkpoint_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import checkpoints
+
+    path = write_checkpoint(checkpoint_root / "toy.safetensors").resolve()
+    (checkpoint_root / "broken.safetensors").write_bytes(b"\x10\x00")
+    reads: list[Path] = []
+    original = checkpoints.read_metadata
+
+    def counting_read_metadata(target: Path) -> dict:
+        reads.append(Path(target))
+        return original(target)
+
+    monkeypatch.setattr(checkpoints, "read_metadata", counting_read_metadata)
+    first = [e.path for e in discover_checkpoints() if e.path.is_relative_to(checkpoint_root)]
+    assert first == [path]
+    mine = [p for p in reads if p.is_relative_to(checkpoint_root)]
+    assert sorted(p.name for p in mine) == ["broken.safetensors", "toy.safetensors"]
+    reads.clear()
+    assert [e.path for e in discover_checkpoints() if e.path.is_relative_to(checkpoint_root)] == [
+        path
+    ]
+    assert not [p for p in reads if p.is_relative_to(checkpoint_root)]
+    os.utime(path, ns=(1, path.stat().st_mtime_ns + 10**9))  # a rewritten file is read again
+    discover_checkpoints()
+    assert [p for p in reads if p.is_relative_to(checkpoint_root)] == [path]
+
+
+# --- training curves ------------------------------------------------------------------------------
+
+
+def test_one_point_curves_get_unit_axes_and_whole_epoch_ticks() -> None:
+    series = {"loss": ([5], [0.7]), "test/recall@1": ([1], [0.4]), "train/pi_ratio": ([1], [2.0])}
+    layout = figures.curves_figure({"a": series}).layout
+    assert list(layout.xaxis2.range) == [0.5, 1.5] and layout.xaxis2.dtick == 1
+    assert layout.xaxis2.tickmode == "linear" and layout.xaxis2.tick0 == 0
+    assert list(layout.yaxis2.range) == [0, 1.02]  # Recall@1
+    assert list(layout.yaxis3.range) == [0, 1.02]  # MAP@R
+    assert layout.yaxis5.rangemode == "tozero"  # π_ratio
+
+
+def test_integer_ticks_use_round_steps() -> None:
+    assert figures.integer_ticks([1, 12])["dtick"] == 2
+    assert figures.integer_ticks([0, 200])["dtick"] == 50
+    assert figures.integer_ticks([3])["range"] == [2.5, 3.5]
+
+
+def test_undefined_metric_is_written_na_not_plotted() -> None:
+    two_d = {"loss": ([1], [0.5]), "test/recall@1": ([1], [0.4]), "train/rho@2": None}
+    wide = {"loss": ([1], [0.5]), "test/recall@1": ([1], [0.4]), "train/rho@2": ([1], [0.3])}
+    figure = figures.curves_figure({"toy": two_d, "glyphs": wide})
+    rho_traces = [t for t in figure.data if t.xaxis == "x4"]
+    assert [t.name for t in rho_traces] == ["glyphs"]
+    notes = [a.text for a in figure.layout.annotations if "n/a" in a.text]
+    assert len(notes) == 1 and "toy" in notes[0] and notes[0].count("glyphs") == 0
+    alone = figures.curves_figure({"toy": two_d})
+    assert not [t for t in alone.data if t.xaxis == "x4"]
+    assert any(a.text.startswith("n/a") for a in alone.layout.annotations)

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dml_core.config import TrainConfig, preset
+from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from dml_core.engine.trainer import Trainer
 from dml_core.metrics import retrieval_metrics
+from dml_core.presets import preset
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 TINY_GLYPHS = {
@@ -165,3 +166,39 @@ def test_toggling_the_toy_mode_changes_the_spectrum(app_env: dict[str, Path]) ->
     rho = _toy_spectrum(app)
     assert base.shape == rho.shape and not np.allclose(base, rho)
     assert rho.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_train_page_lists_new_failed_and_snapshotless_runs(
+    app_env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that appears while the page is open joins the overlay; a run that died before its
+    first event is shown red with its error; a toy run (snapshots off, 2-D) says so and writes
+    ρ@2 as n/a."""
+    import shutil
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(root))
+    shutil.copytree(app_env["runs"] / "norho", root / "norho")
+    app = open_page("train")
+    assert app.multiselect(key="train-overlay").value == ["norho"]
+
+    Trainer(TrainConfig.from_dict({**preset("toy"), "epochs": 50}), root / "toy").run()
+    broken = root / "broken"
+    broken.mkdir()
+    (broken / "app.pid").write_text('{"pid": 999999999, "command": []}')
+    (broken / "output.log").write_text("error: dataset 'cub200' needs root=<folder>\n")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert set(app.multiselect(key="train-overlay").value) == {"norho", "toy", "broken"}
+    errors = [error.value for error in app.error]
+    assert any("failed at launch" in e and "needs root=<folder>" in e for e in errors), errors
+
+    app.selectbox(key="train-focus").set_value("toy").run()
+    assert any("Snapshots are off" in caption.value for caption in app.caption)
+    curves = [chart for chart in app.get("plotly_chart") if "train-curves" in chart.proto.id]
+    spec = json.loads(curves[0].proto.spec)
+    rho = [t["name"] for t in spec["data"] if t["xaxis"] == "x4"]
+    assert rho == ["norho"]
+    assert any(
+        "n/a" in note["text"] and "toy" in note["text"] for note in spec["layout"]["annotations"]
+    )

@@ -9,8 +9,8 @@ import pytest
 
 from app import runs
 from dml_core.cli import _parser
-from dml_core.config import config_from_args
 from dml_core.engine.checkpoint import read_metadata
+from dml_core.presets import config_from_args
 
 
 def test_train_command_round_trips_through_the_cli(tmp_path: Path) -> None:
@@ -104,3 +104,57 @@ def test_launch_reattach_and_stop_keeps_the_checkpoint(tmp_path: Path) -> None:
     assert runs.running_runs(tmp_path) == []
     assert read_metadata(run_dir / "last.safetensors")["epoch"] >= 1
     assert runs.curves(state.events)["loss"][0]
+
+
+def test_rho_at_k_is_undefined_for_embeddings_of_k_dimensions_or_fewer() -> None:
+    assert runs.undefined_metrics({"embed_dim": 2}) == {"train/rho@2"}
+    assert runs.undefined_metrics({"embed_dim": 3}) == set()
+    assert runs.undefined_metrics(None) == set()
+    events = [
+        {"kind": "start", "config": {"embed_dim": 2}},
+        {"kind": "eval", "epoch": 1, "metrics": {"test/recall@1": 0.5, "train/rho@2": 0.0}},
+    ]
+    series = runs.curves(events)
+    assert series["train/rho@2"] is None and series["test/recall@1"] == ([1], [0.5])
+
+
+def test_lines_that_are_not_events_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "events.jsonl").write_text(
+        '{"t": 0, "kind": "start"}\n42\n{"no": "kind"}\n[1]\n{"t": 1, "kind": "done"}\n'
+    )
+    state = runs.refresh(runs.RunState(tmp_path))
+    assert [e["kind"] for e in state.events] == ["start", "done"]
+    assert state.status == "finished"
+
+
+def test_launch_error_is_the_first_error_line(tmp_path: Path) -> None:
+    log = tmp_path / runs.LOG_FILE
+    assert runs.launch_error(tmp_path) == "the process exited without output"
+    log.write_text("loading\nerror: dataset 'cub200' needs root=<folder>\nmore\n")
+    assert runs.launch_error(tmp_path) == "error: dataset 'cub200' needs root=<folder>"
+    log.write_text(
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+        "RuntimeError: CUDA out of memory\nnote: later\n"
+    )
+    assert runs.launch_error(tmp_path) == "RuntimeError: CUDA out of memory"
+
+
+def test_a_used_run_folder_is_refused_even_without_events(tmp_path: Path) -> None:
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / runs.LOG_FILE).write_text("error: boom\n")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        runs.launch_run("failed", {}, root=tmp_path)
+
+
+@pytest.mark.slow
+def test_a_run_failing_at_launch_is_listed_with_its_error(tmp_path: Path) -> None:
+    run_dir = runs.launch_run(
+        "no-cub", {"dataset": "cub200", "device": "cpu"}, preset="toy", root=tmp_path
+    )
+    state = runs.RunState(run_dir)
+    _wait_for(lambda: not runs.refresh(state).running, 120, "the process to fail")
+    assert runs.discover_runs(tmp_path) == [run_dir]  # listed although it has no events.jsonl
+    assert not (run_dir / "events.jsonl").exists()
+    assert state.status == "failed at launch" and state.failed
+    assert state.error_line().startswith("error: dataset 'cub200' needs root")
+    assert runs.exit_status(runs.read_pid(run_dir)) == 2

@@ -1,26 +1,45 @@
 """Train live: launch ``python -m dml_core train`` in the background, tail its events, overlay
-several runs' curves, and draw the latest embedding snapshot of one as each evaluation lands."""
+several runs' curves, and draw the latest embedding snapshot of one as each evaluation lands.
+
+Refresh policy: the live section is a fragment that re-reads the events every
+``LIVE_REFRESH_SECONDS`` only while a run it shows is going; with none going it never reruns by
+itself (no idle work), and a run started from this page shows up at once because starting it
+reruns the page.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from app import analysis, figures, panels, runs
-from app.projection import projection_key
-from dml_core.config import PRESETS
+from app.checkpoints import DATASET_ERRORS, split_dataset
+from app.projection import pca_2d, projection_key
+from app.settings import LIVE_REFRESH_SECONDS
 from dml_core.data import DATASETS
+from dml_core.engine.evaluation import SNAPSHOT_AUTO_LIMIT
 from dml_core.losses import LOSSES
-from dml_core.metrics import singular_value_spectrum
+from dml_core.metrics import per_class_density, singular_value_spectrum
 from dml_core.miners import MINERS
 from dml_core.models import ARCHS
+from dml_core.presets import PRESETS
 from dml_core.samplers import SAMPLERS
 
-REFRESH_SECONDS = 2.0
 TRAINABLE_PRESETS = ["glyphs", "toy", *sorted(p for p in PRESETS if p.startswith("paper-"))]
+# Session-state keys (a bare string here would be drawn by Streamlit's magic, hence comments).
+# Runs to overlay, kept across pages (the widget's own state is dropped when it is not drawn):
+SELECTION = "train-selection"
+# Run names this browser session has already seen; a run not among them is new and joins:
+KNOWN = "train-known"
+LAUNCHED = "train-launched"
+STATES = "train-states"
+OVERLAY_WIDGET = "train-overlay"
+SNAPSHOT_QUERIES = 3
 
 st.title("Train")
 st.caption(
@@ -46,6 +65,13 @@ with st.form("new-run"):
     data_root = left.text_input("data root (cub200 / cars196 / sop / imagefolder)")
     archs = sorted(ARCHS)
     arch = left.selectbox("architecture", archs, _index(archs, base.get("arch")))
+    snapshot_modes = ["auto", "on", "off"]
+    snapshots = left.selectbox(
+        "embedding snapshots",
+        snapshot_modes,
+        _index(snapshot_modes, base.get("snapshots", "auto")),
+        help=f"auto: written at each evaluation for test sets under {SNAPSHOT_AUTO_LIMIT} items",
+    )
     losses = sorted(LOSSES)
     loss = middle.selectbox("loss", losses, _index(losses, base.get("loss")))
     miners = ["auto", "none", *sorted(MINERS)]
@@ -60,7 +86,7 @@ with st.form("new-run"):
     epochs = right.number_input("epochs", 1, 500, base.get("epochs", 12))
     lr = right.number_input("learning rate", 1e-7, 1.0, base.get("lr", 1e-3), format="%.6f")
     seed = right.number_input("seed", 0, 10_000, 0)
-    name = st.text_input("run name (default: generated)")
+    name = st.text_input("run name (default: generated)", key="train-name")
     started = st.form_submit_button("Start", type="primary")
 
 if started:
@@ -75,6 +101,7 @@ if started:
         "epochs": int(epochs),
         "lr": float(lr),
         "seed": int(seed),
+        "snapshots": snapshots,
     }
     if data_root.strip():
         options["data_root"] = data_root.strip()
@@ -86,94 +113,197 @@ if started:
     except (ValueError, FileExistsError) as error:
         st.error(str(error))
     else:
-        st.session_state.setdefault("train-watched", []).append(run_dir.name)
-        st.success(f"started {run_dir}")
+        st.session_state.setdefault(LAUNCHED, []).append(run_dir.name)
+        selection = st.session_state.setdefault(SELECTION, [])
+        if run_dir.name not in selection:
+            selection.append(run_dir.name)
+        st.success(f"started {run_dir.name}: it appears below and is followed live")
 
 
-def _state(run_dir: object) -> runs.RunState:
-    states = st.session_state.setdefault("train-states", {})
+def _state(run_dir: Path) -> runs.RunState:
+    """The run's state, kept per browser session and tailed incrementally."""
+    states = st.session_state.setdefault(STATES, {})
     key = str(run_dir)
     if key not in states:
         states[key] = runs.RunState(run_dir)
     return runs.refresh(states[key])
 
 
+def _selection(available: list[str], states: dict[str, runs.RunState]) -> list[str]:
+    """The runs to overlay: kept from before, plus every run this session has not seen yet (one
+    started here or elsewhere, going or already finished); on the first visit, the runs still
+    going and those started here, else the newest."""
+    known = st.session_state.get(KNOWN)
+    if known is None:
+        launched = st.session_state.get(LAUNCHED, [])
+        chosen = [n for n in available if states[n].running or n in launched] or available[:1]
+    else:
+        # The widget's value holds the user's latest choice; it is gone after a page switch.
+        kept = st.session_state.get(OVERLAY_WIDGET, st.session_state.get(SELECTION, []))
+        chosen = [n for n in kept if n in available]
+        chosen += [n for n in available if n not in known and n not in chosen]
+    st.session_state[KNOWN] = set(available)
+    return chosen
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _snapshot_view(path: str, mtime_ns: int) -> dict[str, Any]:
+    """Everything drawn from one snapshot file, computed once per file version."""
+    with np.load(path, allow_pickle=False) as stored:
+        embeddings, labels = stored["embeddings"], stored["labels"]
+        indices = stored["indices"]
+    return {
+        "embeddings": embeddings,
+        "labels": labels,
+        "indices": indices,
+        "spectrum": singular_value_spectrum(embeddings),
+        "pca": pca_2d(embeddings),
+        "density": per_class_density(embeddings, labels),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _retrieval_html(path: str, mtime_ns: int, config_json: str) -> str | None:
+    """A few random queries of the snapshot with their neighbours as thumbnails (None without
+    the run's dataset here)."""
+    view = _snapshot_view(path, mtime_ns)
+    labels, indices = view["labels"], view["indices"]
+    if len(labels) <= 2:
+        return None
+    try:
+        dataset = split_dataset(json.loads(config_json), "test")
+        keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
+        _, report = analysis.analyse_split(view["embeddings"], labels, (1,), keep)
+        queries = analysis.random_queries(len(labels), SNAPSHOT_QUERIES, 0)
+        rows = analysis.retrieval_rows(report, labels, queries, 6)
+        return figures.retrieval_grid_html(
+            rows,
+            lambda row: analysis.png_data_uri(dataset.thumbnail(int(indices[row]), 64)),
+            lambda c: dataset.class_names[c],
+        )
+    except (*DATASET_ERRORS, NotImplementedError, IndexError):
+        return None
+
+
+def _no_snapshot_note(state: runs.RunState) -> str:
+    config = state.config() or {}
+    mode = config.get("snapshots", "auto")
+    if mode == "off":
+        return (
+            f"Snapshots are off for this run (snapshots: off{', as its preset sets' if config else ''}"
+            "), so there is no embedding to draw. Start it with “embedding snapshots: on” to "
+            "watch the embedding."
+        )
+    if state.running:
+        every = config.get("eval_every", 1)
+        return f"No snapshot yet: one lands at each evaluation (every {every} epoch(s))."
+    if state.latest_eval is not None and mode == "auto":
+        return (
+            f"No snapshot: with snapshots: auto they are written only for test sets under "
+            f"{SNAPSHOT_AUTO_LIMIT} items."
+        )
+    return "This run wrote no snapshot (it ended before its first evaluation)."
+
+
 def _snapshot_panels(state: runs.RunState) -> None:
     snapshot = state.latest_snapshot
     if snapshot is None or not snapshot.exists():
-        st.caption("No snapshot yet: one lands at each evaluation.")
+        st.caption(_no_snapshot_note(state))
         return
-    with np.load(snapshot, allow_pickle=False) as stored:
-        embeddings, labels, indices = stored["embeddings"], stored["labels"], stored["indices"]
-    st.markdown(f"**{state.name}** · latest snapshot `{snapshot.name}` ({len(labels)} test items)")
-    coordinates, method = panels.best_projection(
-        projection_key(snapshot, "snapshot", "umap"), embeddings
-    )
+    mtime_ns = snapshot.stat().st_mtime_ns
+    view = _snapshot_view(str(snapshot), mtime_ns)
+    labels = view["labels"]
     config = state.config() or {}
     class_names = [str(c) for c in range(int(labels.max()) + 1)]
-    dataset = None
     try:
-        dataset = panels.dataset_for(json.dumps(config), "test")
-        class_names = list(dataset.class_names)
-    except (ValueError, FileNotFoundError, OSError, KeyError):
-        st.caption("The run's dataset cannot be opened here: no thumbnails.")
+        class_names = list(split_dataset(config, "test").class_names)
+    except DATASET_ERRORS:
+        st.caption("The run's dataset cannot be opened here: no class names or thumbnails.")
+    st.markdown(f"**{state.name}** · latest snapshot `{snapshot.name}` ({len(labels)} test items)")
     left, right = st.columns(2)
     left.plotly_chart(
-        figures.spectrum_figure({state.name: singular_value_spectrum(embeddings)}, log_scale=True),
+        figures.spectrum_figure({state.name: view["spectrum"]}, log_scale=True),
         key="train-snapshot-spectrum",
     )
-    right.plotly_chart(
-        figures.projection_figure(coordinates, labels, class_names, title=method),
-        key="train-snapshot-projection",
-    )
-    panels.density_panel(embeddings, labels, class_names, key="train-snapshot")
-    if dataset is not None and len(labels) > 2:
-        keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
-        _, report = panels.split_analysis(embeddings, labels, (1,), keep)
-        rows = analysis.retrieval_rows(
-            report, labels, analysis.random_queries(len(labels), 3, 0), 6
-        )
-        st.html(
-            figures.retrieval_grid_html(
-                rows,
-                lambda row: analysis.png_data_uri(dataset.thumbnail(int(indices[row]), 64)),
-                lambda c: class_names[c],
+    with right:
+        if state.running:  # UMAP would take the CPU from training: PCA while the run goes
+            st.plotly_chart(
+                figures.projection_figure(view["pca"], labels, class_names, title="PCA (live)"),
+                key="train-snapshot-projection",
             )
-        )
+        else:
+            panels.projection_panel(
+                projection_key(snapshot, "snapshot", "umap"),
+                view["embeddings"],
+                labels,
+                class_names,
+                None,
+                key="train-snapshot-projection",
+            )
+    rows = analysis.density_table(view["density"], class_names)
+    st.plotly_chart(figures.density_figure(rows), key="train-snapshot-density")
+    grid = _retrieval_html(str(snapshot), mtime_ns, json.dumps(config, sort_keys=True))
+    if grid is not None:
+        st.html(grid)
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
-def live_runs() -> None:
-    """Tail every watched run; reattaches to runs still going after a reload."""
-    available = [path.name for path in runs.discover_runs()]
-    if not available:
-        st.info("No runs yet under runs/. Start one above.")
-        return
-    running = {path.name for path in runs.running_runs()}
-    watched = st.session_state.setdefault("train-watched", [])
-    default = [n for n in available if n in running or n in watched] or available[:1]
-    chosen = st.multiselect("runs to overlay", available, default=default, key="train-overlay")
+def _status_line(state: runs.RunState) -> str:
+    parts = [f"`{state.name}`: **{state.status}**"]
+    config = state.config() or {}
+    latest = next((e for e in reversed(state.events) if "epoch" in e), None)
+    if latest is not None:
+        parts.append(f"epoch {latest['epoch']}/{config.get('epochs', '?')}")
+    evaluation = state.latest_eval
+    if evaluation is not None:
+        recall = (evaluation.get("metrics") or {}).get("test/recall@1")
+        shown = f" R@1 {recall:.3f}" if isinstance(recall, (int, float)) else ""
+        parts.append(f"evaluated at epoch {evaluation['epoch']}{shown}")
+    return " · ".join(parts)
+
+
+def _live_runs(refreshing: bool) -> None:
+    """The runs to overlay, their status, curves and the latest snapshot of one."""
     root = runs.runs_dir()
-    states = {run: _state(root / run) for run in chosen}
-    for run, state in states.items():
-        status_column, stop_column = st.columns([5, 1])
-        status_column.markdown(f"`{run}`: **{state.status}**, {len(state.events)} events")
-        if state.status == "running" and stop_column.button("Stop", key=f"stop-{run}"):
-            runs.stop_run(root / run)
-            st.toast(f"stopping {run} (its checkpoint is kept)")
-        if state.status == "error":
-            st.error(state.finished.get("message") or runs.output_tail(root / run))
+    available = [path.name for path in runs.discover_runs(root)]
+    top = st.columns([6, 1])
+    top[1].button("Refresh", key="train-refresh", help="Look for runs started elsewhere")
+    if not available:
+        top[0].info("No runs yet under runs/. Start one above.")
+        return
+    states = {name: _state(root / name) for name in available}
+    st.session_state[OVERLAY_WIDGET] = _selection(available, states)
+    chosen = top[0].multiselect("runs to overlay", available, key=OVERLAY_WIDGET)
+    st.session_state[SELECTION] = list(chosen)
+    shown = {name: states[name] for name in chosen}
+    if any(state.running for state in shown.values()) != refreshing:
+        st.rerun(scope="app")  # start or stop the timer: refresh only while something runs
+    for name, state in shown.items():
+        status_column, stop_column = st.columns([6, 1])
+        if state.failed:
+            status_column.error(f"`{name}`: **{state.status}**: {state.error_line()}")
+            with st.expander(f"{name}: output"):
+                st.code(runs.output_tail(root / name) or "(empty)")
+            continue
+        status_column.markdown(_status_line(state))
+        if state.unreadable:
+            status_column.warning(state.unreadable)
+        if state.running and stop_column.button("Stop", key=f"stop-{name}"):
+            runs.stop_run(root / name)
+            st.toast(f"stopping {name} (its checkpoint is kept)")
         elif state.status == "ended without a done event":
-            with st.expander(f"{run}: output"):
-                st.code(runs.output_tail(root / run))
-    if not states:
+            with st.expander(f"{name}: output"):
+                st.code(runs.output_tail(root / name))
+    plotted = {name: state for name, state in shown.items() if state.events}
+    if not plotted:
         return
     st.plotly_chart(
-        figures.curves_figure({run: runs.curves(state.events) for run, state in states.items()}),
+        figures.curves_figure({name: runs.curves(state.events) for name, state in plotted.items()}),
         key="train-curves",
     )
-    focus = st.selectbox("snapshot of", list(states), key="train-focus")
-    _snapshot_panels(states[focus])
+    focus = st.selectbox("snapshot of", list(plotted), key="train-focus")
+    _snapshot_panels(plotted[focus])
 
 
-live_runs()
+active = any(_state(runs.runs_dir() / n).running for n in st.session_state.get(SELECTION, []))
+live = st.fragment(run_every=LIVE_REFRESH_SECONDS if active else None)(_live_runs)
+live(active)

@@ -1,4 +1,8 @@
-"""The app in a real browser: ``streamlit run`` on a free port, driven by Debian's headless Chromium."""
+"""The app in a real browser: ``streamlit run`` on a free port, driven by Debian's headless Chromium.
+
+``DML_EXPLORER_SCREENSHOT_DIR=docs/screenshots`` also writes the Train page's screenshots there
+(``train-1400.png``, ``train-1024.png``); without it they go to the test's temporary folder.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT = 60
+RUN_TIMEOUT_MS = 120_000
+SCREENSHOT_SIZES = ((1400, 1000), (1024, 768))
 
 pytestmark = [
     pytest.mark.e2e,
@@ -56,12 +62,17 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
+def runs_root(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, runs_root: Path) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
         "DML_EXPLORER_UMAP": "off",
-        "DML_EXPLORER_RUNS_DIR": str(tmp_path / "runs"),
+        "DML_EXPLORER_RUNS_DIR": str(runs_root),
         "DML_EXPLORER_PROJECTION_CACHE": str(tmp_path / "projections"),
     }
     command = [
@@ -108,3 +119,90 @@ def test_toy_lab_trains_and_draws_in_chromium(app_url: str, tmp_path: Path) -> N
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
+
+
+def open_train_page(browser, app_url: str, width: int = 1400, height: int = 1000):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{app_url}/train", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
+    return page
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).first.click()
+    expect(box).to_have_value(option)
+
+
+def start_run(page, name: str) -> None:
+    page.get_by_label("run name (default: generated)").fill(name)
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text(f"started {name}").wait_for(timeout=60_000)
+
+
+def overlay_names(page) -> list[str]:
+    chips = page.locator('[data-testid="stMultiSelect"]').filter(has_text="runs to overlay")
+    return sorted(
+        tag.get_attribute("aria-label") for tag in chips.first.locator("[data-tag]").all()
+    )
+
+
+def test_two_runs_started_one_after_the_other_both_appear_live(
+    app_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_train_page(browser, app_url)
+            choose(page, "preset (sets the defaults below)", "toy")
+            start_run(page, "first")
+            start_run(page, "second")
+            for name in ("first", "second"):
+                page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
+            assert overlay_names(page) == ["first", "second"]
+            curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
+            curves.wait_for(timeout=30_000)
+            assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
+            assert page.locator(".stException").count() == 0
+            save_screenshots(page, tmp_path)
+        finally:
+            browser.close()
+
+
+def test_a_run_failing_at_launch_appears_with_its_error(app_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_train_page(browser, app_url)
+            choose(page, "preset (sets the defaults below)", "toy")
+            choose(page, "dataset", "cub200")
+            start_run(page, "no-cub")
+            alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
+            alert.wait_for(timeout=RUN_TIMEOUT_MS)
+            assert "no-cub" in alert.inner_text()
+            assert "error: dataset 'cub200' needs root" in alert.inner_text()
+            assert overlay_names(page) == ["no-cub"]
+        finally:
+            browser.close()
+
+
+def save_screenshots(page, tmp_path: Path) -> None:
+    """The Train page's live section, at each size of :data:`SCREENSHOT_SIZES`."""
+    folder = Path(os.environ.get("DML_EXPLORER_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for width, height in SCREENSHOT_SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(2000)  # plotly relayouts to the new width
+        page.locator('[data-testid="stMultiSelect"]').first.scroll_into_view_if_needed()
+        page.get_by_text("runs to overlay").first.evaluate("e => e.scrollIntoView()")
+        path = folder / f"train-{width}.png"
+        page.screenshot(path=str(path))
+        assert path.stat().st_size > 10_000
