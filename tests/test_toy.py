@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,19 @@ from pytorch_metric_learning import reducers as pml_reducers
 from dml_core.engine.trainer import Trainer
 from dml_core.metrics import retrieval_metrics
 from dml_core.miners import RhoRegularizedMiner, build_miner
-from toy import TOY_MODES, ToySettings, run_study, run_toy, toy_config, toy_data, train_toy
+from toy import (
+    TOY_MODES,
+    ToySettings,
+    record_toy,
+    run_study,
+    run_toy,
+    toy_config,
+    toy_data,
+    train_toy,
+)
 from toy.__main__ import main
-from toy.api import leave_one_out_recall_at_1
-from toy.study import markdown_table
+from toy.api import leave_one_out_recall_at_1, recording_interval
+from toy.study import markdown_table, versus_reference
 
 SHORT = ToySettings(iterations=20)
 
@@ -226,6 +236,43 @@ def test_frames_every_n_steps_end_with_the_run() -> None:
     assert frames[-1].loss == pytest.approx(float(result.losses[-1]))
     with pytest.raises(ValueError, match="every must be a positive"):
         next(train_toy(settings, every=0))
+
+
+def test_recording_keeps_every_frame_from_the_untrained_network() -> None:
+    settings = ToySettings(iterations=30, mode="rho", push_probability=0.4)
+    seen: list[int] = []
+    recording = record_toy(settings, every=10, on_frame=lambda frame: seen.append(frame.step))
+    assert recording.steps == seen == [0, 10, 20, 30]
+    start, last = recording.frames[0], recording.frames[-1]
+    assert math.isnan(start.loss) and not start.done and last.done
+    assert set(start.metrics) == {"test_recall@1", "train_recall@1", "rho@1", "pi_ratio"}
+    for name, value in recording.result.metrics.items():  # the trainer's own evaluation
+        assert last.metrics[name] == pytest.approx(value, abs=1e-6)
+    untrained = run_toy(replace(settings, iterations=1))
+    assert not np.allclose(start.train_embeddings, untrained.train_embeddings)
+    assert not np.allclose(start.train_embeddings, last.train_embeddings)
+    again = record_toy(settings, every=10)
+    np.testing.assert_array_equal(
+        again.frames[1].test_embeddings, recording.frames[1].test_embeddings
+    )
+    assert recording_interval(200) == 5 and recording_interval(20) == 1
+
+
+def test_push_probability_counts_in_mode_rho_only() -> None:
+    base, other = ToySettings(push_probability=0.2), ToySettings(push_probability=0.7)
+    assert base.effective() == other.effective() and base.effective()["push_probability"] is None
+    rho = replace(base, mode="rho")
+    assert rho.effective() != replace(other, mode="rho").effective()
+    assert toy_config(base).rho == toy_config(other).rho == 0.0
+
+
+def test_versus_reference_is_the_per_mode_difference() -> None:
+    metrics = {"base": {"rho@1": 0.4, "pi_ratio": 0.01}, "paper": {"rho@1": 0.1, "pi_ratio": 0.03}}
+    deltas = versus_reference(metrics, "base")
+    assert deltas["base"] == {"rho@1": 0.0, "pi_ratio": 0.0}
+    assert deltas["paper"] == pytest.approx({"rho@1": -0.3, "pi_ratio": 0.02})
+    with pytest.raises(ValueError, match="reference mode 'rho'"):
+        versus_reference(metrics, "rho")
 
 
 # ---------------------------------------------------------------- study and CLI

@@ -5,10 +5,13 @@ regularized run's two changes, multi-seed statistics and the paper-style figure 
 from __future__ import annotations
 
 from toy.api import (
+    MODE_DESCRIPTIONS,
     TOY_MODES,
     ToyFrame,
+    ToyRecording,
     ToyResult,
     ToySettings,
+    record_toy,
     run_toy,
     toy_config,
     toy_data,
@@ -17,10 +20,13 @@ from toy.api import (
 from toy.study import run_study
 
 __all__ = [
+    "MODE_DESCRIPTIONS",
     "TOY_MODES",
     "ToyFrame",
+    "ToyRecording",
     "ToyResult",
     "ToySettings",
+    "record_toy",
     "run_study",
     "run_toy",
     "toy_config",

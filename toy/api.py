@@ -20,7 +20,7 @@ epoch of one batch (``max_steps_per_epoch=1``), so each batch is a fresh draw of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,7 +33,11 @@ from dml_core.config import TrainConfig
 from dml_core.data.toy_diagonal import ToyDiagonalDataset
 from dml_core.engine.evaluation import compute_embeddings
 from dml_core.engine.trainer import Trainer
-from dml_core.metrics import leave_one_out_neighbors, singular_value_spectrum
+from dml_core.metrics import (
+    embedding_space_metrics,
+    leave_one_out_neighbors,
+    singular_value_spectrum,
+)
 from dml_core.presets import preset
 
 TOY_MODES = ("base", "paper", "rho", "no_pull")
@@ -44,6 +48,15 @@ BATCH_SIZE = 24
 CLASS_BALANCED_SAMPLES_PER_CLASS = 6
 """``class_random`` batches: all 4 train classes, 6 points each (24 in all)."""
 RESULT_METRICS = ("test_recall@1", "train_recall@1", "rho@1", "pi_ratio")
+MODE_DESCRIPTIONS = {
+    "base": "pull + push, no swaps",
+    "paper": "published: swaps 0.001, no pull",
+    "rho": "pull + push, swaps with p_ρ",
+    "no_pull": "push only, no swaps",
+}
+"""One line per mode: what its loss keeps and drops."""
+RECORDED_FRAMES = 40
+"""A recording keeps about this many frames after the start (see :func:`recording_interval`)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,14 @@ class ToySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def effective(self) -> dict[str, Any]:
+        """The fields this mode trains with: ``push_probability`` only counts in mode ``rho``
+        (None elsewhere), so moving its slider changes nothing in the other modes."""
+        fields = asdict(self)
+        if self.mode != "rho":
+            fields["push_probability"] = None
+        return fields
 
     @property
     def swap_probability(self) -> float:
@@ -139,8 +160,9 @@ def toy_data(seed: int = 0) -> dict[str, np.ndarray]:
 
 @dataclass
 class ToyFrame:
-    """The state after ``step`` iterations: embeddings (unit norm, numpy) and the normalised
-    singular values of the train embedding; ``done`` on the last frame."""
+    """The state after ``step`` iterations: embeddings (unit norm, numpy), the normalised
+    singular values of the train embedding, ``metrics`` (``RESULT_METRICS`` of these embeddings,
+    :func:`frame_metrics`) and the last step's loss (NaN at step 0); ``done`` on the last frame."""
 
     step: int
     loss: float
@@ -148,6 +170,7 @@ class ToyFrame:
     test_embeddings: np.ndarray
     spectrum: np.ndarray
     done: bool
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,6 +208,28 @@ def leave_one_out_recall_at_1(embeddings: np.ndarray, labels: np.ndarray) -> flo
     return float((labels[nearest[:, 0]] == labels).mean())
 
 
+def frame_metrics(
+    train_embeddings: np.ndarray,
+    train_labels: np.ndarray,
+    test_embeddings: np.ndarray,
+    test_labels: np.ndarray,
+) -> dict[str, float]:
+    """``RESULT_METRICS`` of one frame: leave-one-out Recall@1 of each split, ρ@1 and π_ratio of
+    the train embedding (docs/DESIGN.md §3); the last frame's equal the trainer's evaluation."""
+    space = embedding_space_metrics(train_embeddings, train_labels)
+    return {
+        "test_recall@1": leave_one_out_recall_at_1(test_embeddings, test_labels),
+        "train_recall@1": leave_one_out_recall_at_1(train_embeddings, train_labels),
+        "rho@1": space["rho@1"],
+        "pi_ratio": space["pi_ratio"],
+    }
+
+
+def recording_interval(iterations: int) -> int:
+    """Steps between recorded frames: about ``RECORDED_FRAMES`` frames per run, at least 1."""
+    return max(1, round(iterations / RECORDED_FRAMES))
+
+
 class ToyRun:
     """One run of the toy stepping through ``Trainer.steps()``; keeps every step's loss (as a
     tensor: no device sync per step) and the final evaluation's metrics."""
@@ -220,23 +265,37 @@ class ToyRun:
                 return True
         return False
 
-    def frames(self, every: int) -> Iterator[ToyFrame]:
-        """A frame every ``every`` steps and one (``done``) at the end."""
+    def _frame(self, loss: float) -> ToyFrame:
+        train_embeddings, test_embeddings = self.embeddings()
+        return ToyFrame(
+            step=self.trainer.step,
+            loss=loss,
+            train_embeddings=train_embeddings,
+            test_embeddings=test_embeddings,
+            spectrum=singular_value_spectrum(train_embeddings),
+            done=self.finished,
+            metrics=frame_metrics(
+                train_embeddings,
+                np.asarray(self.trainer.eval_train_set.labels),
+                test_embeddings,
+                np.asarray(self.trainer.test_set.labels),
+            ),
+        )
+
+    def frames(self, every: int, start: bool = False) -> Iterator[ToyFrame]:
+        """A frame every ``every`` steps and one (``done``) at the end; with ``start``, first the
+        untrained network's (step 0, loss NaN)."""
         if every < 1:
             raise ValueError(f"every must be a positive number of steps, got {every}")
+        if start:
+            with single_thread():
+                frame = self._frame(float("nan"))
+            yield frame
         while True:
             with single_thread():
                 if not self._advance(every):
                     return
-                train_embeddings, test_embeddings = self.embeddings()
-                frame = ToyFrame(
-                    step=self.trainer.step,
-                    loss=float(self.trainer.last_loss),
-                    train_embeddings=train_embeddings,
-                    test_embeddings=test_embeddings,
-                    spectrum=singular_value_spectrum(train_embeddings),
-                    done=self.finished,
-                )
+                frame = self._frame(float(self.trainer.last_loss))
             yield frame
 
     def result(self, frame: ToyFrame) -> ToyResult:
@@ -264,6 +323,35 @@ def train_toy(settings: ToySettings, every: int = 10) -> Iterator[ToyFrame]:
     """Train one mode and seed step by step, yielding a ``ToyFrame`` every ``every`` iterations
     and at the end (``done=True``), for drawing while it trains."""
     yield from ToyRun(settings).frames(every)
+
+
+@dataclass
+class ToyRecording:
+    """Every recorded frame of one run, from the untrained network (step 0) to the end, and the
+    finished run's result: what the Toy lab replays."""
+
+    frames: list[ToyFrame]
+    result: ToyResult
+
+    @property
+    def steps(self) -> list[int]:
+        return [frame.step for frame in self.frames]
+
+
+def record_toy(
+    settings: ToySettings,
+    every: int | None = None,
+    on_frame: Callable[[ToyFrame], None] | None = None,
+) -> ToyRecording:
+    """Train one mode and seed, keeping a frame at step 0, every ``every`` steps (default
+    :func:`recording_interval`) and at the end; ``on_frame(frame)`` as each one arrives."""
+    run = ToyRun(settings)
+    frames = []
+    for frame in run.frames(every or recording_interval(settings.iterations), start=True):
+        frames.append(frame)
+        if on_frame is not None:
+            on_frame(frame)
+    return ToyRecording(frames=frames, result=run.result(frames[-1]))
 
 
 def run_toy(settings: ToySettings) -> ToyResult:

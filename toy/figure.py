@@ -22,10 +22,7 @@ from matplotlib.figure import Figure
 
 from dml_core.io import atomic_write
 from toy.api import ToyResult
-
-TRAIN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
-TEST_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf")
-MODE_COLOURS = {"base": "#7f7f7f", "paper": "#d62728", "rho": "#1f77b4", "no_pull": "#2ca02c"}
+from toy.palette import MODE_COLOURS, TEST_COLOURS, TRAIN_COLOURS
 
 
 def _scatter_classes(axes: Axes, points: np.ndarray, labels: np.ndarray, test: bool) -> None:

@@ -45,6 +45,20 @@ def paired_difference(values: np.ndarray, reference: np.ndarray) -> dict[str, An
     }
 
 
+def versus_reference(
+    metrics: dict[str, dict[str, float]], reference: str
+) -> dict[str, dict[str, float]]:
+    """One seed, several modes: each mode's metrics minus the ``reference`` mode's. The same seed
+    means the same data, initialisation and batches, so the difference is the mode's alone, for
+    this seed (other seeds differ: :func:`run_study`)."""
+    if reference not in metrics:
+        raise ValueError(f"reference mode {reference!r} is not among {', '.join(metrics)}")
+    return {
+        mode: {name: value - metrics[reference][name] for name, value in values.items()}
+        for mode, values in metrics.items()
+    }
+
+
 def json_safe(value: Any) -> Any:
     """Non-finite floats become None so the document is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -3,142 +3,376 @@
 Train classes lie along diagonal lines; the zero-shot test classes differ only along the other
 direction. The base embedding collapses onto the direction the train labels need and the test
 classes overlap; the paper's regularized run keeps a second direction alive (Roth et al. 2020).
+Every run is recorded frame by frame and replayed in the browser (play, pause, speed, scrub);
+"Train side by side" trains several modes with one seed and spells out their differences.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
+from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures
-from toy import TOY_MODES, ToySettings, run_study, toy_data, train_toy
+from app import analysis, toy_figures
+from app.settings import REPO_ROOT
+from toy import MODE_DESCRIPTIONS, TOY_MODES, ToyRecording, ToySettings, record_toy, toy_data
+from toy.api import RESULT_METRICS
+from toy.study import run_study, versus_reference
 
-ANIMATION_EVERY = 10
-STUDY_METRICS = ("test_recall@1", "train_recall@1", "rho@1", "pi_ratio")
+STORED_STUDY = REPO_ROOT / "docs" / "toy" / "toy_study.json"
 SAMPLERS = {"random (as published)": "random", "class-balanced": "class_random"}
-
-st.title("Toy lab: diagonal lines")
-st.markdown(
-    "**What to point at.** Train with mode *base*: the embedding squeezes the classes onto the "
-    "one direction the train labels need, one singular value takes nearly all the mass, and the "
-    "test classes (which differ along the other direction) pile up. Switch to *paper* (the "
-    "published regularized run): the second singular value grows and the spectrum flattens. Then "
-    "*no_pull*: dropping the pull term alone flattens it just as much, while *rho* (push triplets "
-    "with probability p_ρ, pull term kept) barely moves it. Finally run 20 seeds: test Recall@1 "
-    "varies a lot from seed to seed and no mode changes it measurably on this toy, so one seed "
-    "proves nothing (measured figures: README, 'The diagonal-lines toy')."
+DEFAULTS: dict[str, Any] = {
+    "toy-presentation": False,
+    "toy-mode": "base",
+    "toy-compare-modes": ["base", "paper"],
+    "toy-push": 0.2,
+    "toy-seed": 0,
+    "toy-dim": 2,
+    "toy-sampler": "random (as published)",
+    "toy-margin": 0.1,
+    "toy-iterations": 200,
+    "toy-lr": 0.03,
+}
+KEPT_RECORDINGS = 16
+# (metric, label, st.metric delta colour, format) in each mode's panel
+PANEL_METRICS = (
+    ("test_recall@1", "test Recall@1", "normal", ".2f"),
+    ("rho@1", "ρ@1 (lower = flatter)", "inverse", ".3f"),
+    ("pi_ratio", "π_ratio", "normal", ".4f"),
 )
+PAGE_CSS = """
+<style>
+[data-testid="stMainBlockContainer"] { padding-left: 2rem; padding-right: 2rem; }
+</style>
+"""
+PRESENTATION_CSS = """
+<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
+[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; max-width: 100%; }
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] li { font-size: 1.3rem; }
+[data-testid="stMain"] [data-testid="stCaptionContainer"] { font-size: 1.1rem; }
+[data-testid="stMetricValue"] { font-size: 2.6rem; }
+[data-testid="stMetricDelta"] { font-size: 1.2rem; }
+[data-testid="stMain"] h1 { font-size: 2.6rem !important; }
+</style>
+"""
 
-with st.sidebar:
-    st.header("Toy settings")
-    mode = st.selectbox("mode", list(TOY_MODES), key="toy-mode")
-    push_probability = st.slider(
-        "push probability p_ρ", 0.0, 1.0, 0.2, 0.05, key="toy-push", help="used by mode rho"
+state = st.session_state
+for key, value in DEFAULTS.items():
+    state.setdefault(key, value)
+    state[key] = state[key]  # keeps a hidden widget's value (Streamlit drops unrendered ones)
+presentation = bool(state["toy-presentation"])
+st.markdown(PAGE_CSS + (PRESENTATION_CSS if presentation else ""), unsafe_allow_html=True)
+st.title("Toy lab: diagonal lines")
+
+
+def presentation_toggle(where) -> None:
+    where.toggle(
+        "presentation mode",
+        key="toy-presentation",
+        help="large fonts and plots, fewer controls, no sidebar",
     )
-    sampler_label = st.radio("batch sampler", list(SAMPLERS), key="toy-sampler")
-    margin = st.slider("margin", 0.05, 1.0, 0.1, 0.05, key="toy-margin")
-    iterations = st.slider("iterations", 20, 1000, 200, 20, key="toy-iterations")
-    lr = st.select_slider("learning rate", [0.003, 0.01, 0.03, 0.1, 0.3], 0.03, key="toy-lr")
-    seed = st.number_input("seed", 0, 10_000, 0, key="toy-seed")
-    embed_dim = st.radio("embedding", [2, 3], format_func=lambda d: f"{d}-D", key="toy-dim")
+
+
+def push_slider(where, uses_push: bool) -> float:
+    return where.slider(
+        "push probability p_ρ",
+        0.0,
+        1.0,
+        step=0.05,
+        key="toy-push",
+        disabled=not uses_push,
+        help="share of triplets (a, p, n) swapped to (a, a, p); only mode rho uses it",
+    )
+
+
+def embedding_radio(where) -> int:
+    return where.radio(
+        "embedding", [2, 3], format_func=lambda d: f"{d}-D", key="toy-dim", horizontal=True
+    )
+
+
+if presentation:  # one row of controls on the page, the sidebar hidden
+    row = st.columns([3, 2, 1.1, 1.1, 1.5])
+    compare_modes = row[0].multiselect("modes side by side", TOY_MODES, key="toy-compare-modes")
+    mode = state["toy-mode"]
+    push_probability = push_slider(row[1], "rho" in compare_modes)
+    seed = row[2].number_input("seed", 0, 10_000, key="toy-seed")
+    embed_dim = embedding_radio(row[3])
+    presentation_toggle(row[4])
+else:
+    with st.sidebar:
+        presentation_toggle(st)
+        st.header("Toy settings")
+        mode = st.selectbox(
+            "mode (Train)",
+            TOY_MODES,
+            key="toy-mode",
+            format_func=lambda m: f"{m}: {MODE_DESCRIPTIONS[m]}",
+        )
+        compare_modes = st.multiselect("modes side by side", TOY_MODES, key="toy-compare-modes")
+        uses_push = "rho" in (mode, *compare_modes)
+        push_probability = push_slider(st, uses_push)
+        if not uses_push:
+            st.caption("p_ρ: used by mode rho only (not selected).")
+        st.radio("batch sampler", list(SAMPLERS), key="toy-sampler")
+        st.slider("margin", 0.05, 1.0, step=0.05, key="toy-margin")
+        st.slider("iterations", 20, 1000, step=20, key="toy-iterations")
+        st.select_slider("learning rate", [0.003, 0.01, 0.03, 0.1, 0.3], key="toy-lr")
+        seed = st.number_input("seed", 0, 10_000, key="toy-seed")
+        embed_dim = embedding_radio(st)
 
 settings = ToySettings(
     mode=mode,
-    push_probability=push_probability,
-    sampler=SAMPLERS[sampler_label],
-    margin=margin,
-    lr=lr,
-    iterations=iterations,
+    push_probability=float(push_probability),
+    sampler=SAMPLERS[state["toy-sampler"]],
+    margin=float(state["toy-margin"]),
+    lr=float(state["toy-lr"]),
+    iterations=int(state["toy-iterations"]),
     seed=int(seed),
     embed_dim=int(embed_dim),
 )
+style = toy_figures.toy_style(presentation)
+data = toy_data(settings.seed)
 
-data_column, info_column = st.columns([3, 2])
-data_column.plotly_chart(figures.toy_data_figure(toy_data(int(seed))), key="toy-data")
-info_column.markdown(
-    "Left: the train classes; right: the unseen test classes. Both panels are the raw 2-D inputs; "
-    "the network maps them to the unit circle (or sphere) below."
+STORY = (
+    "**What to point at.** Train *base* and *paper* side by side: *base* squeezes the classes "
+    "onto the one direction the train labels need (one singular value takes nearly all the mass) "
+    "and the test classes, which differ along the other direction, pile up; *paper* (the "
+    "published regularized run) keeps the second singular value alive. *no_pull* (pull term "
+    "dropped) flattens the spectrum as much, *rho* (swaps with p_ρ, pull kept) barely moves it. "
+    "Press ▶ to replay a run, drag the slider to any step. Then run the seeds below: test "
+    "Recall@1 varies a lot from seed to seed, so one seed proves nothing."
 )
+data_column, story_column = st.columns([3, 2])
+data_column.plotly_chart(
+    toy_figures.data_figure(data, style), key="toy-data", config=toy_figures.PLOT_CONFIG
+)
+if presentation:
+    story_column.markdown(
+        "Train classes (blues, filled) lie on the diagonal; the **unseen** test classes (reds, "
+        "hollow) differ along the other direction."
+    )
+else:
+    story_column.markdown(STORY)
+    story_column.caption(
+        "The network maps these 2-D inputs to the unit circle (or sphere) below. Train and test "
+        "are different classes: cool colours for train, warm ones for test."
+    )
 
-train_clicked = st.button("Train", type="primary", key="toy-train")
-embedding_slot, loss_slot, spectrum_slot = st.columns([2, 2, 1])
-embedding_area, loss_area, spectrum_area = (
-    embedding_slot.empty(),
-    loss_slot.empty(),
-    spectrum_slot.empty(),
+if presentation:
+    compare_column, note_column = st.columns([1.4, 3.6])
+    train_clicked = False
+else:
+    train_column, compare_column, note_column = st.columns([1, 1.4, 2.6])
+    train_clicked = train_column.button("Train", type="primary", key="toy-train")
+compare_clicked = compare_column.button(
+    "Train side by side",
+    key="toy-compare",
+    disabled=not compare_modes,
+    type="primary" if presentation else "secondary",
+)
+note_column.caption(
+    (f"Train: mode {mode}. " if not presentation else "")
+    + f"Side by side: {', '.join(compare_modes) or 'no mode selected'}, all with seed "
+    f"{settings.seed}."
 )
 status_area = st.empty()
+display_area = st.empty()
 
 
-def draw(frame: object, steps: list[int], losses: list[float], final: bool) -> None:
-    data = toy_data(settings.seed)
-    suffix = "" if final else "-live"
-    embedding_area.plotly_chart(
-        figures.toy_embedding_figure(
-            frame.train_embeddings,
+def recording_key(run_settings: ToySettings) -> tuple:
+    return tuple(sorted(run_settings.effective().items()))
+
+
+def recorded(run_settings: ToySettings, on_frame=None) -> ToyRecording:
+    """The recording of ``run_settings`` (runs are deterministic per seed: trained once per session)."""
+    cache: dict[tuple, ToyRecording] = state.setdefault("toy-recordings", {})
+    key = recording_key(run_settings)
+    if key not in cache:
+        cache[key] = record_toy(run_settings, on_frame=on_frame)
+        while len(cache) > KEPT_RECORDINGS:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def draw_live(frame) -> None:
+    display_area.plotly_chart(
+        toy_figures.replay_figure(
+            {settings.mode: [frame]},
             data["train_labels"],
-            frame.test_embeddings,
             data["test_labels"],
-            title=f"embedding at step {frame.step}",
+            style,
+            animate=False,
         ),
-        key=f"toy-embedding{suffix}-{frame.step}",
-    )
-    loss_area.plotly_chart(figures.loss_figure(steps, losses), key=f"toy-loss{suffix}-{frame.step}")
-    spectrum_area.plotly_chart(
-        figures.spectrum_bars(frame.spectrum), key=f"toy-spectrum{suffix}-{frame.step}"
+        key=f"toy-live-{frame.step}",
+        config=toy_figures.PLOT_CONFIG,
     )
 
 
 if train_clicked:
-    steps: list[int] = []
-    losses: list[float] = []
-    for frame in train_toy(settings, every=ANIMATION_EVERY):
-        steps.append(frame.step)
-        losses.append(float(frame.loss))
-        if frame.done:
-            st.session_state["toy-last"] = (dataclasses.asdict(settings), frame, steps, losses)
-        else:
-            draw(frame, steps, losses, final=False)
+    state.get("toy-recordings", {}).pop(recording_key(settings), None)  # show it train again
+    recorded(settings, on_frame=draw_live)
+    state["toy-shown"] = {"kind": "single", "modes": [mode], "settings": settings}
+if compare_clicked and compare_modes:
+    progress = status_area.progress(0.0, text="training…")
+    for index, compared in enumerate(compare_modes):
+        progress.progress(index / len(compare_modes), text=f"training {compared}…")
+        recorded(replace(settings, mode=compared))
+    status_area.empty()
+    state["toy-shown"] = {"kind": "compare", "modes": list(compare_modes), "settings": settings}
 
-last = st.session_state.get("toy-last")
-if last is not None:
-    trained_settings, frame, steps, losses = last
-    draw(frame, steps, losses, final=True)
-    if trained_settings != dataclasses.asdict(settings):
-        status_area.info("Settings changed since this run: press Train to retrain.")
-    else:
-        status_area.caption(f"Trained {trained_settings['mode']} for {frame.step} iterations.")
+
+def shown_changed(shown: dict) -> bool:
+    """Whether the current controls would train something other than what is shown (p_ρ counts
+    only for mode rho)."""
+    selected = [mode] if shown["kind"] == "single" else list(compare_modes)
+    return selected != shown["modes"] or any(
+        recording_key(replace(settings, mode=m))
+        != recording_key(replace(shown["settings"], mode=m))
+        for m in shown["modes"]
+    )
+
+
+def mode_panels(recordings: dict[str, ToyRecording]) -> None:
+    """One bordered panel per mode: its final metrics and, beside the reference mode (base when
+    shown, else the first), the difference to it."""
+    metrics = {m: recording.result.metrics for m, recording in recordings.items()}
+    reference = "base" if "base" in metrics else next(iter(metrics))
+    deltas = versus_reference(metrics, reference)
+    for column, (shown_mode, values) in zip(st.columns(len(metrics)), metrics.items(), strict=True):
+        with column.container(border=True, key=f"toy-panel-{shown_mode}"):
+            st.markdown(f"**{shown_mode}** · {MODE_DESCRIPTIONS[shown_mode]}")
+            for name, label, colour, number in PANEL_METRICS:
+                delta = None
+                if shown_mode != reference:
+                    delta = f"{deltas[shown_mode][name]:+{number}} vs {reference}"
+                st.metric(label, format(values[name], number), delta, delta_color=colour)
+    others = [m for m in metrics if m != reference]
+    if others:
+        st.markdown(
+            f"**Versus {reference}, same seed {next(iter(recordings.values())).result.settings.seed}"
+            " (same data, initialisation and batches):** "
+            + "; ".join(
+                f"*{m}*: ρ@1 {deltas[m]['rho@1']:+.3f}, test Recall@1 "
+                f"{deltas[m]['test_recall@1']:+.3f}, π_ratio {deltas[m]['pi_ratio']:+.4f}"
+                for m in others
+            )
+            + ". One seed: the seeds below show how much of that is luck."
+        )
+    if not presentation:
+        rows = []
+        for shown_mode, values in metrics.items():
+            row: dict[str, Any] = {"mode": shown_mode}
+            for name in RESULT_METRICS:
+                row[toy_figures.METRIC_LABELS[name]] = round(values[name], 4)
+                if name != "train_recall@1":
+                    row[f"Δ {toy_figures.METRIC_LABELS[name]}"] = round(deltas[shown_mode][name], 4)
+            spectrum = recordings[shown_mode].result.spectrum
+            row["s̃ (train)"] = " / ".join(f"{value:.3f}" for value in spectrum)
+            rows.append(row)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="toy-compare-table")
+
+
+shown = state.get("toy-shown")
+if shown is None:
+    status_area.info(
+        "Press Train to watch one mode's embedding form, or Train side by side to compare modes."
+    )
 else:
-    status_area.info("Press Train to watch the embedding form.")
+    shown_settings = shown["settings"]
+    recordings = {m: recorded(replace(shown_settings, mode=m)) for m in shown["modes"]}
+    first = next(iter(recordings.values())).result
+    with display_area.container():
+        st.plotly_chart(
+            toy_figures.replay_figure(
+                {m: r.frames for m, r in recordings.items()},
+                first.train_labels,
+                first.test_labels,
+                style,
+            ),
+            key="toy-spectrum-and-embeddings",
+            config=toy_figures.PLOT_CONFIG,
+        )
+        mode_panels(recordings)
+        st.plotly_chart(
+            toy_figures.loss_figure({m: r.result.losses for m, r in recordings.items()}, style),
+            key="toy-loss",
+            config=toy_figures.PLOT_CONFIG,
+        )
+    if shown_changed(shown):
+        button = "Train" if shown["kind"] == "single" else "Train side by side"
+        status_area.info(f"Settings changed since this run: press {button} to retrain.")
+    elif shown["kind"] == "single":
+        status_area.caption(
+            f"Trained {shown['modes'][0]} for {shown_settings.iterations} iterations "
+            f"(seed {shown_settings.seed}). ▶ ¼×…2× replays it at that speed, ❚❚ pauses, the slider scrubs."
+        )
+    else:
+        status_area.caption(
+            f"Trained {', '.join(shown['modes'])} for {shown_settings.iterations} iterations each "
+            f"with seed {shown_settings.seed}. ▶ ¼×…2× replays them together, ❚❚ pauses, the slider scrubs."
+        )
 
 st.divider()
 st.subheader("Several seeds")
+st.markdown(
+    "One run is one draw: each dot below is one seed (same settings, different data sample, "
+    "initialisation and batches), and the seeds of one mode spread widely. The black diamond is "
+    "their mean with its 95 % interval; only a difference larger than that spread means something."
+)
 study_columns = st.columns([2, 1, 1])
 study_modes = study_columns[0].multiselect(
     "modes", list(TOY_MODES), default=list(TOY_MODES), key="toy-study-modes"
 )
 num_seeds = study_columns[1].number_input("seeds", 2, 50, 5, key="toy-study-seeds")
-study_metric = study_columns[2].selectbox("metric", STUDY_METRICS, key="toy-study-metric")
+study_metric = study_columns[2].selectbox(
+    "metric", RESULT_METRICS, key="toy-study-metric", format_func=toy_figures.METRIC_LABELS.get
+)
+
+
+@st.cache_data(show_spinner=False)
+def stored_study(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 if st.button(f"Run {int(num_seeds)} seeds", key="toy-study") and study_modes:
     progress = st.progress(0.0, text="running the study…")
-    st.session_state["toy-study-result"] = run_study(
+    state["toy-study-result"] = run_study(
         study_modes,
         list(range(int(num_seeds))),
         settings,
         progress=lambda done, total: progress.progress(done / total, text=f"{done}/{total} runs"),
     )
     progress.empty()
-study = st.session_state.get("toy-study-result")
+study = state.get("toy-study-result")
+stored = study is None
+if stored:
+    study = stored_study(str(STORED_STUDY))
 if study is not None:
-    summaries = {mode: data["summary"][study_metric] for mode, data in study["modes"].items()}
-    st.plotly_chart(figures.study_figure(summaries, study_metric), key="toy-study-figure")
-    st.dataframe(
-        pd.DataFrame(analysis.study_rows(study, STUDY_METRICS)),
-        hide_index=True,
-        key="toy-study-table",
+    st.plotly_chart(
+        toy_figures.study_figure(study, study_metric, style),
+        key="toy-study-figure",
+        config=toy_figures.PLOT_CONFIG,
     )
-    st.caption(f"{len(study['seeds'])} seeds; {study['interval']}.")
+    if stored:
+        st.caption(
+            f"Stored study ({len(study['seeds'])} seeds, default settings, `python -m toy`, "
+            "docs/toy/toy_study.json); press Run to use the current settings."
+        )
+    else:
+        st.caption(f"{len(study['seeds'])} seeds; {study['interval']}.")
+    if not presentation:
+        st.dataframe(
+            pd.DataFrame(analysis.study_rows(study, RESULT_METRICS)),
+            hide_index=True,
+            key="toy-study-table",
+        )
