@@ -1,6 +1,12 @@
 """``python -m dml_core train | evaluate | embed | report`` (also under ``torchrun``)."""
 
-from dml_core.cli import main
+import sys
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        from dml_core.cli import main
+
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # Ctrl-C while Python starts, before main() can answer it
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,23 +1,70 @@
-"""Atomic file writes: a failing run never leaves a half-written file where a good one was."""
+"""Atomic file writes, the run folder's lock, and the test-only fault hook.
+
+A failing run never leaves a half-written file where a good one was (docs/DESIGN.md §6, §9).
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import re
+import signal
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+FAULT_ENV = "DML_EXPLORER_FAULT"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(point: str, target: str = "") -> None:
+    """Test-only fault injection (``tests/test_faults.py``); does nothing unless the environment
+    variable ``DML_EXPLORER_FAULT`` is set to ``<point>[@<target>]:<N>[:<SIGNAL>]``.
+
+    The N-th time the write path passes ``point`` (for ``target``, when given) the process sends
+    itself ``SIGNAL`` (default KILL). Points: ``tmp_written`` (a temporary file is complete, not yet
+    renamed), ``renamed`` (it was moved into place), ``state_written`` (a checkpoint's train state
+    is committed, ``last`` not yet promoted), ``event_flushed`` (an event line is on disk). The
+    target is the file name, or the event kind for ``event_flushed``.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[1].isdigit():
+        raise ValueError(
+            f"{FAULT_ENV}={spec!r}: expected <point>[@<target>]:<N>[:<SIGNAL>] (a test-only hook)"
+        )
+    wanted, count = parts[0], int(parts[1])
+    name, _, wanted_target = wanted.partition("@")
+    if name != point or (wanted_target and wanted_target != target):
+        return
+    _fault_hits[spec] = _fault_hits.get(spec, 0) + 1
+    if _fault_hits[spec] == count:
+        os.kill(os.getpid(), getattr(signal, "SIG" + (parts[2] if len(parts) > 2 else "KILL")))
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, read-only folder, …); the previous file is kept."""
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then ``os.replace`` it."""
+    """Call ``write(tmp_path)`` on a temporary file ``.<name>.<random>.tmp`` beside ``path``,
+    fsync it, then ``os.replace`` it. Any failure removes the temporary file and leaves ``path``
+    as it was; a failed write (an ``OSError``, or a serializer's own error on a full disk: torch's
+    ``RuntimeError``, safetensors' ``SafetensorError``) is one ``WriteError`` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _write_error(path, error) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -25,11 +72,121 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        fault_point("tmp_written", path.name)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as error:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(error, Exception) and not isinstance(error, WriteError | TypeError):
+            raise _write_error(path, error) from None
         raise
+    fault_point("renamed", path.name)
     return path
+
+
+def _write_error(path: Path, error: BaseException) -> WriteError:
+    """One line naming ``path``: the OS's reason, or (torch's serializer hides it) a guess."""
+    code = getattr(error, "errno", None)
+    reported = re.search(r"os error (\d+)", str(error))  # safetensors' (Rust) I/O errors
+    if code is None and reported:
+        code = int(reported.group(1))
+    if code is None:
+        try:
+            code = errno.ENOSPC if os.statvfs(path.parent).f_bavail == 0 else None
+        except OSError:
+            code = None
+    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+    reason = os.strerror(code) if code else f"the write failed ({first_line})"
+    if code is None and "enforce fail" in str(error):
+        reason = "the write failed (is the disk full or the file size limited?)"
+    failure = WriteError(f"cannot write {path}: {reason}")
+    failure.errno = code
+    return failure
+
+
+def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the ``.*.tmp`` files ``atomic_write`` left in ``folder`` (and its subfolders) when
+    the process was killed mid-write; call only while holding the folder's lock."""
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+class FolderInUseError(FileExistsError):
+    """Another live process holds the run folder's lock."""
+
+
+class FolderLock:
+    """An exclusive ``fcntl.flock`` on ``<folder>/run.lock`` that holds the owner's PID.
+
+    The kernel releases the lock when its process exits, however it exits (kill -9 included), so a
+    lock file left by a dead process is stale and is simply taken over. Where ``fcntl`` does not
+    exist (Windows) the lock is a no-op.
+    """
+
+    NAME = "run.lock"
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._handle: Any = None
+
+    def acquire(self) -> FolderLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / self.NAME
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise FolderInUseError(
+                f"{self.folder} is in use by a running training process (pid {owner}); "
+                "wait for it to end, stop it, or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+
+def load_plain_torch_file(path: str | os.PathLike, expected: str) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain values only, nothing executed.
+
+    Any failure (empty, truncated, a pickle of other objects) is one ``ValueError`` naming the file
+    and ``expected``; torch's own message is not shown (it suggests ``weights_only=False``, which
+    would run the file's code).
+    """
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch's warnings about a foreign pickle's protocol
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception:  # every failure of an untrusted file gets the same answer
+        raise ValueError(
+            f"{path} is not readable as {expected} (empty, truncated, or holding objects other "
+            "than tensors and plain values, which are never unpickled)"
+        ) from None
 
 
 def _umask() -> int:

@@ -205,9 +205,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception:  # empty, truncated or not safetensors
+            raise ValueError(f"{path} is not a readable .safetensors file of tensors") from None
     if path.suffix in (".pth", ".pt"):
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from dml_core.io import load_plain_torch_file
+
+        state = load_plain_torch_file(path, "pretrained weights (a state dict of tensors)")
         if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
             return state
         raise ValueError(f"{path} does not hold a flat state dict of tensors")

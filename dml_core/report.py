@@ -12,13 +12,14 @@ import csv
 import io
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dml_core.config import TrainConfig
+from dml_core.config import TrainConfig, load_config_file
 from dml_core.engine.events import read_events
 from dml_core.metrics.direction import lower_is_better
 
@@ -60,16 +61,32 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def load_run(path: Path) -> Run:
+    """A run's config and its evaluation history from ``events.jsonl``: one row per epoch (a
+    resumed run's repeat of an epoch replaces the first), lines that are not events skipped with
+    one ``EventLogWarning`` per file that counts them and names the first."""
     # Through TrainConfig, so runs written before a field existed get its default and group
     # with newer runs of the same settings.
-    config = TrainConfig.from_dict(json.loads((path / "config.json").read_text())).to_dict()
-    events, _ = read_events(path / "events.jsonl")
-    history = [
-        {"epoch": e["epoch"], **e["metrics"]}
+    config = TrainConfig.from_dict(load_config_file(path / "config.json")).to_dict()
+    skipped: list[str] = []
+    events, _ = read_events(path / "events.jsonl", skipped=skipped)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} line(s) of {path / 'events.jsonl'} that are not events "
+            f"(first: {skipped[0]})",
+            EventLogWarning,
+            stacklevel=2,
+        )
+    by_epoch = {
+        e["epoch"]: {"epoch": e["epoch"], **e["metrics"]}
         for e in events
         if e["kind"] == "eval" and e["metrics"]
-    ]
+    }
+    history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
     return Run(path, config, history)
+
+
+class EventLogWarning(UserWarning):
+    """Some lines of an ``events.jsonl`` were not events and were skipped."""
 
 
 def _best_epoch_row(history: list[dict[str, float]], metric: str) -> dict[str, float]:

@@ -213,3 +213,131 @@ def test_train_state_round_trip(tmp_path: Path) -> None:
     assert torch.equal(
         restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
     )
+
+
+def _run_pair(tmp_path: Path, step: int):
+    """A run folder's ``last`` + train state at ``step`` (the pieces ``save_run_checkpoint`` takes)."""
+    from dml_core.engine.checkpoint import TrainState, run_header
+
+    model = build_model("mlp", 2)
+    loss = torch.nn.Module()
+    header = run_header(
+        "last",
+        config={"dataset": "toy_diagonal", "data_root": None},
+        model_config=model.config(),
+        class_names={"train": ["a"], "test": ["b"]},
+        epoch=step,
+        step=step,
+        history=[],
+        best={"metric": "test/recall@1", "value": None, "epoch": None},
+    )
+    state = TrainState(
+        epoch=step,
+        batch_in_epoch=0,
+        step=step,
+        optimizer={},
+        scheduler={},
+        torch_rng=torch.get_rng_state(),
+        miner_rng=torch.Generator().get_state(),
+        best_value=None,
+        best_epoch=None,
+    )
+    return header, model, loss, state
+
+
+def test_an_interrupted_commit_is_finished_or_undone(tmp_path: Path) -> None:
+    """The pending ``last`` becomes ``last`` only once the train state of its step is committed."""
+    from dml_core.engine.checkpoint import (
+        PENDING_LAST,
+        STATE_FILE,
+        read_resume_point,
+        save_checkpoint,
+        save_run_checkpoint,
+        settle_pending,
+    )
+
+    save_run_checkpoint(tmp_path, *_run_pair(tmp_path, 1))
+    assert not (tmp_path / PENDING_LAST).exists()
+    header, model, loss, state = _run_pair(tmp_path, 2)
+    # Crash before the commit: a pending last of step 2, the state still at step 1.
+    save_checkpoint(tmp_path / PENDING_LAST, model, header, loss=loss)
+    assert settle_pending(tmp_path).startswith("dropped")
+    assert read_resume_point(tmp_path).state.step == 1 and not (tmp_path / PENDING_LAST).exists()
+    # Crash after the commit: the state is at step 2, last still at step 1.
+    save_checkpoint(tmp_path / PENDING_LAST, model, header, loss=loss)
+    torch.save(
+        {name: getattr(state, name) for name in state.__dataclass_fields__}, tmp_path / STATE_FILE
+    )
+    with pytest.raises(CheckpointError, match=r"epoch 1, step 1 but train_state\.pt at epoch 2"):
+        read_resume_point(tmp_path)
+    assert settle_pending(tmp_path).startswith("completed")
+    assert read_resume_point(tmp_path).state.step == 2
+    assert read_metadata(tmp_path / "last.safetensors")["step"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "not readable"), (pickle.dumps({"epoch": 1}), "not readable"), (b"\x80\x04K", "not")],
+)
+def test_a_bad_train_state_is_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    from dml_core.engine.checkpoint import STATE_FILE, read_resume_point, save_run_checkpoint
+
+    save_run_checkpoint(tmp_path, *_run_pair(tmp_path, 1))
+    (tmp_path / STATE_FILE).write_bytes(content)
+    with pytest.raises(ValueError, match=message) as error:
+        read_resume_point(tmp_path)
+    assert "weights_only" not in str(error.value) and STATE_FILE in str(error.value)
+    torch.save({"epoch": 1, "step": "x"}, tmp_path / STATE_FILE)
+    with pytest.raises(ValueError, match="fields missing"):
+        read_resume_point(tmp_path)
+
+
+def _rewrite_header(path: Path, change) -> None:
+    import struct
+
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    change(header)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + size :])
+
+
+def _document_change(**changes):
+    def change(header: dict) -> None:
+        document = json.loads(header["__metadata__"]["dml_explorer"])
+        document.update(changes)
+        header["__metadata__"]["dml_explorer"] = json.dumps(document)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_document_change(model={"arch": "mlp", "embed_dim": 10**9}), "embed_dim 1000000000"),
+        (_document_change(model={"arch": "mlp", "embed_dim": True}), "embed_dim True"),
+        (_document_change(model="mlp"), "no model architecture"),
+        (_document_change(epoch=-1), "epoch -1"),
+        (_document_change(history={"a": 1}), "history that is not"),
+        (_document_change(dataset={"classes": {"test": [1, 2]}}), "classes"),
+        (lambda h: h.update({"__metadata__": {"dml_explorer": "[" * 50_000}}), "unreadable"),
+        (lambda h: h.update({"__metadata__": []}), "__metadata__"),
+        (lambda h: h["model.head.weight"].update(data_offsets=[9, 3]), "malformed entry"),
+        (lambda h: h["model.head.weight"].update(shape="2x2"), "malformed entry"),
+        (lambda h: h.update({"x": 5}), "malformed entry"),
+    ],
+)
+def test_crafted_headers_are_refused_before_anything_is_built(
+    checkpoint: Path, change, message: str
+) -> None:
+    _rewrite_header(checkpoint, change)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(checkpoint)
+
+
+def test_trailing_bytes_are_refused(checkpoint: Path) -> None:
+    checkpoint.write_bytes(checkpoint.read_bytes() + b"\0" * 8)
+    with pytest.raises(CheckpointError, match="8 bytes after its tensor data"):
+        read_metadata(checkpoint)

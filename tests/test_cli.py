@@ -88,3 +88,11 @@ def test_miner_none_with_rho_says_what_is_wrong(
     assert error.startswith("error: margin needs triplet tuples from a miner")
     assert "--miner none gives no tuples" in error and "mines internally" not in error
     assert not out.exists()
+
+
+def test_a_usage_error_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("train", "--epochs", "two", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: python -m dml_core train: argument --epochs: invalid int value: 'two'"
+    ]

@@ -62,6 +62,19 @@ class GlyphSpec:
     noise_std: float = 0.16
 
     def __post_init__(self) -> None:
+        for spec_field in dataclasses.fields(self):
+            value = getattr(self, spec_field.name)
+            numbers = value if spec_field.name == "stroke_width_range" else (value,)
+            wanted = int if spec_field.type == "int" else int | float
+            if isinstance(numbers, str) or not all(
+                isinstance(v, wanted) and not isinstance(v, bool) for v in numbers
+            ):
+                expected = "an integer" if wanted is int else "a number"
+                raise ValueError(
+                    f"glyphs option {spec_field.name} must be {expected}, got {value!r}"
+                )
+        if len(self.stroke_width_range) != 2:
+            raise ValueError("glyphs option stroke_width_range must be two numbers (min, max)")
         if self.num_classes < 4 or self.samples_per_class < 2 or self.image_size < 8:
             raise ValueError(
                 "glyphs needs num_classes >= 4, samples_per_class >= 2 and image_size >= 8; "

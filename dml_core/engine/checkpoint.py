@@ -7,12 +7,15 @@ under the key ``dml_explorer``: format version, code version and the run header 
 split, epoch/step, metric history, best metric). Beside ``last.safetensors``, ``train_state.pt``
 holds what a resumed run needs beyond the weights (``TrainState``: tensors and plain values only,
 read with ``weights_only=True``). Files are written through a temporary file and ``os.replace``,
-so a crash never leaves a half-written file in place.
+so a crash never leaves a half-written file in place; the pair ``last`` + ``train_state.pt`` is
+committed as one (``save_run_checkpoint``), and ``read_metadata`` checks a header against its
+schema, with bounds, before anything is built from it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,11 +25,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dml_core import __version__
-from dml_core.io import atomic_write
+from dml_core.io import atomic_write, fault_point, load_plain_torch_file
 
 FORMAT_VERSION = 1
 METADATA_KEY = "dml_explorer"
 STATE_FILE = "train_state.pt"
+LAST_FILE = "last.safetensors"
+PENDING_LAST = ".last.safetensors.next"
+"""The new ``last`` while its pair is being committed (hidden: no reader lists it)."""
+MAX_EMBED_DIM = 65_536
+MAX_HEADER_BYTES = 100_000_000
 
 
 class CheckpointError(ValueError):
@@ -70,7 +78,9 @@ def _refuse(path: Path, reason: str) -> CheckpointError:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's JSON document, read from the header alone (no tensor is loaded)."""
+    """The checkpoint's JSON document, read from the header alone (no tensor is loaded) and checked
+    against its schema (``_check_header``, ``_check_document``): a malformed, truncated, padded or
+    crafted file is one ``CheckpointError`` that names it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -85,36 +95,114 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             ):
                 raise _refuse(path, "is a pickle / torch.save file and is refused")
             raise _refuse(path, "is not a safetensors file or is truncated (no header)")
-        if header_size > size - 8 or header_size > 100_000_000:
+        if header_size > size - 8 or header_size > MAX_HEADER_BYTES:
             raise _refuse(path, "is not a safetensors file or is truncated (bad header length)")
         handle.seek(8)
-        try:
-            header = json.loads(handle.read(header_size))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise _refuse(path, "has an unreadable safetensors header") from None
-    data_end = max(
-        (entry["data_offsets"][1] for k, entry in header.items() if k != "__metadata__"), default=0
-    )
+        header = _parse_json(path, handle.read(header_size), "safetensors header")
+    data_end = _check_header(path, header)
     if 8 + header_size + data_end > size:
         raise _refuse(
             path, f"is truncated ({size} bytes, header promises {8 + header_size + data_end})"
         )
+    if 8 + header_size + data_end < size:
+        raise _refuse(path, f"has {size - 8 - header_size - data_end} bytes after its tensor data")
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if raw is None:
         raise _refuse(path, "is a safetensors file but not a DML Explorer checkpoint (no metadata)")
-    document = json.loads(raw)
+    document = _parse_json(path, raw.encode(), "metadata")
     version = document.get("format_version")
     if version != FORMAT_VERSION:
         raise _refuse(
             path, f"has checkpoint format version {version!r}; this code reads {FORMAT_VERSION}"
         )
+    _check_document(path, document)
     return document
+
+
+def _parse_json(path: Path, data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _refuse(path, f"has an unreadable {what}") from None
+    if not isinstance(value, dict):
+        raise _refuse(path, f"has a {what} that is not a JSON object")
+    return value
+
+
+def _is_int(value: Any, low: int = 0, high: int | None = None) -> bool:
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    )
+
+
+def _check_header(path: Path, header: dict[str, Any]) -> int:
+    """Every tensor entry has a dtype, a shape of sizes and ordered offsets; ``__metadata__`` maps
+    strings to strings. Returns the end of the tensor data."""
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise _refuse(path, "has a safetensors __metadata__ that is not a map of strings")
+    data_end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if (
+            not isinstance(entry.get("dtype") if isinstance(entry, dict) else None, str)
+            or not isinstance(shape, list)
+            or not all(_is_int(n) for n in shape)
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_int(n) for n in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise _refuse(path, f"has a malformed entry for tensor {name[:80]!r}")
+        data_end = max(data_end, offsets[1])
+    return data_end
+
+
+def _check_document(path: Path, document: dict[str, Any]) -> None:
+    """The fields readers use have the types and bounds of docs/DESIGN.md §6."""
+    model = document.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("arch"), str):
+        raise _refuse(path, "has no model architecture in its metadata")
+    if not _is_int(model.get("embed_dim"), 1, MAX_EMBED_DIM):
+        raise _refuse(
+            path, f"has embed_dim {model.get('embed_dim')!r} (expected 1 to {MAX_EMBED_DIM})"
+        )
+    if "in_channels" in model and not _is_int(model["in_channels"], 1, 64):
+        raise _refuse(path, f"has in_channels {model['in_channels']!r} (expected 1 to 64)")
+    for key in ("normalize", "frozen_bn"):
+        if key in model and not isinstance(model[key], bool):
+            raise _refuse(path, f"has model.{key} {model[key]!r} (expected true or false)")
+    for key in ("epoch", "step"):  # null: unknown (an imported checkpoint)
+        if document.get(key) is not None and not _is_int(document[key]):
+            raise _refuse(path, f"has {key} {document[key]!r} (expected a count or null)")
+    for key, kind in (("config", dict), ("best", dict), ("dataset", dict), ("history", list)):
+        if key in document and not isinstance(document[key], kind):
+            raise _refuse(path, f"has a {key} that is not a JSON {kind.__name__}")
+    if not all(isinstance(row, dict) for row in document.get("history", [])):
+        raise _refuse(path, "has history rows that are not JSON objects")
+    classes = document.get("dataset", {}).get("classes", {})
+    if not isinstance(classes, dict) or not all(
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for names in classes.values()
+    ):
+        raise _refuse(path, "has dataset classes that are not lists of names")
 
 
 def load_tensors(path: str | Path, prefix: str) -> dict[str, torch.Tensor]:
     """The tensors stored under ``prefix.`` (``"model"`` or ``"loss"``), prefix removed."""
     read_metadata(path)
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # the header passed its schema; the tensor data did not
+        raise _refuse(path, f"has unreadable tensor data ({str(error).splitlines()[0]})") from None
     start = len(prefix) + 1
     return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
@@ -130,7 +218,10 @@ def load_checkpoint(
     arch = model_config.pop("arch")
     embed_dim = model_config.pop("embed_dim")
     model_config["pretrained"] = None
-    model = build_model(arch, embed_dim, **model_config)
+    try:
+        model = build_model(arch, embed_dim, **model_config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its metadata names no buildable model ({error})") from None
     try:
         model.load_state_dict(load_tensors(path, "model"))
     except RuntimeError as error:
@@ -188,6 +279,8 @@ class TrainState:
     miner_rng: torch.Tensor
     best_value: float | None
     best_epoch: int | None
+    loader_rng: torch.Tensor | None = None
+    """The training DataLoader's own generator (worker seeds); None for in-memory data."""
 
 
 @dataclass
@@ -207,28 +300,86 @@ def save_run_checkpoint(
     loss: torch.nn.Module,
     state: TrainState | None = None,
 ) -> Path:
-    """Write ``<run_dir>/<header["kind"]>.safetensors`` and, given ``state``, ``train_state.pt``."""
+    """Write ``<run_dir>/<header["kind"]>.safetensors`` and, given ``state``, ``train_state.pt``.
+
+    ``last`` and its state are committed as one: the new ``last`` goes to ``PENDING_LAST``, then
+    ``train_state.pt`` replaces the old state (the commit point: from here on the pending file is
+    the run's ``last``), then the pending file replaces ``last.safetensors``. A crash before the
+    commit leaves the old pair; after it, ``settle_pending`` finishes the move on resume.
+    """
     run_dir = Path(run_dir)
-    path = save_checkpoint(run_dir / f"{header['kind']}.safetensors", model, header, loss=loss)
-    if state is not None:
-        values = {f.name: getattr(state, f.name) for f in fields(TrainState)}
-        atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(values, tmp))
-    return path
+    if state is None:
+        return save_checkpoint(run_dir / f"{header['kind']}.safetensors", model, header, loss=loss)
+    pending = save_checkpoint(run_dir / PENDING_LAST, model, header, loss=loss)
+    values = {f.name: getattr(state, f.name) for f in fields(TrainState)}
+    atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(values, tmp))
+    fault_point("state_written", STATE_FILE)
+    os.replace(pending, run_dir / LAST_FILE)
+    fault_point("renamed", LAST_FILE)
+    return run_dir / LAST_FILE
+
+
+def read_train_state(path: str | Path) -> TrainState:
+    """``train_state.pt`` read with ``weights_only=True`` and checked field by field."""
+    values = load_plain_torch_file(path, "a DML Explorer train state")
+    names = [f.name for f in fields(TrainState) if f.name != "loader_rng"]
+    if not isinstance(values, dict) or any(name not in values for name in names):
+        raise CheckpointError(f"{path} is not a DML Explorer train state (fields missing)")
+    counts = ("epoch", "batch_in_epoch", "step")
+    if (
+        not all(_is_int(values[name]) for name in counts)
+        or not isinstance(values["optimizer"], dict)
+        or not isinstance(values["scheduler"], dict)
+        or not all(
+            isinstance(values.get(name), torch.Tensor) and values[name].dtype == torch.uint8
+            for name in ("torch_rng", "miner_rng")
+        )
+    ):
+        raise CheckpointError(f"{path} is not a DML Explorer train state (fields of wrong types)")
+    return TrainState(**{f.name: values.get(f.name) for f in fields(TrainState)})
+
+
+def settle_pending(run_dir: str | Path) -> str | None:
+    """Finish or undo a checkpoint interrupted by a crash (see ``save_run_checkpoint``): a pending
+    ``last`` whose step matches the committed state becomes ``last.safetensors``; one that does not
+    (the crash came before the commit) is removed. Returns what was done, or None."""
+    run_dir = Path(run_dir)
+    pending, state_path = run_dir / PENDING_LAST, run_dir / STATE_FILE
+    if not pending.exists():
+        return None
+    try:
+        pending_step = read_metadata(pending).get("step")
+        committed = state_path.exists() and read_train_state(state_path).step == pending_step
+    except (CheckpointError, ValueError):
+        committed = False
+    if committed:
+        os.replace(pending, run_dir / LAST_FILE)
+        return f"completed the checkpoint of step {pending_step} a crash had interrupted"
+    pending.unlink()
+    return "dropped a checkpoint a crash had interrupted before it was committed"
 
 
 def read_resume_point(run_dir: str | Path) -> ResumePoint:
-    """The weights, history and ``TrainState`` to continue the run in ``run_dir`` (no pickle)."""
+    """The weights, history and ``TrainState`` to continue the run in ``run_dir`` (no pickle);
+    ``last.safetensors`` and ``train_state.pt`` must agree on epoch and step."""
     run_dir = Path(run_dir)
-    last = run_dir / "last.safetensors"
+    last = run_dir / LAST_FILE
     state_path = run_dir / STATE_FILE
     if not last.exists() or not state_path.exists():
         raise FileNotFoundError(
-            f"cannot resume {run_dir}: expected last.safetensors and {STATE_FILE} there"
+            f"cannot resume {run_dir}: expected {LAST_FILE} and {STATE_FILE} there"
         )
-    values = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = read_train_state(state_path)
+    metadata = read_metadata(last)
+    if (metadata.get("epoch"), metadata.get("step")) != (state.epoch, state.step):
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {LAST_FILE} is at epoch {metadata.get('epoch')}, step "
+            f"{metadata.get('step')} but {STATE_FILE} at epoch {state.epoch}, step {state.step} "
+            "(files from different runs or edited by hand); start a new run with another --out"
+        )
     return ResumePoint(
         model=load_tensors(last, "model"),
         loss=load_tensors(last, "loss"),
-        history=list(read_metadata(last)["history"]),
-        state=TrainState(**{f.name: values[f.name] for f in fields(TrainState)}),
+        history=list(metadata.get("history", [])),
+        state=state,
     )
