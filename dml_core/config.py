@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -52,7 +53,10 @@ class TrainConfig:
     weight_decay: float = 4e-4
     momentum: float = 0.9
     loss_lr: float | None = None
-    """Learning rate of the loss's own parameters (β, proxies); None: the loss's default."""
+    """Absolute learning rate of the loss's own parameters (β, proxies); wins when set."""
+    loss_lr_multiplier: float | None = None
+    """Their rate relative to ``lr`` when ``loss_lr`` is None; None: the loss's official ratio
+    (margin's β 50×, softmax's class weights 1×; ``DMLLoss.param_lr_multiplier``)."""
     scheduler: str = "none"
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.3
@@ -62,6 +66,14 @@ class TrainConfig:
     eval_batch_size: int = 256
     eval_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     best_metric: str = "recall@1"
+    early_stop: bool = False
+    """Stop ("converged") when ``best_metric`` on the selection split has set no new best over
+    the last quarter of at least 4 evaluations (``dml_core.engine.stopping.should_stop``)."""
+    early_stop_min_epochs: int = 0
+    """Epochs trained before ``early_stop`` may stop a run."""
+    rho_spectrum: str = "full"
+    """Singular values ρ@k uses: "full" (all) or "official" (the d − 1 largest, as the official
+    code's TruncatedSVD); see ``dml_core.metrics.embedding_space``."""
     snapshots: str = "auto"
     """"auto" (on below 20,000 test items), "on" or "off"."""
     log_every: int = 10
@@ -83,13 +95,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict, refusing unknown keys with the list of valid ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(names))}"
-            )
-        config = cls(**values)
+        config = cls(**checked_fields(values, "invalid TrainConfig"))
         config.validate()
         return config
 
@@ -115,8 +121,23 @@ class TrainConfig:
             problems.append(f"scheduler must be none, step or cosine, got {self.scheduler!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             problems.append(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.rho_spectrum not in ("full", "official"):
+            problems.append(f"rho_spectrum must be full or official, got {self.rho_spectrum!r}")
+        if self.early_stop_min_epochs < 0:
+            problems.append(f"early_stop_min_epochs must be >= 0, got {self.early_stop_min_epochs}")
+        if self.loss_lr_multiplier is not None and not self.loss_lr_multiplier > 0:
+            problems.append(f"loss_lr_multiplier must be positive, got {self.loss_lr_multiplier}")
         if self.snapshots not in ("auto", "on", "off"):
             problems.append(f"snapshots must be auto, on or off, got {self.snapshots!r}")
+        if not self.eval_ks or min(self.eval_ks) < 1:
+            problems.append(f"eval_ks must be positive integers, got {self.eval_ks}")
+        selectable = selectable_metrics(self.eval_ks)
+        if self.best_metric not in selectable:
+            problems.append(
+                f"best_metric must be one of {', '.join(selectable)}, got {self.best_metric!r}"
+            )
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            problems.append(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -126,21 +147,113 @@ class TrainConfig:
         atomic_write_json(path, self.to_dict())
 
 
+SELECTABLE_METRICS = (
+    "map@r",
+    "r_precision",
+    "map_c",
+    "nmi",
+    "f1",
+    "rho@1",
+    "rho@2",
+    "pi_intra",
+    "pi_inter",
+    "pi_ratio",
+    "uniformity",
+)
+"""The metrics an evaluation gives on the selection split besides Recall@k (``retrieval_metrics``,
+``embedding_space_metrics``; tests/test_trainer.py checks the two lists agree)."""
+
+
+def selectable_metrics(eval_ks: list[int]) -> list[str]:
+    """The names ``best_metric`` may take: ``recall@k`` for each k of ``eval_ks``, then the rest."""
+    return [f"recall@{k}" for k in eval_ks] + list(SELECTABLE_METRICS)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_value(base: Any, value: Any) -> tuple[bool, Any]:
+    """(whether ``value`` fits the field type ``base``, the value to keep): a number may come as a
+    string that reads as one (YAML 1.1 reads ``1e-3`` as a string)."""
+    if base is float and isinstance(value, str):
+        try:
+            return True, float(value)
+        except ValueError:
+            return False, value
+    fits = {
+        bool: lambda: isinstance(value, bool),
+        int: lambda: _is_int(value),
+        float: lambda: _is_int(value) or isinstance(value, float),
+        str: lambda: isinstance(value, str),
+    }.get(base)
+    if fits is not None:
+        return fits(), value
+    if typing.get_origin(base) is list:
+        return isinstance(value, list) and all(_is_int(k) for k in value), value
+    if typing.get_origin(base) is dict:
+        return isinstance(value, dict), value
+    return True, value
+
+
+EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def checked_fields(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """``values`` with every key a TrainConfig field and every value of its field's type (numeric
+    strings become numbers); otherwise one ``ValueError`` that starts with ``source``."""
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key(s) {unknown}; valid keys: {', '.join(sorted(hints))}"
+        )
+    checked = {}
+    for name, value in values.items():
+        optional = _base_type(hints[name]) is not hints[name]
+        if value is None and optional:
+            checked[name] = None
+            continue
+        base = _base_type(hints[name])
+        fits, checked[name] = _checked_value(base, value)
+        if not fits:
+            origin = typing.get_origin(base)
+            expected = {list: "a list of integers", dict: "a mapping"}.get(origin) or EXPECTED[base]
+            none = " or null" if optional else ""
+            raise ValueError(f"{source}: {name} must be {expected}{none}, got {value!r}")
+    return checked
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or YAML file of TrainConfig fields."""
+    """Read a JSON or YAML file of TrainConfig fields (types checked, see ``checked_fields``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        values = yaml.safe_load(text) or {}
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or "syntax error"
+            raise ValueError(f"config file {path} is not valid YAML{where}: {problem}") from None
     else:
-        values = json.loads(text)
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"config file {path} is not valid JSON at line {error.lineno}, column "
+                f"{error.colno}: {error.msg}"
+            ) from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of TrainConfig fields")
-    return values
+    return checked_fields(values, f"config file {path}")
 
 
 # --- command-line flags, one per field -----------------------------------------------------------

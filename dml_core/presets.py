@@ -2,13 +2,16 @@
 
 Precedence: dataclass defaults < ``--preset`` < ``--config FILE`` < explicit flags. The ``paper-*``
 presets follow the paper's protocol (docs/DESIGN.md §5); which miner each loss takes comes from
-:mod:`dml_core.methods`, the one place that knows.
+:mod:`dml_core.methods`, the one place that knows. ``glyphs-finetune`` fine-tunes the glyph
+backbone the way the paper fine-tunes ResNet50; ``glyphs`` trains the same network from scratch.
+All but ``toy`` compute ρ@k on the official code's d − 1 singular values.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from dml_core.config import TrainConfig, load_config_file
@@ -19,6 +22,15 @@ PAPER_DATASETS = {"cub200": 150, "cars196": 150, "sop": 100}
 
 PAPER_PUSH_PROBABILITY = {"cub200": 0.35, "cars196": 0.35, "sop": 0.15}
 """The official code's ρ (rho_distance) push probabilities per dataset."""
+
+GLYPHS_BACKBONE = (
+    Path(__file__).resolve().parents[1] / "checkpoints" / "glyphs-backbone.safetensors"
+)
+"""The small CNN pretrained on glyph classes disjoint from the benchmark's (absolute, so the
+preset works from any directory)."""
+GLYPHS_BACKBONE_COMMAND = (
+    "python scripts/pretrain_glyphs_backbone.py --out checkpoints/glyphs-backbone.safetensors"
+)
 
 
 def _paper_preset(dataset: str, loss: str, push_probability: float = 0.0) -> dict[str, Any]:
@@ -41,6 +53,7 @@ def _paper_preset(dataset: str, loss: str, push_probability: float = 0.0) -> dic
         "weight_decay": 4e-4,
         "num_workers": 8,
         "image_size": 224,
+        "rho_spectrum": "official",
     }
 
 
@@ -64,6 +77,33 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "weight_decay": 4e-4,
             "num_workers": 0,
             "val_classes": 0.0,
+            "rho_spectrum": "official",
+        },
+        # Fine-tuning as the paper fine-tunes ResNet50 (frozen BatchNorm, small learning rate,
+        # loss-parameter rates relative to it), with 20 % of the train classes for validation and
+        # the study's stopping rule; the epoch cap and evaluation interval match
+        # scripts/glyphs_study.py (regime "finetune").
+        "glyphs-finetune": {
+            "dataset": "glyphs",
+            "arch": "small_cnn",
+            "pretrained": str(GLYPHS_BACKBONE),
+            "frozen_bn": True,
+            "embed_dim": 128,
+            "loss": "margin",
+            "miner": "distance",
+            "sampler": "class_random",
+            "samples_per_class": 2,
+            "batch_size": 112,
+            "epochs": 12,
+            "eval_every": 1,
+            "optimizer": "adam",
+            "lr": 1e-4,
+            "weight_decay": 4e-4,
+            "num_workers": 0,
+            "val_classes": 0.2,
+            "early_stop": True,
+            "early_stop_min_epochs": 6,
+            "rho_spectrum": "official",
         },
         # The paper's toy as published (its base run): every triplet of a random batch of 24,
         # loss mean d(a,p) + mean relu(0.1 − d(a,n)), Adam 0.03, 200 iterations (one per epoch).
@@ -101,9 +141,17 @@ PRESETS = _build_presets()
 
 
 def preset(name: str) -> dict[str, Any]:
+    """The values of preset ``name``; FileNotFoundError when it needs the glyph backbone and that
+    file has not been made."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    return dict(PRESETS[name])
+    values = dict(PRESETS[name])
+    if values.get("pretrained") == str(GLYPHS_BACKBONE) and not GLYPHS_BACKBONE.is_file():
+        raise FileNotFoundError(
+            f"preset {name!r} fine-tunes {GLYPHS_BACKBONE}, which does not exist; make it with "
+            f"`{GLYPHS_BACKBONE_COMMAND}` (from the repository root)"
+        )
+    return values
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

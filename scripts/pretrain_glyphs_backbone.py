@@ -134,6 +134,7 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
     )
     history: list[dict[str, float]] = []
     best_state: dict[str, torch.Tensor] = {}
+    metadata: dict[str, str] = {}
     started = time.perf_counter()
     for epoch in range(1, args.max_epochs + 1):
         model.train()
@@ -147,8 +148,30 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
             best_state = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
         history.append(row)
         print(f"epoch {epoch}: val accuracy {row['val/accuracy']:.4f}", flush=True)
-        if should_stop(history, "val/accuracy", min_epochs=args.min_epochs):
-            break
+        converged = should_stop(history, "val/accuracy", min_epochs=args.min_epochs)
+        finished = converged or epoch == args.max_epochs
+        if finished or row["val/accuracy"] == best_value(history):
+            stop = "converged" if converged else "epoch cap" if finished else "running"
+            metadata = write_backbone(args, spec, best_state, history, started, stop)
+        if finished:
+            return metadata
+    raise AssertionError("unreachable: the last epoch always writes")
+
+
+def best_value(history: list[dict[str, float]]) -> float:
+    return max(r["val/accuracy"] for r in history)
+
+
+def write_backbone(
+    args: argparse.Namespace,
+    spec: GlyphSpec,
+    best_state: dict[str, torch.Tensor],
+    history: list[dict[str, float]],
+    started: float,
+    stop: str,
+) -> dict[str, str]:
+    """Write the best backbone so far with its history; called at every new best, so a killed
+    pretraining still leaves a usable file whose header says it stopped early (``stop``)."""
     best = max(history, key=lambda r: r["val/accuracy"])
     metadata = {
         "command": "python scripts/pretrain_glyphs_backbone.py " + shlex.join(args.argv),
@@ -162,6 +185,7 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
         "last_quarter_gain": f"{last_quarter_gain(history, 'val/accuracy'):.4f}",
         "history": json.dumps(history),
         "seconds": f"{time.perf_counter() - started:.0f}",
+        "stop": stop,
     }
     tensors = {k: v.contiguous() for k, v in best_state.items()}
     atomic_write(args.out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

@@ -202,7 +202,13 @@ def test_metrics_per_split_match_the_engine(tmp_path: Path) -> None:
         "test", torch.from_numpy(embeddings[test_rows]), labels[test_rows], [1, 2, 4, 8]
     )
     assert {k: v for k, v in metrics.items() if k.startswith("test/")} == expected
-    assert "train/rho@2" in metrics and "train/recall@1" not in metrics
+    train_rows = ~test_rows
+    expected_train = split_metrics(
+        "train", torch.from_numpy(embeddings[train_rows]), labels[train_rows], [1, 2, 4, 8]
+    )
+    assert {k: v for k, v in metrics.items() if k.startswith("train/")} == expected_train
+    assert "train/rho@2" in metrics and "train/recall@1" in metrics  # no MAP@R/NMI on train
+    assert "train/map@r" not in metrics
     assert 0.0 <= metrics["test/recall@1"] <= 1.0
 
 

@@ -54,8 +54,15 @@ def dist(u: np.ndarray, v: np.ndarray) -> float:
 # ---------------------------------------------------------------- explicit loop references
 
 
-def loop_triplet(x, rows, margin=0.2):
-    return np.mean([max(0.0, dist(x[a], x[p]) - dist(x[a], x[n]) + margin) for a, p, n in rows])
+def squared_dist(u: np.ndarray, v: np.ndarray) -> float:
+    return float(((u - v) ** 2).sum())
+
+
+def loop_triplet(x, rows, margin=0.2, distance=squared_dist):
+    """The official criteria/triplet.py: mean over rows of [‖a−p‖² − ‖a−n‖² + m]₊ (squared)."""
+    return np.mean(
+        [max(0.0, distance(x[a], x[p]) - distance(x[a], x[n]) + margin) for a, p, n in rows]
+    )
 
 
 def loop_margin(x, rows, labels, beta, margin=0.2):
@@ -129,25 +136,27 @@ def npair_pairs(rows):
     return sorted({(a, p) for a, p, _ in rows})
 
 
+def npair_negatives(rows, anchor):
+    return [n for b, _, n in rows if b == anchor]
+
+
 def loop_npair(x, rows, l2=0.005):
-    pairs = npair_pairs(rows)
+    """The official criteria/npair.py: per anchor log(1 + Σ_n exp(a·n − a·p)), averaged."""
     losses = []
-    for a, p in pairs:
-        others = [q for b, q in pairs if b != a]
-        losses.append(math.log(1 + sum(math.exp(x[a] @ x[q] - x[a] @ x[p]) for q in others)))
+    for a, p in npair_pairs(rows):
+        negatives = npair_negatives(rows, a)
+        losses.append(math.log(1 + sum(math.exp(x[a] @ x[n] - x[a] @ x[p]) for n in negatives)))
     return np.mean(losses) + l2 * np.mean(np.linalg.norm(x, axis=1))
 
 
 def loop_angular_term(x, rows, alpha_degrees=45.0):
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     tan2 = math.tan(math.radians(alpha_degrees)) ** 2
-    pairs = npair_pairs(rows)
     losses = []
-    for a, p in pairs:
-        others = [q for b, q in pairs if b != a]
+    for a, p in npair_pairs(rows):
         f = [
-            4 * tan2 * (unit[a] + unit[p]) @ unit[q] - 2 * (1 + tan2) * unit[a] @ unit[p]
-            for q in others
+            4 * tan2 * (unit[a] + unit[p]) @ unit[n] - 2 * (1 + tan2) * unit[a] @ unit[p]
+            for n in npair_negatives(rows, a)
         ]
         losses.append(math.log(1 + sum(math.exp(v) for v in f)))
     return np.mean(losses)
@@ -176,11 +185,13 @@ def loop_softmax(x, labels, weights, temperature=0.05):
     return np.mean(losses)
 
 
-def loop_arcface(x, labels, weights, margin=0.5, scale=16.0):
+def loop_arcface(x, labels, weights, margin=0.5, scale=16.0, low=-1.0, high=1.0):
+    """ArcFace with cosines clamped to [low, high]; the official criteria/arcface.py clamps to
+    [1e-10, 1 − 1e-10]."""
     losses = []
     for i in range(len(x)):
         xi = x[i] / np.linalg.norm(x[i])
-        cosines = [xi @ (w / np.linalg.norm(w)) for w in weights]
+        cosines = [min(max(xi @ (w / np.linalg.norm(w)), low), high) for w in weights]
         theta = math.acos(cosines[labels[i]])
         assert theta <= math.pi - margin  # the data keeps the plain cos(θ + m) branch
         cosines[labels[i]] = math.cos(theta + margin)
@@ -304,7 +315,7 @@ def test_class_based_losses_match_loops(batch):
     softmax = make_loss("softmax")
     expected = loop_softmax(xs, y, softmax.class_weights.detach().numpy())
     assert softmax(x, labels).item() == pytest.approx(expected, rel=1e-9)
-    arcface = make_loss("arcface")
+    arcface = make_loss("arcface", cosine_range="full")
     expected = loop_arcface(xs, y, arcface.class_weights.detach().numpy())
     assert arcface(x, labels).item() == pytest.approx(expected, rel=1e-9)
     softtriple = make_loss("softtriple")
@@ -316,6 +327,109 @@ def test_histogram_matches_loop(batch):
     x, labels = batch
     expected = loop_histogram(x.numpy(), labels.tolist())
     assert make_loss("histogram")(x, labels).item() == pytest.approx(expected, rel=1e-9)
+
+
+# ---------------------------------------------------------------- the official code's conventions
+
+
+def test_triplet_is_squared_as_the_official_code_on_fixed_triplets():
+    """criteria/triplet.py: [‖a−p‖² − ‖a−n‖² + 0.2]₊. Rows (a, p, n) = (0, 1, 2), (0, 3, 4):
+    squared (0.25 − 0.36 + 0.2) = 0.09 and (0.81 − 0.64 + 0.2) = 0.37, mean 0.23;
+    Euclidean (0.5 − 0.6 + 0.2) = 0.1 and (0.9 − 0.8 + 0.2) = 0.3, mean 0.2."""
+    x = torch.tensor(
+        [[0.0, 0.0], [0.5, 0.0], [0.6, 0.0], [0.0, 0.9], [0.8, 0.0]], dtype=torch.float64
+    )
+    labels = torch.tensor([0, 0, 1, 0, 2])
+    rows = torch.tensor([[0, 1, 2], [0, 3, 4]])
+    assert make_loss("triplet")(x, labels, rows).item() == pytest.approx(0.23, abs=1e-12)
+    euclidean = make_loss("triplet", distance="euclidean")(x, labels, rows)
+    assert euclidean.item() == pytest.approx(0.2, abs=1e-12)
+    xs, row_list = as_lists(x, rows)
+    assert loop_triplet(xs, row_list) == pytest.approx(0.23, abs=1e-12)
+    assert loop_triplet(xs, row_list, distance=dist) == pytest.approx(0.2, abs=1e-12)
+    with pytest.raises(ValueError, match="distance must be one of squared, euclidean"):
+        make_loss("triplet", distance="cosine")
+
+
+def test_snr_regulariser_is_off_with_the_plain_distance_miner(batch):
+    """criteria/snr.py sets λ = 0 when its miner is ``distance`` (not ``rho_distance``)."""
+    x, labels = batch
+    rows = build_miner("distance", seed=2)(x, labels)
+    xs, row_list = as_lists(x, rows)
+    loss = make_loss("snr")
+    for miner, rho, expected in [
+        ("distance", 0.0, 0.0),
+        ("distance", 0.35, 0.005),
+        ("semihard", 0.0, 0.005),
+        ("distance", 0.0, 0.0),
+    ]:
+        loss.use_miner(miner, rho)
+        assert loss.reg_lambda == expected, (miner, rho)
+    loss.use_miner("distance")
+    assert loss(x, labels, rows).item() == pytest.approx(loop_snr(xs, row_list, reg=0.0), rel=1e-9)
+    fixed = make_loss("snr", reg_lambda=0.01)
+    fixed.use_miner("distance")
+    assert fixed.reg_lambda == 0.01
+
+
+def balanced_batch(num_classes: int = 56, per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(num_classes * per_class, DIM, generator=generator, dtype=torch.float64)
+    return F.normalize(x, dim=1), torch.arange(num_classes).repeat_interleave(per_class)
+
+
+@pytest.mark.slow
+def test_npair_and_angular_use_every_anchor_and_all_other_classes():
+    """batchminer/npair.py: at batch 112 with 2 per class, 112 anchors (positive: the classmate),
+    each with the 110 samples of other classes; the losses against explicit loops on those rows.
+    ``negatives="other_pairs"`` (Sohn's N-pair-mc) gives 56 anchors with 55 negatives."""
+    x, labels = balanced_batch()
+    y = labels.tolist()
+    miner = build_miner("npair", seed=4)
+    rows = miner(x, labels)
+    row_list = rows.tolist()
+    anchors = sorted({a for a, _, _ in row_list})
+    assert anchors == list(range(112)) and miner.stats["num_pairs"].item() == 112
+    for a, p in npair_pairs(row_list):
+        negatives = npair_negatives(row_list, a)
+        assert p != a and y[p] == y[a]
+        assert sorted(negatives) == [n for n in range(112) if y[n] != y[a]]
+    xs = x.numpy()
+    npair = make_loss("npair")
+    assert npair(x, labels, rows).item() == pytest.approx(loop_npair(xs, row_list), rel=1e-9)
+    angular = make_loss("angular")
+    value = angular(x, labels, rows)
+    expected_angular = loop_angular_term(xs, row_list)
+    assert angular.stats["angular_term"].item() == pytest.approx(expected_angular, rel=1e-9)
+    expected = loop_npair(xs, row_list) + 2.0 * expected_angular
+    assert value.item() == pytest.approx(expected, rel=1e-9)
+
+    pairs_miner = build_miner("npair", negatives="other_pairs", seed=4)
+    pair_rows = pairs_miner(x, labels).tolist()
+    assert len({a for a, _, _ in pair_rows}) == 56 and len(pair_rows) == 56 * 55
+    assert npair(x, labels, torch.tensor(pair_rows)).item() == pytest.approx(
+        loop_npair(xs, pair_rows), rel=1e-9
+    )
+    with pytest.raises(ValueError, match="negatives must be one of other_classes, other_pairs"):
+        build_miner("npair", negatives="all")
+
+
+def test_arcface_clamps_cosines_as_the_official_code(batch):
+    """criteria/arcface.py clamps cos θ to [1e-10, 1 − 1e-10] (negative cosines become 1e-10) and
+    replaces the target logit by cos(θ_y + m); "full" clamps to [−1, 1] up to 1e-7."""
+    x, labels = batch
+    y, xs = labels.tolist(), x.numpy()
+    official = make_loss("arcface")
+    weights = official.class_weights.detach().numpy()
+    unit_weights = weights / np.linalg.norm(weights, axis=1, keepdims=True)
+    assert (xs @ unit_weights.T < 0).any()  # the clamp changes these logits
+    expected = loop_arcface(xs, y, weights, low=1e-10, high=1 - 1e-10)
+    assert official(x, labels).item() == pytest.approx(expected, rel=1e-9)
+    full = make_loss("arcface", cosine_range="full")
+    assert full(x, labels).item() == pytest.approx(loop_arcface(xs, y, weights), rel=1e-9)
+    assert abs(full(x, labels).item() - expected) > 1e-3
+    with pytest.raises(ValueError, match="cosine_range must be one of official, full"):
+        make_loss("arcface", cosine_range="wide")
 
 
 # ---------------------------------------------------------------- pytorch-metric-learning oracle
@@ -333,8 +447,20 @@ def test_matches_pml_where_definitions_agree(batch):
     rows = tuples_for(make_loss("triplet"), x, labels)
     triplets = tuple(rows.unbind(dim=1))
     mean = pml_reducers.MeanReducer()
+    squared = pml_distances.LpDistance(power=2)
     checks = [
-        ("triplet", {}, pml_losses.TripletMarginLoss(margin=0.2, reducer=mean), triplets),
+        (
+            "triplet",
+            {},
+            pml_losses.TripletMarginLoss(margin=0.2, distance=squared, reducer=mean),
+            triplets,
+        ),
+        (
+            "triplet",
+            {"distance": "euclidean"},
+            pml_losses.TripletMarginLoss(margin=0.2, reducer=mean),
+            triplets,
+        ),
         (
             "contrastive",
             {},
@@ -381,7 +507,7 @@ def test_tuple_set_losses_match_pml(batch):
     assert lifted(x, labels, rows).item() == pytest.approx(expected, rel=1e-9)
 
     npair = make_loss("npair")
-    rows = tuples_for(npair, x, labels)
+    rows = build_miner("npair", negatives="other_pairs", seed=2)(x, labels)
     pairs = torch.tensor(npair_pairs(rows.tolist()))
     empty = torch.empty(0, dtype=torch.long)
     oracle = pml_losses.NPairsLoss(
@@ -416,7 +542,7 @@ def test_class_based_losses_match_pml(batch):
     oracle.W.data = softmax.class_weights.detach().T.clone()
     assert softmax(x, labels).item() == pytest.approx(oracle(x, labels).item(), rel=1e-9)
 
-    arcface = make_loss("arcface")
+    arcface = make_loss("arcface", cosine_range="full")
     oracle = pml_losses.ArcFaceLoss(NUM_CLASSES, DIM, margin=math.degrees(0.5), scale=16).double()
     oracle.W.data = arcface.class_weights.detach().T.clone()
     assert arcface(x, labels).item() == pytest.approx(oracle(x, labels).item(), rel=1e-9)
@@ -492,7 +618,7 @@ def test_float32_close_to_float64(batch):
         assert ours(x.float(), labels, rows).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_class_attributes_and_param_lr():
+def test_class_attributes_and_param_lr_multipliers():
     kinds = {name: cls.miner_kind for name, cls in LOSSES.items()}
     assert kinds == {
         "triplet": "triplet", "margin": "triplet", "contrastive": "triplet", "snr": "triplet",
@@ -503,9 +629,15 @@ def test_class_attributes_and_param_lr():
     for cls in LOSSES.values():
         assert cls.requires_miner == (cls.miner_kind is not None)
         assert cls.accepts_rho == (cls.miner_kind == "triplet")
-    lrs = {n: make_loss(n).param_lr for n in ("margin", "proxynca", "softmax", "arcface")}
-    assert lrs == {"margin": 5e-4, "proxynca": 5e-4, "softmax": 1e-5, "arcface": 5e-4}
-    assert make_loss("triplet").param_lr is None and not list(make_loss("triplet").parameters())
+    # The official code's absolute rates (β 5e-4, …) at its network lr 1e-5, as multipliers.
+    names = ("margin", "proxynca", "softmax", "arcface", "softtriple")
+    multipliers = {n: make_loss(n).param_lr_multiplier for n in names}
+    assert multipliers == {
+        "margin": 50.0, "proxynca": 50.0, "softmax": 1.0, "arcface": 50.0, "softtriple": 1.0
+    }  # fmt: skip
+    assert make_loss("margin", beta_lr_multiplier=3.0).param_lr_multiplier == 3.0
+    triplet = make_loss("triplet")
+    assert triplet.param_lr_multiplier is None and not list(triplet.parameters())
 
 
 # ---------------------------------------------------------------- errors
@@ -522,7 +654,7 @@ def test_registry_and_argument_errors(batch):
     with pytest.raises(ValueError, match=r"valid names: .*margin"):
         build_loss("nonsense")
     with pytest.raises(
-        ValueError, match=r"loss 'triplet' has no option margn; valid options: margin$"
+        ValueError, match=r"loss 'triplet' has no option margn; valid options: distance, margin$"
     ):
         build_loss("triplet", margn=0.3)
     with pytest.raises(ValueError, match="needs triplet tuples from a miner"):

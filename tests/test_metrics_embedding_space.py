@@ -193,3 +193,45 @@ def test_bad_spectral_decay_arguments() -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(embedding_space_module).failed == 0
+
+
+def official_rho(points: np.ndarray, k: int) -> float:
+    """The official code's ρ@k (Roth et al. 2020, ``metrics/rho_spectrum.py``): singular values of
+    ``TruncatedSVD(n_components=d − 1, n_iter=7, random_state=42)`` (uncentred), the k − 1 largest
+    dropped, then KL(uniform ‖ normalised values)."""
+    from scipy.stats import entropy
+    from sklearn.decomposition import TruncatedSVD
+
+    svd = TruncatedSVD(n_components=points.shape[1] - 1, n_iter=7, random_state=42).fit(points)
+    values = svd.singular_values_[k - 1 :]
+    return float(entropy(np.full(len(values), 1 / len(values)), values / values.sum()))
+
+
+@pytest.mark.parametrize("dead_scale", [1.0, 1e-4])
+def test_official_rho_spectrum_matches_truncated_svd(dead_scale: float) -> None:
+    """``rho_spectrum="official"`` keeps the d − 1 largest singular values, as the official
+    TruncatedSVD does; with one near-dead dimension "full" is far larger (its tiny last value
+    dominates the KL), "official" is not."""
+    points, labels = clustered_points(5)
+    points = points.copy()
+    points[:, -1] *= dead_scale
+    official = embedding_space_metrics(points, labels, rho_spectrum="official")
+    full = embedding_space_metrics(points, labels)
+    for k in (1, 2):
+        assert official[f"rho@{k}"] == pytest.approx(official_rho(points, k), rel=1e-6), k
+    spectrum = singular_value_spectrum(points)
+    assert official["rho@2"] == pytest.approx(spectral_decay(spectrum[:-1], 2), abs=1e-12)
+    assert full["rho@2"] == pytest.approx(spectral_decay(spectrum, 2), abs=1e-12)
+    if dead_scale < 1:
+        assert full["rho@2"] > 0.3 and official["rho@2"] < 0.05
+    assert {k: v for k, v in official.items() if "rho" not in k} == {
+        k: v for k, v in full.items() if "rho" not in k
+    }
+
+
+def test_official_rho_spectrum_on_two_dimensions_and_bad_name() -> None:
+    points = np.array([[3.0, 0.0], [0.0, 4.0], [1.0, 1.0]])
+    metrics = embedding_space_metrics(points, np.array([0, 1, 1]), rho_spectrum="official")
+    assert metrics["rho@1"] == 0.0 and math.isnan(metrics["rho@2"])
+    with pytest.raises(ValueError, match="rho_spectrum must be one of full, official"):
+        embedding_space_metrics(points, np.array([0, 1, 1]), rho_spectrum="truncated")

@@ -160,7 +160,7 @@ def test_distance_weighted_draws_follow_inverse_density(one_thread):
 def test_npair_rows_one_pair_per_class():
     x, labels = make_batch()
     y = labels.tolist()
-    miner = build_miner("npair", seed=0)
+    miner = build_miner("npair", negatives="other_pairs", seed=0)
     rows = miner(x, labels).tolist()
     pairs = sorted({(a, p) for a, p, _ in rows})
     assert sorted(y[a] for a, _ in pairs) == [0, 1, 2, 3]  # the singleton class forms no pair

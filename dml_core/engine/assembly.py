@@ -76,6 +76,7 @@ def assemble_run(config: TrainConfig, context: DistContext, device: torch.device
         miner = build_miner(
             miner_name, rho=config.rho, generator=miner_generator, **config.miner_options
         )
+    loss.use_miner(miner_name, config.rho)
     if config.batch_size % (context.world_size * config.samples_per_class):
         raise ValueError(
             f"batch_size {config.batch_size} must be a multiple of world_size × samples_per_class "
@@ -144,16 +145,28 @@ def _build_optimizer(
     config: TrainConfig, model: torch.nn.Module, loss: DMLLoss
 ) -> torch.optim.Optimizer:
     """The model's weights with ``weight_decay``; the loss's own parameters (β, proxies) in a
-    second group without decay, at ``loss_lr``, else the loss's ``param_lr``, else ``lr``."""
+    second group without decay, at ``loss_lr_of(config, loss)``."""
     groups = [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
     loss_parameters = [p for p in loss.parameters() if p.requires_grad]
     if loss_parameters:
-        loss_lr = config.loss_lr or loss.param_lr or config.lr
+        loss_lr = loss_lr_of(config, loss)
         groups.append({"params": loss_parameters, "lr": loss_lr, "weight_decay": 0.0})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(groups, lr=config.lr)
+
+
+def loss_lr_of(config: TrainConfig, loss: DMLLoss) -> float:
+    """The learning rate of the loss's own parameters: ``loss_lr`` when set (absolute), else
+    ``lr`` × ``loss_lr_multiplier`` when set, else ``lr`` × the loss's official multiplier
+    (``param_lr_multiplier``: margin's β 50×, softmax's class weights 1×)."""
+    if config.loss_lr is not None:
+        return config.loss_lr
+    multiplier = config.loss_lr_multiplier
+    if multiplier is None:
+        multiplier = loss.param_lr_multiplier if loss.param_lr_multiplier is not None else 1.0
+    return config.lr * multiplier
 
 
 def _build_scheduler(

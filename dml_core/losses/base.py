@@ -11,6 +11,10 @@ from dml_core.registry import Registry
 
 LOSSES = Registry("loss")
 
+OFFICIAL_NETWORK_LR = 1e-5
+"""The network learning rate of the official code's defaults (``--lr``), to which its absolute
+loss-parameter rates refer."""
+
 
 class DMLLoss(nn.Module):
     """Base of every loss: ``forward(embeddings, labels, triplets=None) -> scalar``.
@@ -22,7 +26,10 @@ class DMLLoss(nn.Module):
     follow from it. ``stats`` holds detached 0-dim tensors refreshed by each forward.
     An empty tuple set (the miner found no rows) gives ``zero_loss`` and ``empty_stats()`` here,
     so ``compute_loss`` of a tuple loss always sees at least one row.
-    ``param_lr`` is the default learning rate of the loss's own parameters (None: it has none).
+    ``param_lr_multiplier`` is the learning rate of the loss's own parameters relative to the
+    network's (None: it has none). The defaults are the official code's (Roth et al. 2020) absolute
+    rates divided by its network rate ``OFFICIAL_NETWORK_LR`` = 1e-5: margin's β 5e-4 → 50×.
+    ``use_miner`` tells the loss which miner feeds it (the official code adapts SNR to it).
     """
 
     name: ClassVar[str] = "loss"
@@ -32,7 +39,7 @@ class DMLLoss(nn.Module):
     needs_num_classes: ClassVar[bool] = False
     needs_embed_dim: ClassVar[bool] = False
     without_miner_reason: ClassVar[str] = "uses all pairs of the batch"
-    param_lr: float | None = None
+    param_lr_multiplier: float | None = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -75,6 +82,10 @@ class DMLLoss(nn.Module):
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         """The loss on full-precision embeddings ``x``; implemented by each loss."""
         raise NotImplementedError
+
+    def use_miner(self, miner: str | None, rho: float = 0.0) -> None:
+        """Adapt to the miner named ``miner`` (wrapped in ρ-regularization when ``rho`` > 0);
+        the trainer calls this once. Most losses ignore it."""
 
     def empty_stats(self) -> dict[str, Tensor]:
         """``stats`` of a batch without tuples: the loss's own keys at their empty-batch values."""

@@ -13,6 +13,11 @@ from torch import Tensor
 from dml_core.distances import tuple_distances
 
 
+def tuple_squared_distances(x: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """‖x[first] − x[second]‖² row by row (no square root: smooth everywhere)."""
+    return (x[first] - x[second]).pow(2).sum(dim=1)
+
+
 def triplet_violations(
     x: Tensor,
     triplets: Tensor,

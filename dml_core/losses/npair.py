@@ -15,7 +15,7 @@ from dml_core.losses.functional import masked_logsumexp
 def pair_rows_to_masks(triplets: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
     """From rows (a, p, n): each anchor's positive p(a), whether a has rows, and the N×N negatives.
 
-    Assumes one positive per anchor, as the ``npair`` miner gives.
+    Assumes one positive per anchor, as the ``npair`` miner gives in both of its modes.
     """
     anchors, positives, negatives = triplets.unbind(dim=1)
     positive_of = torch.zeros(size, dtype=torch.long, device=triplets.device)
@@ -44,10 +44,10 @@ def npair_term(x: Tensor, positive_of: Tensor, negative_mask: Tensor, has_pair: 
 class NPairLoss(DMLLoss):
     """L = mean_a log(1 + Σ_n exp(x_a·x_n − x_a·x_p)) + w · mean_i ‖xᵢ‖ (Sohn 2016, NeurIPS).
 
-    Rows (a, p, n) come from the ``npair`` miner: one (a, p) pair per class and every other pair's
-    positive as a negative; they become N×N masks, so the sums are matrix products. w = 0.005
-    (``--loss_npair_l2`` of the official code of Roth et al. 2020, ``criteria/npair.py``; the
-    paper's 0.02 times their 0.25).
+    Rows (a, p, n) come from the ``npair`` miner (by default as in the official code: every anchor
+    with a classmate, all other-class samples as its negatives); they become N×N masks, so the sums
+    are matrix products. w = 0.005 (``--loss_npair_l2`` of the official code of Roth et al. 2020,
+    ``criteria/npair.py``; the paper's 0.02 times their 0.25).
     """
 
     miner_kind = "npair"
@@ -73,7 +73,8 @@ class AngularLoss(DMLLoss):
 
     f_apn = 4 tan²α (x̂_a + x̂_p)·x̂_n − 2 (1 + tan²α) x̂_a·x̂_p on L2-normalised x̂ (eq. 8), the
     N-pair term on the raw embeddings. α = 45°, λ = 2, w = 0.005 as in the official code of
-    Roth et al. (2020), ``criteria/angular.py``. Uses the ``npair`` miner's rows.
+    Roth et al. (2020), ``criteria/angular.py``. Uses the ``npair`` miner's rows (see ``NPairLoss``;
+    the official code clamps the N-pair exponents to [−50, 50], which unit embeddings never reach).
     """
 
     miner_kind = "npair"

@@ -17,21 +17,23 @@ from dml_core.losses.functional import class_mask, masked_logsumexp
 class ProxyNCALoss(DMLLoss):
     """L = mean_i [ ‖x̃ᵢ − p̃_{yᵢ}‖² + log Σ_{c≠yᵢ} exp(−‖x̃ᵢ − p̃_c‖²) ] (Movshovitz-Attias et al. 2017).
 
-    x̃ = s·x/‖x‖, p̃ = s·p/‖p‖ with s = 3; one proxy per class initialised N(0, 1)/8, trained with
-    lr 5e-4 (lr 1e-5 × ``--loss_proxynca_lrmulti`` 50) — the official code of Roth et al. (2020),
-    ``criteria/proxynca.py``.
+    x̃ = s·x/‖x‖, p̃ = s·p/‖p‖ with s = 3; one proxy per class initialised N(0, 1)/8, trained at
+    50× the network's learning rate (``--loss_proxynca_lrmulti`` 50) — the official code of Roth et
+    al. (2020), ``criteria/proxynca.py``.
     """
 
     needs_num_classes = True
     needs_embed_dim = True
     without_miner_reason = "compares samples with learned class proxies"
 
-    def __init__(self, *, scale: float = 3.0, proxy_lr: float = 5e-4, **sizes: int | None) -> None:
+    def __init__(
+        self, *, scale: float = 3.0, proxy_lr_multiplier: float = 50.0, **sizes: int | None
+    ) -> None:
         super().__init__(**sizes)
         assert self.num_classes is not None and self.embed_dim is not None
         self.scale = scale
         self.proxies = nn.Parameter(torch.randn(self.num_classes, self.embed_dim) / 8.0)
-        self.param_lr = proxy_lr
+        self.param_lr_multiplier = proxy_lr_multiplier
 
     def compute_loss(self, x: Tensor, labels: Tensor, triplets: Tensor | None) -> Tensor:
         points = self.scale * F.normalize(x, dim=1)
@@ -50,9 +52,10 @@ class SoftTripleLoss(DMLLoss):
 
     S_{i,c} = Σ_k softmax_k(x̂ᵢ·w_c^k / γ) x̂ᵢ·w_c^k, L_CE = CE(λ (S − δ·onehot(y)), y),
     R = Σ_c Σ_{t<s} √(2 + 10⁻⁵ − 2 w_c^t·w_c^s) / (C K (K − 1)), L = L_CE + τ R, with unit centres.
-    K = 2, γ = 0.1, λ = 8, δ = 0.01, τ = 0.2 and centre lr 1e-5 (lr × ``--loss_softtriplet_lrmulti``
-    1) are the official defaults of Roth et al. (2020); the formulas follow the paper (the official
-    ``criteria/softtriplet.py`` normalises across centres and softmaxes over classes instead).
+    K = 2, γ = 0.1, λ = 8, δ = 0.01, τ = 0.2 and the centres at the network's learning rate
+    (``--loss_softtriplet_lrmulti`` 1) are the official defaults of Roth et al. (2020); the
+    formulas follow the paper (the official ``criteria/softtriplet.py`` normalises across centres
+    and softmaxes over classes instead).
     """
 
     needs_num_classes = True
@@ -67,7 +70,7 @@ class SoftTripleLoss(DMLLoss):
         la: float = 8.0,
         margin: float = 0.01,
         reg_weight: float = 0.2,
-        center_lr: float = 1e-5,
+        center_lr_multiplier: float = 1.0,
         **sizes: int | None,
     ) -> None:
         super().__init__(**sizes)
@@ -82,7 +85,7 @@ class SoftTripleLoss(DMLLoss):
         self.centers = nn.Parameter(
             torch.empty(num_centers, self.embed_dim).uniform_(-bound, bound)
         )
-        self.param_lr = center_lr
+        self.param_lr_multiplier = center_lr_multiplier
 
     def class_similarities(self, x: Tensor) -> Tensor:
         """S_{i,c}: the softmax-weighted similarity of each sample to each class's centres."""

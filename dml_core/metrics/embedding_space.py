@@ -4,6 +4,11 @@
   the d×d Gram matrix XᵀX (O(N·d²)).
 - ρ@k (spectral decay) = KL(U ‖ s̃′) = Σ_i u·log(u / s̃′_i), s̃′ = s̃ without its k−1 largest values,
   renormalised, u = 1/len(s̃′). Lower = flatter spectrum; the paper plots ρ@2 on the train split.
+  ``rho_spectrum="full"`` uses all min(N, d) singular values; ``"official"`` only the d − 1
+  largest, as the official code of Roth et al. (2020) does (``metrics/rho_spectrum.py``:
+  ``TruncatedSVD(n_components=d − 1)``, uncentred). They differ when the smallest value is tiny
+  (a near-dead dimension makes "full" large and leaves "official" small); for d = 2 "official"
+  keeps one value, so ρ@1 = 0 and ρ@2 is NaN.
 - π_intra = mean over classes with ≥ 2 items of the mean cosine distance 1 − cos over pairs i ≠ j
   of the class; for unit vectors x̂ with sum S over n items that is 1 − (‖S‖² − n) / (n(n − 1)),
   so it costs O(N·d). π_inter = the same quantity over the L2-normalised class means.
@@ -26,6 +31,7 @@ UNIFORMITY_SAMPLE_SIZE = 5000
 UNIFORMITY_SEED = 0
 UNIFORMITY_TEMPERATURE = 2.0
 SPECTRAL_DECAY_RANKS = (1, 2)
+RHO_SPECTRA = ("full", "official")
 _ROW_BLOCK = 1024
 _NORM_FLOOR = 1e-12
 
@@ -151,20 +157,29 @@ def uniformity(
     return float(logsumexp(block_log_sums) - np.log(num_pairs))
 
 
-def embedding_space_metrics(embeddings: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+def embedding_space_metrics(
+    embeddings: ArrayLike, labels: ArrayLike, *, rho_spectrum: str = "full"
+) -> dict[str, float]:
     """``rho@1``, ``rho@2``, ``pi_intra``, ``pi_inter``, ``pi_ratio``, ``uniformity``.
 
-    Formulas in the module docstring (docs/DESIGN.md §3). ``rho@2`` is NaN when the spectrum has one
-    value (d = 1); ``pi_intra`` is NaN when no class has two items.
+    Formulas in the module docstring (docs/DESIGN.md §3); ``rho_spectrum`` picks the singular
+    values ρ@k uses ("full" or "official"). ``rho@2`` is NaN when that spectrum has one value;
+    ``pi_intra`` is NaN when no class has two items.
 
     >>> import numpy as np
     >>> points = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     >>> embedding_space_metrics(points, np.array([0, 0, 1, 1]))["pi_ratio"]
     0.0
     """
+    if rho_spectrum not in RHO_SPECTRA:
+        raise ValueError(
+            f"rho_spectrum must be one of {', '.join(RHO_SPECTRA)}, got {rho_spectrum!r}"
+        )
     inputs = check_inputs(embeddings, labels)
     points = inputs.embeddings_numpy()
     spectrum = singular_value_spectrum(points)
+    if rho_spectrum == "official":
+        spectrum = spectrum[: points.shape[1] - 1]
     metrics = {
         f"rho@{k}": spectral_decay(spectrum, k) if k <= spectrum.shape[0] else float("nan")
         for k in SPECTRAL_DECAY_RANKS
