@@ -12,6 +12,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q "torch>=2.2,<=2.14.1" "torchvision>=0.17,<=0.29.1"
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
+	@# Compile umap's numba kernels once (a tiny UMAP): they land in numba's on-disk cache, the
+	@# __pycache__ folders beside umap's sources in $(VENV) (or $$NUMBA_CACHE_DIR when set), so the
+	@# first UMAP of a new app process costs about what a warm one does.
+	$(PY) -c "from dml_core.engine.projection import warm_up; warm_up()"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,17 +1,26 @@
-"""App responsiveness: time to a first projection (PCA) of a checkpoint, UMAP cold and warm.
+"""App responsiveness before and after the stored evaluation (issue 13), in one run.
 
-Each repeat runs in a fresh Python process, as the app would start:
-  t=0 the UMAP warm-up thread starts (as ``app/main.py`` does), then the checkpoint is loaded and
-  its test split embedded → PCA shown (``pca_ready_s``); the UMAP of that split is queued behind
-  the warm-up → ``umap_after_start_s``; a second UMAP in the warm process (``umap_warm_s``);
-  reading a finished projection back from the disk cache (``umap_cached_read_s``). A separate
-  fresh process times one UMAP with no warm-up at all (``umap_cold_s``, numba compilation
-  included). Prints JSON with the median over repeats.
+``--part data`` (default): each measurement in a fresh Python process, as the app meets it.
 
-  python bench/app_bench.py [--checkpoint checkpoints/X.safetensors] [--repeats 3]
+- ``before_*``: what the app did before: embed the test split from the dataset, PCA, then UMAP
+  with umap-learn's defaults (NN-descent, spectral init, 500 epochs) and numba compiling its
+  kernels in the process.
+- ``after_stored_*``: a checkpoint carrying its evaluation (``python -m dml_core project``): the
+  section is read, PCA and UMAP included; nothing is embedded.
+- ``after_no_section_*``: the same checkpoint with the section removed: embed, PCA, then UMAP with
+  the interactive settings (faiss kNN, PCA init, 200 epochs; numba's kernels from the disk cache).
+- ``compare_*`` (one warm process, both sections read): two independent default UMAPs (before)
+  versus the second checkpoint's UMAP initialised from the first one's stored layout (after).
+- ``quality``: trustworthiness (sklearn, 15 neighbours, cosine) of umap-learn's defaults, the
+  interactive settings and PCA on each checkpoint.
 
-Without ``--checkpoint`` the first file in ``checkpoints/`` is used, else a glyphs checkpoint is
-trained for one epoch into a temporary folder (same dataset size as the ``glyphs`` preset).
+``--part browser``: a fresh ``streamlit run`` driven by Debian's Chromium (playwright): seconds
+from the server process start to the projection on Inspect, then on the running server from
+navigating to Inspect to the projection, and to Compare's aligned projections.
+``--app-root`` measures another checkout (e.g. ``git worktree add /tmp/before HEAD``) for the
+"before" column. Prints JSON with medians over ``--repeats``.
+
+  python bench/app_bench.py [--part data|browser] [--repeats 1] [--checkpoints A B]
 """
 
 from __future__ import annotations
@@ -19,117 +28,290 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+SHIPPED = ("checkpoints/glyphs-margin.safetensors", "checkpoints/glyphs-margin-rho0.1.safetensors")
+CHROMIUM = "/usr/bin/chromium"
 
 
-def app_start_worker(checkpoint: Path) -> dict[str, float]:
-    """One fresh-process measurement of what a user waits for after ``make app``."""
-    start = time.perf_counter()
-    from app import projection
+def before_umap(points):  # type: ignore[no-untyped-def]
+    """The app's UMAP before issue 13: umap-learn's defaults, cosine, 15 neighbours."""
+    import umap
 
-    projection.start_warmup()
-    from app.checkpoints import embed_split
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0, n_jobs=1
+    )
+    return reducer.fit_transform(points)
 
-    embedded = embed_split(checkpoint, "test")
-    projection.pca_2d(embedded.embeddings)
-    pca_ready = time.perf_counter() - start
-    key = projection.projection_key(checkpoint, "test", f"bench-{os.getpid()}")
-    projection.wait_for_umap(key, embedded.embeddings)
-    umap_after_start = time.perf_counter() - start
-    warm_start = time.perf_counter()
-    projection.umap_2d(embedded.embeddings, seed=1)
-    umap_warm = time.perf_counter() - warm_start
-    read_start = time.perf_counter()
-    assert projection.read_cached(key) is not None
-    cached_read = time.perf_counter() - read_start
+
+def worker_before(checkpoint: str, started: float) -> dict[str, float]:
+    from dml_core.engine.evaluation import embed_checkpoint
+    from dml_core.engine.projection import pca_2d
+
+    embedded = embed_checkpoint(checkpoint, "test", device="cpu", amp="off")
+    points = embedded.embeddings.numpy()
+    pca_2d(points)
+    pca_ready = time.perf_counter() - started
+    fit = time.perf_counter()
+    before_umap(points)
     return {
-        "items": len(embedded.labels),
-        "dim": int(embedded.embeddings.shape[1]),
-        "pca_ready_s": pca_ready,
-        "umap_after_start_s": umap_after_start,
-        "umap_warm_s": umap_warm,
-        "umap_cached_read_s": cached_read,
+        "before_pca_ready_s": pca_ready,
+        "before_umap_fit_s": time.perf_counter() - fit,
+        "before_umap_ready_s": time.perf_counter() - started,
     }
 
 
-def umap_cold_worker(checkpoint: Path) -> dict[str, float]:
-    """One UMAP in a fresh process with no warm-up (import and numba compilation included)."""
-    from app import projection
-    from app.checkpoints import embed_split
+def worker_stored(checkpoint: str, started: float) -> dict[str, float]:
+    from dml_core.engine.stored_evaluation import read_evaluation
 
-    embedded = embed_split(checkpoint, "test")
+    stored = read_evaluation(checkpoint)
+    assert stored is not None and stored.umap is not None, f"{checkpoint} has no stored UMAP"
+    return {"after_stored_projection_ready_s": time.perf_counter() - started}
+
+
+def worker_no_section(checkpoint: str, started: float) -> dict[str, float]:
+    from dml_core.engine.projection import pca_2d, umap_2d
+    from dml_core.engine.stored_evaluation import open_evaluation
+
+    evaluation, note = open_evaluation(checkpoint, device="cpu")
+    assert note is not None, "the copy still has its section"
+    embeddings_ready = time.perf_counter()
+    points = evaluation.embeddings.astype("float32")
+    pca_2d(points)
+    pca_done = time.perf_counter()
+    umap_2d(points)
+    done = time.perf_counter()
+    return {
+        "after_no_section_embedded_s": embeddings_ready - started,
+        "after_no_section_pca_after_embeddings_s": pca_done - embeddings_ready,
+        "after_no_section_umap_fit_s": done - pca_done,
+        "after_no_section_umap_ready_s": done - started,
+    }
+
+
+def worker_compare(first: str, second: str, started: float) -> dict[str, float]:
+    from dml_core.engine.projection import umap_2d
+    from dml_core.engine.stored_evaluation import read_evaluation
+
+    reference, other = read_evaluation(first), read_evaluation(second)
+    points = other.embeddings.astype("float32")
+    umap_2d(points[:300])  # the server is running: its kernels are loaded
+    before_umap(points[:300])
     start = time.perf_counter()
-    projection.umap_2d(embedded.embeddings)
-    return {"umap_cold_s": time.perf_counter() - start}
+    before_umap(reference.embeddings.astype("float32"))
+    before_umap(points)
+    middle = time.perf_counter()
+    umap_2d(points, init=reference.umap)
+    return {
+        "compare_before_two_default_umaps_s": middle - start,
+        "compare_after_aligned_umap_s": time.perf_counter() - middle,
+    }
 
 
-def run_worker(kind: str, checkpoint: Path, env: dict[str, str]) -> dict[str, float]:
+def worker_quality(checkpoint: str) -> dict[str, float]:
+    from dml_core.engine.projection import (
+        INTERACTIVE,
+        UMAP_DEFAULTS,
+        pca_2d,
+        trustworthiness,
+        umap_2d,
+    )
+    from dml_core.engine.stored_evaluation import read_evaluation
+
+    stored = read_evaluation(checkpoint)
+    points = stored.embeddings.astype("float32")
+    name = Path(checkpoint).stem
+    return {
+        f"{name}_trust_defaults": trustworthiness(points, umap_2d(points, UMAP_DEFAULTS)),
+        f"{name}_trust_interactive": trustworthiness(points, umap_2d(points, INTERACTIVE)),
+        f"{name}_trust_stored": trustworthiness(points, stored.umap),
+        f"{name}_trust_pca": trustworthiness(points, pca_2d(points)),
+    }
+
+
+def run_worker(*args: str) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, "--checkpoint", str(checkpoint)],
-        env=env,
+        [sys.executable, __file__, "--worker", *args],
         check=True,
         capture_output=True,
         text=True,
+        cwd=REPO_ROOT,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
-def default_checkpoint(scratch: Path) -> Path:
-    shipped = sorted((REPO_ROOT / "checkpoints").glob("*.safetensors"))
-    glyphs = [p for p in shipped if "glyph" in p.name]
-    if glyphs:
-        return glyphs[0]
-    from dml_core.config import TrainConfig
-    from dml_core.engine.trainer import Trainer
-    from dml_core.presets import preset
+def without_section(checkpoint: Path, folder: Path) -> Path:
+    """A copy of ``checkpoint`` with its evaluation section removed (an 'older' checkpoint)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
-    out = scratch / "glyphs-bench"
-    Trainer(TrainConfig.from_dict({**preset("glyphs"), "epochs": 1}), out).run()
-    return out / "last.safetensors"
+    from dml_core.engine.stored_evaluation import PREFIX, SECTION_KEY
+
+    copy = folder / f"{checkpoint.stem}-no-section.safetensors"
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        header = {k: v for k, v in (handle.metadata() or {}).items() if k != SECTION_KEY}
+    tensors = {k: v for k, v in load_file(str(checkpoint)).items() if not k.startswith(PREFIX)}
+    save_file(tensors, str(copy), metadata=header)
+    return copy
+
+
+def data_part(checkpoints: list[Path], repeats: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {}
+
+    def add(values: dict[str, float]) -> None:
+        for name, value in values.items():
+            samples.setdefault(name, []).append(value)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        bare = without_section(checkpoints[0], Path(scratch))
+        for _ in range(repeats):
+            add(run_worker("before", str(checkpoints[0])))
+            add(run_worker("stored", str(checkpoints[0])))
+            add(run_worker("no-section", str(bare)))
+            if len(checkpoints) > 1:
+                add(run_worker("compare", str(checkpoints[0]), str(checkpoints[1])))
+        for checkpoint in checkpoints:
+            add(run_worker("quality", str(checkpoint)))
+    return {name: round(statistics.median(values), 4) for name, values in samples.items()}
+
+
+# --- the browser part ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"streamlit did not answer at {url}")
+
+
+FIRST_PROJECTION = "PCA|UMAP"
+UMAP_READY = "UMAP(?! computing)"
+
+
+def _projection_visible(page, pattern: str, count: int = 1, timeout_ms: int = 600_000) -> None:  # type: ignore[no-untyped-def]
+    """Wait until ``count`` plotly charts whose title matches ``pattern`` have drawn points."""
+    page.wait_for_function(
+        """([pattern, count]) => {
+            const expression = new RegExp(pattern);
+            const plots = [...document.querySelectorAll('.js-plotly-plot')].filter(
+                p => expression.test(p.querySelector('.gtitle')?.textContent || ''));
+            return plots.filter(p => p.querySelector('.scatterlayer .point, canvas')).length
+                >= count;
+        }""",
+        arg=[pattern, count],
+        timeout=timeout_ms,
+    )
+
+
+def browser_part(app_root: Path, repeats: int) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    samples: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as scratch:
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                **os.environ,
+                "DML_EXPLORER_PROJECTION_CACHE": str(Path(scratch) / "projections"),
+                "DML_EXPLORER_RUNS_DIR": str(Path(scratch) / "runs"),
+            }
+            command = [
+                sys.executable, "-m", "streamlit", "run", "app/main.py",
+                "--server.port", str(port), "--server.headless", "true",
+                "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+            ]  # fmt: skip
+            times: dict[str, float] = {}
+            started = time.perf_counter()
+            server = subprocess.Popen(
+                command,
+                cwd=app_root,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                _wait_healthy(url)
+                with sync_playwright() as playwright:
+                    browser = playwright.chromium.launch(
+                        executable_path=CHROMIUM, args=["--headless", "--no-sandbox"]
+                    )
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+                    _projection_visible(page, FIRST_PROJECTION)
+                    times["inspect_fresh_first_projection_s"] = time.perf_counter() - started
+                    _projection_visible(page, UMAP_READY)
+                    times["inspect_fresh_umap_s"] = time.perf_counter() - started
+                    page.goto(f"{url}/compare", wait_until="domcontentloaded")
+                    begin = time.perf_counter()
+                    _projection_visible(page, FIRST_PROJECTION, count=2)
+                    times["compare_running_first_projections_s"] = time.perf_counter() - begin
+                    _projection_visible(page, UMAP_READY, count=2)
+                    times["compare_running_umaps_s"] = time.perf_counter() - begin
+                    page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+                    begin = time.perf_counter()
+                    _projection_visible(page, UMAP_READY)
+                    times["inspect_running_umap_s"] = time.perf_counter() - begin
+                    browser.close()
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        for name, value in times.items():
+            samples.setdefault(name, []).append(value)
+    return {name: round(statistics.median(values), 2) for name, values in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--part", choices=["data", "browser"], default="data")
+    parser.add_argument("--checkpoints", nargs="+", type=Path)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--worker", choices=["app-start", "umap-cold"], help=argparse.SUPPRESS)
+    parser.add_argument("--app-root", type=Path, default=REPO_ROOT)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker = app_start_worker if args.worker == "app-start" else umap_cold_worker
-        print(json.dumps(worker(args.checkpoint)))
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch_path = Path(scratch)
-        checkpoint = (args.checkpoint or default_checkpoint(scratch_path)).resolve()
-        env = {
-            **os.environ,
-            "DML_EXPLORER_PROJECTION_CACHE": str(scratch_path / "projections"),
-            "DML_EXPLORER_CHECKPOINT_DIRS": str(checkpoint.parent),
-            "DML_EXPLORER_UMAP": "on",
+        started = time.perf_counter()
+        kind, *paths = args.worker
+        workers = {
+            "before": lambda: worker_before(paths[0], started),
+            "stored": lambda: worker_stored(paths[0], started),
+            "no-section": lambda: worker_no_section(paths[0], started),
+            "compare": lambda: worker_compare(paths[0], paths[1], started),
+            "quality": lambda: worker_quality(paths[0]),
         }
-        samples: dict[str, list[float]] = {}
-        for _ in range(args.repeats):
-            for kind in ("app-start", "umap-cold"):
-                for name, value in run_worker(kind, checkpoint, env).items():
-                    samples.setdefault(name, []).append(value)
-    result = {name: statistics.median(values) for name, values in samples.items()}
-    result.update(
-        checkpoint=str(
-            checkpoint.relative_to(REPO_ROOT)
-            if checkpoint.is_relative_to(REPO_ROOT)
-            else checkpoint
-        ),
-        repeats=args.repeats,
-        cpu_count=os.cpu_count(),
-    )
+        print(json.dumps(workers[kind]()))
+        return
+    checkpoints = [(REPO_ROOT / p).resolve() for p in (args.checkpoints or SHIPPED)]
+    if args.part == "data":
+        result = data_part(checkpoints, args.repeats)
+    else:
+        if shutil.which(CHROMIUM) is None:
+            raise SystemExit(f"the browser part needs {CHROMIUM}")
+        result = browser_part(args.app_root.resolve(), args.repeats)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    result.update(part=args.part, repeats=args.repeats, cpu_count=os.cpu_count(), load=load)
     print(json.dumps(result, indent=2))
 
 

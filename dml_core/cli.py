@@ -1,7 +1,10 @@
-"""The command line: ``train``, ``evaluate``, ``embed``, ``report``, ``import`` and ``export``.
+"""The command line: ``train``, ``evaluate``, ``embed``, ``project`` (store a checkpoint's
+evaluation), ``report``, ``import`` and ``export``.
 
 Errors a user can cause (a bad path, an unknown name, an incompatible loss and miner, a foreign
-checkpoint) print one line ``error: …`` and exit with status 2 instead of a traceback.
+checkpoint, a bad config file, a full disk, a folder another run holds) print one line
+``error: …`` on stderr and exit with status 2 instead of a traceback (``--debug``: the traceback);
+Ctrl-C before training starts exits with status 130 and one line. Warnings are one line each.
 """
 
 from __future__ import annotations
@@ -9,14 +12,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
-from dml_core.config import TrainConfig, add_config_flags
+from dml_core.config import TrainConfig, add_config_flags, load_config_file
 from dml_core.presets import PRESETS, config_from_args
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``error: argument --epochs: …``), status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dml_core", description=__doc__)
+    parser = _OneLineParser(prog="python -m dml_core", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (anywhere in argv)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one run (flags = TrainConfig fields)")
@@ -45,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True)
     embed.add_argument("--data-root")
     embed.add_argument("--device", default="auto")
+    embed.add_argument(
+        "--no-store", action="store_true", help="leave the checkpoint's stored evaluation as it is"
+    )
+
+    project = commands.add_parser(
+        "project", help="store the test split's evaluation and projections in checkpoints"
+    )
+    project.add_argument("checkpoints", nargs="+", help=".safetensors checkpoints to update")
+    project.add_argument("--data-root", help="where the dataset lies now (default: as trained)")
+    project.add_argument("--device", default="auto")
+    project.add_argument("--no-umap", action="store_true", help="store PCA only")
 
     report = commands.add_parser("report", help="mean ± std over seeds per method (Markdown, CSV)")
     report.add_argument("runs", nargs="+", help="run directories or folders of runs")
@@ -79,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: it holds no config.json")
-        config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+        config = TrainConfig.from_dict(load_config_file(config_path))
         trainer = Trainer(
             config, run_dir, resume=True, progress=False if args.no_progress else None
         )
@@ -124,7 +149,40 @@ def _embed(args: argparse.Namespace) -> int:
         indices=embedded.indices,
     )
     items, dim = embedded.embeddings.shape
-    print(json.dumps({"out": args.out, "items": int(items), "dim": int(dim)}))
+    stored = args.split == "test" and not args.no_store
+    if stored:
+        from dml_core.engine.stored_evaluation import store_embedded
+
+        store_embedded(args.checkpoint, embedded)
+    print(json.dumps({"out": args.out, "items": int(items), "dim": int(dim), "stored": stored}))
+    return 0
+
+
+def _project(args: argparse.Namespace) -> int:
+    """The stored evaluation (docs/DESIGN.md §6) for each checkpoint; files that are not DML
+    Explorer checkpoints (a bare backbone) are skipped with one line each."""
+    from dml_core.engine.checkpoint import CheckpointError
+    from dml_core.engine.projection import INTERACTIVE
+    from dml_core.engine.stored_evaluation import evaluate_and_store
+
+    for checkpoint in args.checkpoints:
+        try:
+            stored = evaluate_and_store(
+                checkpoint,
+                data_root=args.data_root,
+                device=args.device,
+                umap=None if args.no_umap else INTERACTIVE,
+            )
+        except CheckpointError as error:
+            print(f"skipped: {error}", file=sys.stderr)
+            continue
+        summary = {
+            "checkpoint": checkpoint,
+            "items": len(stored),
+            "umap": stored.umap is not None,
+            "test/recall@1": stored.metrics.get("test/recall@1"),
+        }
+        print(json.dumps(summary))
     return 0
 
 
@@ -178,16 +236,52 @@ COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
     "embed": _embed,
+    "project": _project,
     "report": _report,
     "import": _import,
     "export": _export,
 }
 
 
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message, naming the file for OS errors; never torch's
+    ``weights_only=False`` advice (following it would run a file's code)."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        lines = str(error).strip().splitlines()
+        text = lines[0] if lines else type(error).__name__
+    if "weights_only" in text:
+        text = "a file could not be read safely (it holds more than tensors and plain values)"
+    return text
+
+
+def _warning_line(message: Warning | str, *_: object) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = _parser().parse_args(argv)
+    if not debug:
+        warnings.formatwarning = _warning_line
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("error: interrupted (Ctrl-C) before training started", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        if not isinstance(error, ValueError | OSError | ArithmeticError):
+            print(
+                f"error: {type(error).__name__}: {_one_line(error)} (--debug shows the traceback)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2

@@ -223,9 +223,12 @@ PINNED_TOY = {
 PINNED_GLYPHS = {
     1: {"test/recall@1": 0.25, "test/map@r": 0.13275226757369615,
         "train/rho@1": 1.219847774038417, "train/pi_ratio": 1.9429721790807328},
-    2: {"test/recall@1": 0.3541666666666667, "test/map@r": 0.16209608843537415,
-        "train/rho@1": 1.3091148969371125, "train/pi_ratio": 1.4908413607875362},
+    2: {"test/recall@1": 0.3541666666666667, "test/map@r": 0.14614512471655328,
+        "train/rho@1": 1.3370279193979147, "train/pi_ratio": 1.491980897356055},
 }  # fmt: skip
+"""Epoch 2 re-pinned when margin's β went from an absolute 5e-4 to 50× the network's rate (issue
+15); with ``loss_lr=5e-4`` the run still gives the values pinned before (0.16209608843537415,
+1.3091148969371125, 1.4908413607875362; last loss 0.5856720209121704)."""
 
 
 def _pinned_run(values: dict) -> Trainer:
@@ -258,4 +261,156 @@ def test_toy_preset_with_a_fixed_seed_gives_the_pinned_metrics() -> None:
 def test_glyphs_run_with_a_fixed_seed_gives_the_pinned_metrics() -> None:
     trainer = _pinned_run({**TINY_GLYPHS, "eval_every": 1, "snapshots": "off"})
     _assert_history(trainer, PINNED_GLYPHS)
-    assert float(trainer.last_loss) == pytest.approx(0.5856720209121704, rel=1e-6)
+    assert float(trainer.last_loss) == pytest.approx(0.39937689900398254, rel=1e-6)
+
+
+def test_loss_parameter_rates_are_relative_to_the_network_rate() -> None:
+    """Precedence: ``loss_lr`` (absolute) > ``lr × loss_lr_multiplier`` > ``lr ×`` the loss's
+    official multiplier (margin's β 50×, softmax's class weights 1×)."""
+    from dml_core.engine.assembly import loss_lr_of
+    from dml_core.losses import build_loss
+
+    margin = build_loss("margin", num_classes=3)
+    softmax = build_loss("softmax", num_classes=3, embed_dim=4)
+    base = TrainConfig.from_dict({"lr": 1e-4})
+    assert loss_lr_of(base, margin) == pytest.approx(5e-3)
+    assert loss_lr_of(base, softmax) == pytest.approx(1e-4)
+    assert loss_lr_of(base.replace(loss_lr_multiplier=2.0), margin) == pytest.approx(2e-4)
+    assert loss_lr_of(base.replace(loss_lr=7e-4, loss_lr_multiplier=2.0), margin) == 7e-4
+    with pytest.raises(ValueError, match="loss_lr_multiplier must be positive"):
+        base.replace(loss_lr_multiplier=0.0)
+    trainer = Trainer(toy_config(loss="margin", miner="distance", loss_options={}, lr=0.01))
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == pytest.approx([0.01, 0.5])
+    snr = Trainer(toy_config(loss="snr", miner="distance", loss_options={}))
+    assert snr.loss.reg_lambda == 0.0  # the official code switches it off with this miner
+
+
+def test_early_stop_ends_a_converged_run_and_survives_resume(tmp_path: Path) -> None:
+    """lr 0 keeps the metric flat, so the rule (no new best over the last quarter of ≥ 4
+    evaluations) holds from the 4th evaluation on, and stops at ``early_stop_min_epochs`` = 5. A
+    run interrupted at epoch 4 and resumed stops at the same epoch: its history was restored."""
+    config = toy_config(epochs=40, eval_every=1, lr=0.0, early_stop=True, early_stop_min_epochs=5)
+    final = Trainer(config, tmp_path / "straight").run()
+    assert final["reason"] == "converged" and final["epoch"] == 5
+    events, _ = read_events(tmp_path / "straight" / "events.jsonl")
+    evals = [e for e in events if e["kind"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2, 3, 4, 5]
+    assert "train/recall@1" in evals[-1]["metrics"] and "train/map@r" not in evals[-1]["metrics"]
+    assert read_metadata(tmp_path / "straight" / "last.safetensors")["epoch"] == 5
+    assert Trainer(config.replace(early_stop=False)).run()["epoch"] == 40
+
+    out = tmp_path / "resumed"
+    interrupted = Trainer(config, out)
+    for event in interrupted.steps():
+        if event["kind"] == "eval" and event["epoch"] == 3:
+            interrupted.request_stop()
+    assert interrupted.epoch == 3
+    final = Trainer(config, out, resume=True).run()
+    assert final["reason"] == "converged" and final["epoch"] == 5
+    again = Trainer(config, out, resume=True).run()  # already converged: ends at once
+    assert again["reason"] == "converged" and again["epoch"] == 5 and again["step"] == final["step"]
+    events, _ = read_events(out / "events.jsonl")
+    assert [e["epoch"] for e in events if e["kind"] == "eval"] == [1, 2, 3, 4, 5]
+
+
+def test_train_split_recall_matches_the_full_retrieval_metrics() -> None:
+    import numpy as np
+
+    from dml_core.engine.evaluation import recall_at_ks
+    from dml_core.metrics import retrieval_metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 12, size=200)
+    labels[:2] = [50, 51]  # singleton classes are no queries
+    points = (rng.normal(size=(60, 8))[labels] + rng.normal(size=(200, 8))).astype(np.float32)
+    ours = recall_at_ks(torch.from_numpy(points), labels, [1, 2, 4, 8, 500])
+    full = retrieval_metrics(points, labels, ks=(1, 2, 4, 8))
+    assert set(ours) == {"recall@1", "recall@2", "recall@4", "recall@8"}
+    for key, value in ours.items():
+        assert value == pytest.approx(full[key], abs=1e-12), key
+    assert 0 < ours["recall@1"] < ours["recall@8"] < 1
+
+
+def test_glyphs_finetune_preset_agrees_with_the_study_and_names_a_missing_backbone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preset's cap, interval, validation share and stopping rule are the study runner's
+    (scripts/glyphs_study.py, regime "finetune"); without the backbone file the preset says how
+    to make it."""
+    import importlib.util
+
+    from dml_core import presets
+
+    spec = importlib.util.spec_from_file_location(
+        "glyphs_study_for_presets", Path(__file__).resolve().parents[1] / "scripts/glyphs_study.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(__import__("sys").modules, spec.name, study)  # its dataclasses need it
+    spec.loader.exec_module(study)
+    values = presets.PRESETS["glyphs-finetune"]
+    regime = study.REGIMES["finetune"]
+    flags = dict(zip(regime.flags[::2], regime.flags[1::2], strict=True))
+    assert regime.preset == "glyphs-finetune"
+    assert values["epochs"] == regime.epoch_cap == int(flags["--epochs"])
+    assert values["eval_every"] == int(flags["--eval-every"])
+    assert values["val_classes"] == float(flags["--val-classes"])
+    assert values["early_stop"] and values["early_stop_min_epochs"] == regime.min_epochs
+    assert Path(values["pretrained"]).is_absolute() and values["frozen_bn"]
+    TrainConfig.from_dict(values)  # a valid configuration
+
+    monkeypatch.setattr(presets, "GLYPHS_BACKBONE", tmp_path / "missing.safetensors")
+    monkeypatch.setitem(
+        presets.PRESETS,
+        "glyphs-finetune",
+        {**values, "pretrained": str(tmp_path / "missing.safetensors")},
+    )
+    with pytest.raises(FileNotFoundError, match=r"pretrain_glyphs_backbone\.py --out checkpoints/"):
+        presets.preset("glyphs-finetune")
+
+
+def test_every_selectable_best_metric_is_a_metric_an_evaluation_gives() -> None:
+    from dml_core.config import selectable_metrics
+
+    trainer = Trainer(toy_config(epochs=1))
+    trainer.run()
+    names = {key.split("/", 1)[1] for key in trainer.history[-1] if key.startswith("test/")}
+    counts = {"num_items", "num_classes", "num_lone_queries", "num_truncated_queries"}
+    assert set(selectable_metrics(trainer.config.eval_ks)) == names - counts - {
+        "neighbors_searched"
+    }
+    with pytest.raises(ValueError, match="best_metric must be one of recall@1"):
+        toy_config(best_metric="bogus")
+
+
+def test_an_eval_k_above_the_test_split_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="test split has 60 items, too few for Recall@60"):
+        Trainer(toy_config(eval_ks=[1, 60]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_dropped_rows_are_filled_from_their_class() -> None:
+    import numpy as np
+
+    from dml_core.engine.trainer import fill_dropped_rows
+
+    labels = np.array([0, 0, 1, 1, 2])
+    kept = np.array([0, 2, 3])  # items 1 (class 0) and 4 (class 2, all gone)
+    rows = torch.tensor([[0.0], [2.0], [3.0]])
+    filled = fill_dropped_rows(rows, kept, labels)
+    assert filled.flatten().tolist() == [0.0, 0.0, 2.0, 3.0, 0.0]
+
+
+def test_a_snapshot_keeps_only_rows_with_their_true_indices(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dml_core.engine.evaluation import write_snapshot
+
+    embeddings = torch.tensor([[0.0, 0.0], [2.0, 2.0], [5.0, 5.0]])
+    labels = np.array([7, 8, 9])
+    write_snapshot(
+        tmp_path / "s.npz", embeddings, labels, np.array([0, 1, 2, 5]), 3, rows=np.array([0, 2, 5])
+    )
+    with np.load(tmp_path / "s.npz") as data:
+        assert data["indices"].tolist() == [0, 2, 5]
+        assert data["labels"].tolist() == [7, 8, 9]
+        assert data["embeddings"][:, 0].tolist() == [0.0, 2.0, 5.0]

@@ -2,7 +2,8 @@
 
 Test split → retrieval metrics (Recall@k, MAP@R, …) and embedding-space metrics; the ``eval_train``
 split (train classes, test-time transforms) → ρ@k and π metrics, as the paper computes them
-(docs/DESIGN.md §3).
+(docs/DESIGN.md §3), and Recall@k alone (no MAP@R or clustering), so fitting can be read next to
+test Recall@k.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from torch.utils.data import DataLoader
 from dml_core.config import TrainConfig
 from dml_core.data.splits import build_split
 from dml_core.engine.checkpoint import load_checkpoint
+from dml_core.engine.projection import pca_2d
 from dml_core.io import atomic_save_npz
-from dml_core.metrics import embedding_space_metrics, retrieval_metrics
+from dml_core.metrics import embedding_space_metrics, leave_one_out_neighbors, retrieval_metrics
 
 SNAPSHOT_MAX_POINTS = 5000
 SNAPSHOT_AUTO_LIMIT = 20_000
@@ -33,7 +35,17 @@ def resolve_device(device: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"--device {device!r} is not a device; expected auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here; use cpu or auto")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return resolved
 
 
 def autocast_context(device: torch.device, amp: str) -> Any:
@@ -118,14 +130,37 @@ def compute_embeddings(
     return (embeddings, labels, kept) if return_indices else (embeddings, labels)
 
 
+def recall_at_ks(embeddings: torch.Tensor, labels: np.ndarray, ks: list[int]) -> dict[str, float]:
+    """``recall@k`` for each k < N: leave-one-out, over the queries whose class has another item,
+    as ``retrieval_metrics`` computes it but without MAP@R or clustering (cheap on a train split)."""
+    labels = np.asarray(labels)
+    _, class_index, class_sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    evaluated = class_sizes[class_index] > 1
+    usable = sorted(k for k in set(ks) if 1 <= k < len(labels))
+    if not usable or not evaluated.any():
+        return {}
+    neighbors, _ = leave_one_out_neighbors(embeddings, usable[-1])
+    hits = (neighbors >= 0) & (class_index[np.maximum(neighbors, 0)] == class_index[:, None])
+    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, usable[-1] + 1)
+    return {f"recall@{k}": float((first_hit[evaluated] <= k).mean()) for k in usable}
+
+
 def split_metrics(
-    split: str, embeddings: torch.Tensor, labels: np.ndarray, ks: list[int]
+    split: str,
+    embeddings: torch.Tensor,
+    labels: np.ndarray,
+    ks: list[int],
+    *,
+    rho_spectrum: str = "full",
 ) -> dict[str, float]:
-    """``{"<split>/<metric>": value}``: retrieval metrics except on eval_train, space metrics always."""
+    """``{"<split>/<metric>": value}``: all retrieval metrics, except only Recall@k on the train
+    split (``recall_at_ks``); embedding-space metrics always (ρ@k on ``rho_spectrum``)."""
     metrics: dict[str, float] = {}
-    if split != "train":
+    if split == "train":
+        metrics.update(recall_at_ks(embeddings, labels, ks))
+    else:
         metrics.update(retrieval_metrics(embeddings, labels, ks=tuple(ks)))
-    metrics.update(embedding_space_metrics(embeddings, labels))
+    metrics.update(embedding_space_metrics(embeddings, labels, rho_spectrum=rho_spectrum))
     return {f"{split}/{k}": float(v) for k, v in metrics.items()}
 
 
@@ -144,13 +179,24 @@ def write_snapshot(
     labels: np.ndarray,
     indices: np.ndarray,
     epoch: int,
+    *,
+    rows: np.ndarray | None = None,
 ) -> None:
-    """An ``.npz`` of the test embeddings at ``indices`` (``subsample_indices``): arrays
-    ``embeddings`` (n, d) float32, ``labels`` (n,), ``indices`` (n,) into the test split, ``epoch``."""
+    """An ``.npz`` of the test embeddings at ``indices`` (``subsample_indices``). ``rows``: the
+    dataset index of each row of ``embeddings`` when ``compute_embeddings`` dropped unreadable
+    items (default: row i is item i); indices without a row are left out. Arrays
+    ``embeddings`` (n, d) float32, ``labels`` (n,), ``indices`` (n,) into the test split, ``epoch``,
+    and ``pca`` (n, 2), their first two principal components (``projection.pca_2d``)."""
+    rows = np.arange(len(embeddings)) if rows is None else np.asarray(rows)
+    position = np.minimum(np.searchsorted(rows, indices), max(len(rows) - 1, 0))
+    present = rows[position] == indices if len(rows) else np.zeros(len(indices), dtype=bool)
+    indices, position = np.asarray(indices)[present], position[present]
+    selected = embeddings[torch.as_tensor(position, device=embeddings.device)].cpu().numpy()
     atomic_save_npz(
         path,
-        embeddings=embeddings[torch.as_tensor(indices, device=embeddings.device)].cpu().numpy(),
-        labels=labels[indices],
+        embeddings=selected,
+        pca=pca_2d(selected),
+        labels=labels[position],
         indices=indices,
         epoch=np.array(epoch),
     )
@@ -213,7 +259,14 @@ def evaluate_checkpoint(
             path, split, data_root=data_root, device=device, batch_size=batch_size
         )
         name = "train" if split == "eval_train" else split
+        config = embedded.config
         metrics.update(
-            split_metrics(name, embedded.embeddings, embedded.labels, embedded.config.eval_ks)
+            split_metrics(
+                name,
+                embedded.embeddings,
+                embedded.labels,
+                config.eval_ks,
+                rho_spectrum=config.rho_spectrum,
+            )
         )
     return metrics

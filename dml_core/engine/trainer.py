@@ -17,22 +17,28 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from dml_core.config import TrainConfig
 from dml_core.engine.assembly import assemble_run, open_logs
 from dml_core.engine.batches import TrainBatches
 from dml_core.engine.checkpoint import (
+    LAST_FILE,
+    PENDING_LAST,
+    STATE_FILE,
     TrainState,
     read_resume_point,
     run_header,
     save_run_checkpoint,
+    settle_pending,
 )
 from dml_core.engine.distributed import DistContext, gather_global_batch
 from dml_core.engine.evaluation import (
@@ -44,10 +50,12 @@ from dml_core.engine.evaluation import (
     subsample_indices,
     write_snapshot,
 )
-from dml_core.metrics.direction import improves
+from dml_core.engine.stopping import should_stop
+from dml_core.io import FolderLock, clean_temp_files
+from dml_core.metrics.direction import improves, lower_is_better
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FloatingPointError):
     """The loss (or, checked at each epoch end, a weight) became NaN or infinite; the last good
     checkpoint is kept."""
 
@@ -75,6 +83,9 @@ class Trainer:
         if progress is None:
             progress = writes and sys.stderr.isatty()
         self.progress = progress
+        self._lock = FolderLock(self.out_dir) if writes else None
+        if writes:
+            self._check_out_dir(resume)  # early, before any data is built; again under the lock
 
         parts = assemble_run(config, self.context, self.device)
         self.config = parts.config
@@ -104,17 +115,64 @@ class Trainer:
         self.last_loss: torch.Tensor | None = None
         self._stop_requested = False
         self._snapshot_indices = subsample_indices(len(self.test_set))
+        self._check_split_sizes()
 
-        self.events, self.trackers = open_logs(self.config, self.context, self.out_dir)
+        if writes:
+            self._lock.acquire()  # refuses a folder a live process trains into
+            try:
+                self._check_out_dir(resume)
+                if resume:
+                    clean_temp_files(self.out_dir)  # left by a kill -9 mid-write
+                    settle_pending(self.out_dir)
+                else:
+                    self.config.save(self.out_dir / "config.json")
+            except BaseException:
+                self._lock.release()
+                raise
+        try:
+            if resume:
+                self._load_state()
+            # Trackers (a W&B run, a TensorBoard writer) open only once every check has passed.
+            self.events, self.trackers = open_logs(self.config, self.context, self.out_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_out_dir(self, resume: bool) -> None:
+        """A new run never goes into a folder that holds a run (even one without a checkpoint
+        yet); ``resume`` needs the run's ``config.json``."""
+        out = self.out_dir
         if resume:
-            self._load_state()
-        elif writes:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if (self.out_dir / "last.safetensors").exists():
-                raise FileExistsError(
-                    f"{self.out_dir} already holds a run; use --resume {self.out_dir} or another --out"
+            if not (out / "config.json").is_file():
+                raise FileNotFoundError(f"cannot resume {out}: it holds no config.json")
+            return
+        run_files = ("config.json", LAST_FILE, STATE_FILE, PENDING_LAST)
+        if any((out / name).exists() for name in run_files):
+            not_yet = "" if (out / LAST_FILE).exists() else " (it has no checkpoint yet)"
+            raise FileExistsError(
+                f"{out} already holds a run{not_yet}; use --resume {out} to continue it, or "
+                "another --out"
+            )
+
+    def _check_split_sizes(self) -> None:
+        """Recall@k needs more than k items: checked now, not after a first epoch of training."""
+        largest = max(self.config.eval_ks, default=1)
+        for name, split in (("test", self.test_set), ("val", self.val_set)):
+            if split is not None and len(split) <= largest:
+                raise ValueError(
+                    f"the {name} split has {len(split)} items, too few for Recall@{largest} "
+                    f"(--eval-ks needs each k below the split size); lower --eval-ks or give the "
+                    f"{name} split more items"
                 )
-            self.config.save(self.out_dir / "config.json")
+
+    def close(self) -> None:
+        """Close the event log and trackers and release the run folder (``steps`` does this at
+        its end; call it for a Trainer that is built but not run)."""
+        for handle in (getattr(self, "events", None), getattr(self, "trackers", None)):
+            if handle is not None:
+                handle.close()
+        if self._lock is not None:
+            self._lock.release()
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -145,8 +203,9 @@ class Trainer:
             test_items=len(self.test_set),
         )
         bar = self._progress_bar()
+        converged = self._has_converged()  # a resumed run that had converged ends at once
         try:
-            while self.epoch < config.epochs:
+            while self.epoch < config.epochs and not converged:
                 yield from self._train_epoch(bar)
                 if self._stop_requested:
                     break
@@ -156,38 +215,47 @@ class Trainer:
                     self.scheduler.step()
                 if self.epoch % config.eval_every == 0 or self.epoch == config.epochs:
                     yield self._evaluate()
-                if self.epoch % config.checkpoint_every == 0 or self.epoch == config.epochs:
+                    converged = self._has_converged()
+                last_epoch = self.epoch == config.epochs or converged
+                if self.epoch % config.checkpoint_every == 0 or last_epoch:
                     self._save("last")
         except Exception as error:
-            self.events.write("error", epoch=self.epoch, step=self.step, message=str(error))
-            self.events.close()
-            self.trackers.close()
+            with suppress(OSError):  # a full disk may refuse this line too
+                self.events.write("error", epoch=self.epoch, step=self.step, message=str(error))
+            self.close()
             raise
         finally:
             if bar is not None:
                 bar.close()
         if self._stop_requested:
             self._save("last")
+        if self.out_dir is not None and self.context.is_main:
+            # The evaluation travels with best/last (docs/DESIGN.md §6, stored evaluation).
+            from dml_core.engine.stored_evaluation import store_run_evaluations
+
+            store_run_evaluations(self.out_dir, device=self.device)
+        end_reason = "converged" if converged else "finished"
         yield self.events.write(
             "done",
             epoch=self.epoch,
             step=self.step,
-            reason="stopped" if self._stop_requested else "finished",
+            reason="stopped" if self._stop_requested else end_reason,
             best=self.best,
         )
-        self.events.close()
-        self.trackers.close()
+        self.close()
 
     def _train_epoch(self, bar: Any) -> Iterator[dict[str, Any]]:
         config = self.config
         if self.sampler.needs_embeddings:
-            embeddings, _ = compute_embeddings(
+            embeddings, _, kept = compute_embeddings(
                 self.model,
                 self.eval_train_set,
                 device=self.device,
                 batch_size=config.eval_batch_size,
+                return_indices=True,
             )
-            self.sampler.update_embeddings(embeddings)
+            labels = np.asarray(self.eval_train_set.labels)
+            self.sampler.update_embeddings(fill_dropped_rows(embeddings, kept, labels))
         self.sampler.set_epoch(self.epoch)
         self.model.train()
         non_finite = torch.zeros((), dtype=torch.bool, device=self.device)
@@ -198,7 +266,8 @@ class Trainer:
         batches = [
             self.context.local_slice(list(b)) for b in itertools.islice(self.sampler, last - first)
         ]
-        for batch_index, (inputs, labels) in enumerate(self.batches(batches), start=first):
+        loader = self.batches(batches, epoch=self.epoch, first_batch=first)
+        for batch_index, (inputs, labels) in enumerate(loader, start=first):
             loss = self._train_step(inputs, labels)
             non_finite |= ~torch.isfinite(loss)
             loss_sum += loss
@@ -277,7 +346,7 @@ class Trainer:
 
     # --- evaluation, snapshots, checkpoints -----------------------------------------------------
 
-    def _embed(self, dataset: Any) -> tuple[torch.Tensor, np.ndarray]:
+    def _embed(self, dataset: Any, *, return_indices: bool = False) -> tuple:
         return compute_embeddings(
             self.model,
             dataset,
@@ -285,17 +354,21 @@ class Trainer:
             batch_size=self.config.eval_batch_size,
             num_workers=self.config.num_workers,
             amp=self.config.amp,
+            return_indices=return_indices,
         )
 
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current model on test, eval_train (as ``train/…``) and val."""
         ks = self.config.eval_ks
-        test_embeddings, test_labels = self._embed(self.test_set)
-        metrics = split_metrics("test", test_embeddings, test_labels, ks)
-        metrics.update(split_metrics("train", *self._embed(self.eval_train_set), ks))
+        test_embeddings, test_labels, test_rows = self._embed(self.test_set, return_indices=True)
+        spectrum = self.config.rho_spectrum
+        metrics = split_metrics("test", test_embeddings, test_labels, ks, rho_spectrum=spectrum)
+        train_split = self._embed(self.eval_train_set)
+        metrics.update(split_metrics("train", *train_split, ks, rho_spectrum=spectrum))
         if self.val_set is not None:
-            metrics.update(split_metrics("val", *self._embed(self.val_set), ks))
-        self._last_test_embeddings = (test_embeddings, test_labels)
+            val_split = self._embed(self.val_set)
+            metrics.update(split_metrics("val", *val_split, ks, rho_spectrum=spectrum))
+        self._last_test_embeddings = (test_embeddings, test_labels, test_rows)
         return metrics
 
     def _evaluate(self) -> dict[str, Any]:
@@ -321,6 +394,25 @@ class Trainer:
             improved=improved,
         )
 
+    def _has_converged(self) -> bool:
+        """With ``early_stop``: whether ``should_stop`` holds for the selection metric on the
+        evaluation history (restored on resume). The main rank, which alone evaluates, decides and
+        broadcasts its answer to the other ranks."""
+        if not self.config.early_stop:
+            return False
+        metric = self.best["metric"]
+        converged = self.context.is_main and should_stop(
+            self.history,
+            metric,
+            min_epochs=self.config.early_stop_min_epochs,
+            lower_is_better=lower_is_better(metric),
+        )
+        if self.context.enabled:
+            decision = torch.tensor([float(converged)], device=self.device)
+            dist.broadcast(decision, src=0)
+            converged = bool(decision.item())
+        return converged
+
     def _write_snapshot(self) -> str | None:
         """The last test embeddings (a fixed subsample) as ``snapshots/epoch_NNN.npz``."""
         mode = self.config.snapshots
@@ -328,8 +420,10 @@ class Trainer:
         if self.out_dir is None or not enabled:
             return None
         name = f"snapshots/epoch_{self.epoch:03d}.npz"
-        embeddings, labels = self._last_test_embeddings
-        write_snapshot(self.out_dir / name, embeddings, labels, self._snapshot_indices, self.epoch)
+        embeddings, labels, rows = self._last_test_embeddings
+        write_snapshot(
+            self.out_dir / name, embeddings, labels, self._snapshot_indices, self.epoch, rows=rows
+        )
         return name
 
     def checkpoint_header(self, kind: str) -> dict[str, Any]:
@@ -366,6 +460,7 @@ class Trainer:
                 miner_rng=self.miner_generator.get_state(),
                 best_value=self.best["value"],
                 best_epoch=self.best["epoch"],
+                loader_rng=self.batches.generator.get_state(),
             )
         save_run_checkpoint(
             self.out_dir, self.checkpoint_header(kind), self.model, self.loss, state
@@ -376,6 +471,16 @@ class Trainer:
         sampler resumes at the first batch not yet trained on (its ``load_state_dict``)."""
         if self.out_dir is None:
             raise ValueError("resume needs the run directory")
+        if not (self.out_dir / STATE_FILE).exists():
+            # Stopped before its first checkpoint: the run starts again from its seed, which
+            # gives the same run an uninterrupted one would have been.
+            warnings.warn(
+                f"{self.out_dir} has no checkpoint yet (the run ended before its first one); "
+                "it starts again from epoch 0",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
         point = read_resume_point(self.out_dir)
         state = point.state
         self.model.load_state_dict(point.model)
@@ -385,6 +490,8 @@ class Trainer:
             self.scheduler.load_state_dict(state.scheduler)
         torch.set_rng_state(state.torch_rng)
         self.miner_generator.set_state(state.miner_rng.to(self.miner_generator.get_state().device))
+        if state.loader_rng is not None:
+            self.batches.generator.set_state(state.loader_rng)
         self.epoch, self.batch_in_epoch, self.step = state.epoch, state.batch_in_epoch, state.step
         self.sampler.load_state_dict({"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch})
         self.history = point.history
@@ -413,3 +520,20 @@ class Trainer:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def fill_dropped_rows(
+    embeddings: torch.Tensor, kept: np.ndarray, labels: np.ndarray
+) -> torch.Tensor:
+    """One row per item of a split whose unreadable items ``compute_embeddings`` dropped (``kept``:
+    the dataset index of each row): a dropped item gets the row of a kept item of its class (of
+    any kept item when its whole class was dropped), so samplers index rows by dataset index."""
+    if len(kept) == len(labels):
+        return embeddings
+    kept = np.asarray(kept)
+    source = np.full(len(labels), -1)
+    source[kept] = np.arange(len(kept))
+    for index in np.flatnonzero(source < 0):
+        same_class = np.flatnonzero(labels[kept] == labels[index])
+        source[index] = same_class[0] if len(same_class) else 0
+    return embeddings[torch.as_tensor(source, device=embeddings.device)]
