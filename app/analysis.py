@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,14 +57,6 @@ def retrieval_rows(
     return rows
 
 
-def worst_queries(average_precision: np.ndarray, count: int) -> list[int]:
-    """Indices of the ``count`` queries with the lowest AP@R (lone queries, NaN, skipped)."""
-    values = np.asarray(average_precision, dtype=np.float64)
-    valid = np.flatnonzero(np.isfinite(values))
-    order = valid[np.argsort(values[valid], kind="stable")]
-    return [int(i) for i in order[:count]]
-
-
 def random_queries(num_items: int, count: int, seed: int) -> list[int]:
     """``count`` distinct query indices drawn with a fixed seed."""
     rng = np.random.default_rng(seed)
@@ -112,6 +105,20 @@ def density_table(density: dict[str, np.ndarray], class_names: Sequence[str]) ->
     return rows
 
 
+def display_names(names: Iterable[object]) -> list[str]:
+    """Class names safe to show: bytes a folder name held that are not UTF-8 (kept by
+    ``os.fsdecode`` as lone surrogates, which Streamlit cannot send) become "\ufffd"."""
+    shown = []
+    for name in names:
+        text = str(name)
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # the folder name's original bytes
+        except UnicodeEncodeError:  # a lone surrogate outside the escape range (e.g. from JSON)
+            raw = text.encode("utf-8", "surrogatepass")
+        shown.append(raw.decode("utf-8", "replace"))
+    return shown
+
+
 def _name(class_names: Sequence[str], label: int) -> str:
     return class_names[label] if 0 <= label < len(class_names) else str(label)
 
@@ -129,3 +136,256 @@ def study_rows(study: dict, metrics: Sequence[str]) -> list[dict[str, object]]:
             row[metric] = f"{summary['mean']:.3f}{bounds}"
         rows.append(row)
     return rows
+
+
+# --- Inspect: queries, ranking, confusion, colouring ----------------------------------------
+
+HEADLINE_METRICS = (
+    "recall@1",
+    "map@r",
+    "r_precision",
+    "map_c",
+    "recall@2",
+    "recall@4",
+    "recall@8",
+    "nmi",
+    "f1",
+    "rho@2",
+    "pi_ratio",
+)
+"""Metrics shown first, in this order, wherever metrics are tabled (the rest follow by name)."""
+COUNT_METRICS = frozenset(
+    {"num_classes", "num_items", "num_lone_queries", "num_truncated_queries", "neighbors_searched"}
+)
+"""Bookkeeping values of a metric dict, not metrics; tables show them last."""
+QUERY_SEPARATORS = re.compile(r"[\s,;]+")
+DISTANCE_CHUNK = 1024
+
+
+def metric_order(keys: Iterable[str]) -> list[str]:
+    """Headline metrics first (``HEADLINE_METRICS`` order, with or without a ``split/``
+    prefix), then the other metrics by name, then the counts."""
+
+    def rank(key: str) -> tuple[int, int, str]:
+        bare = key.rsplit("/", 1)[-1]
+        if bare in HEADLINE_METRICS:
+            return (0, HEADLINE_METRICS.index(bare), key)
+        return (2 if bare in COUNT_METRICS else 1, 0, key)
+
+    return sorted(dict.fromkeys(keys), key=rank)
+
+
+def parse_query_indices(text: str, num_items: int) -> list[int]:
+    """Item indices typed as whole numbers separated by commas and/or spaces.
+
+    ``"5 7"`` and ``"5, 7"`` are the two queries 5 and 7. Every bad entry is named in one
+    ``ValueError`` line (``'-1' is out of range (0 … 99)``, ``'abc' is not a whole number``);
+    nothing is guessed. Repeats are kept once; the empty string gives no queries.
+    """
+    tokens = [token for token in QUERY_SEPARATORS.split(text.strip()) if token]
+    indices: list[int] = []
+    problems: list[str] = []
+    for token in tokens:
+        if not re.fullmatch(r"[+-]?\d+", token):
+            problems.append(f"{token!r} is not a whole number")
+            continue
+        value = int(token)
+        if not 0 <= value < num_items:
+            problems.append(f"{token!r} is out of range (0 … {num_items - 1})")
+        elif value not in indices:
+            indices.append(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return indices
+
+
+@dataclass(frozen=True)
+class NearestOther:
+    """Per query, in Euclidean distance: the nearest other same-class item (``positive``) and
+    the nearest other-class item (``negative``); NaN / −1 where there is none."""
+
+    positive_distance: np.ndarray
+    negative_distance: np.ndarray
+    negative_index: np.ndarray
+
+    @property
+    def gap(self) -> np.ndarray:
+        """d⁺ − d⁻: how much nearer the closest wrong item is than the closest right one
+        (> 0: Recall@1 misses). NaN for lone queries."""
+        return self.positive_distance - self.negative_distance
+
+
+def nearest_other(embeddings: np.ndarray, labels: np.ndarray) -> NearestOther:
+    """Exact nearest positive and negative of every query (the query itself excluded), in chunks
+    of queries: d²(a, b) = |a|² + |b|² − 2 a·b, never an N × N matrix."""
+    points = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    count = len(labels)
+    squared = (points**2).sum(axis=1)
+    positive = np.full(count, np.nan)
+    negative = np.full(count, np.nan)
+    negative_index = np.full(count, -1, dtype=np.int64)
+    for start in range(0, count, DISTANCE_CHUNK):
+        rows = np.arange(start, min(start + DISTANCE_CHUNK, count))
+        distances = squared[rows, None] + squared[None, :] - 2.0 * points[rows] @ points.T
+        distances = np.sqrt(np.maximum(distances, 0.0))
+        same = labels[rows, None] == labels[None, :]
+        distances[np.arange(len(rows)), rows] = np.inf  # the query itself
+        with_positive = np.where(same, distances, np.inf)
+        with_negative = np.where(same, np.inf, distances)
+        best_positive = with_positive.min(axis=1)
+        nearest_negative = with_negative.argmin(axis=1)
+        best_negative = with_negative[np.arange(len(rows)), nearest_negative]
+        positive[rows] = np.where(np.isfinite(best_positive), best_positive, np.nan)
+        has_negative = np.isfinite(best_negative)
+        negative[rows] = np.where(has_negative, best_negative, np.nan)
+        negative_index[rows] = np.where(has_negative, nearest_negative, -1)
+    return NearestOther(positive, negative, negative_index)
+
+
+def worst_queries(
+    average_precision: np.ndarray, count: int, gap: np.ndarray | None = None
+) -> list[int]:
+    """The ``count`` worst queries: lowest AP@R first; ties broken by the larger gap
+    d⁺ − d⁻ (:meth:`NearestOther.gap`), then by index. Lone queries (NaN) are skipped."""
+    values = np.asarray(average_precision, dtype=np.float64)
+    valid = np.flatnonzero(np.isfinite(values))
+    tie_break = np.zeros(len(values)) if gap is None else np.nan_to_num(-np.asarray(gap), nan=0.0)
+    order = valid[np.lexsort((valid, tie_break[valid], values[valid]))]
+    return [int(i) for i in order[:count]]
+
+
+def hit_at_1(report: RetrievalReport, labels: np.ndarray) -> np.ndarray:
+    """1.0 where a query's nearest other item shares its class, else 0.0; NaN for lone queries
+    (excluded from Recall@1, as in :func:`dml_core.metrics.retrieval_report`)."""
+    labels = np.asarray(labels)
+    nearest = report.neighbor_indices[:, 0]
+    hits = (labels[nearest] == labels).astype(np.float64)
+    hits[np.isnan(report.average_precision_at_r)] = np.nan
+    return hits
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """Class ``retrieved`` among the top-k of queries of class ``query``: how often, the share of
+    those queries' top-k slots, and one example (a query and the neighbour of the other class)."""
+
+    query_class: int
+    retrieved_class: int
+    count: int
+    share: float
+    example_query: int
+    example_neighbor: int
+
+
+def confused_pairs(
+    labels: np.ndarray, neighbor_indices: np.ndarray, k: int, top: int = 10
+) -> list[ConfusedPair]:
+    """The ``top`` (query class → retrieved class) pairs by how often an item of the second
+    class is among the ``k`` nearest neighbours of a query of the first (ties: larger share,
+    then class indices). Share = count / (queries of the class × k)."""
+    labels = np.asarray(labels)
+    neighbors = np.asarray(neighbor_indices)[:, :k]
+    query_rows, columns = np.nonzero(neighbors >= 0)
+    retrieved = neighbors[query_rows, columns]
+    wrong = labels[retrieved] != labels[query_rows]
+    query_rows, retrieved = query_rows[wrong], retrieved[wrong]
+    if query_rows.size == 0:
+        return []
+    pairs = np.stack([labels[query_rows], labels[retrieved]], axis=1)
+    unique, first, counts = np.unique(pairs, axis=0, return_index=True, return_counts=True)
+    class_sizes = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+    shares = np.array([c / (class_sizes[q] * k) for (q, _), c in zip(unique, counts, strict=True)])
+    order = np.lexsort((unique[:, 1], unique[:, 0], -shares, -counts))[:top]
+    return [
+        ConfusedPair(
+            query_class=int(unique[i, 0]),
+            retrieved_class=int(unique[i, 1]),
+            count=int(counts[i]),
+            share=float(shares[i]),
+            example_query=int(query_rows[first[i]]),
+            example_neighbor=int(retrieved[first[i]]),
+        )
+        for i in order
+    ]
+
+
+def best_result_rows(best: Mapping[str, object] | None) -> list[dict[str, object]]:
+    """A checkpoint's ``best`` record (``{"metric", "value", "epoch"}``) as table rows."""
+    if not best:
+        return []
+    names = {"metric": "selected on", "value": "best value", "epoch": "at epoch"}
+    return [{"": names.get(key, key), "value": value} for key, value in best.items()]
+
+
+def history_rows(history: Sequence[Mapping[str, float]]) -> list[dict[str, object]]:
+    """The stored history transposed: one row per metric (headline metrics first), one column
+    per evaluation (``epoch N``), so long metric names sit in rows, not in cut-off headers."""
+    keys = [k for k in metric_order({k for e in history for k in e}) if k not in ("epoch", "step")]
+    rows = []
+    for key in keys:
+        if key.rsplit("/", 1)[-1] in COUNT_METRICS:
+            continue
+        row: dict[str, object] = {"metric": key}
+        for position, entry in enumerate(history):
+            row[f"epoch {entry.get('epoch', position)}"] = entry.get(key)
+        rows.append(row)
+    return rows
+
+
+# --- Compare: per-class Δ and disagreements ----------------------------------------------------
+
+
+def per_class_delta(
+    labels: np.ndarray,
+    values_a: np.ndarray,
+    values_b: np.ndarray,
+    class_names: Sequence[str],
+) -> list[dict[str, object]]:
+    """Per class: the mean of a per-query value (hit@1 or AP@R; NaN queries skipped) under A and
+    under B, and Δ = B − A; sorted by Δ, largest gain first (ties by class index)."""
+    labels = np.asarray(labels)
+    a = np.asarray(values_a, dtype=np.float64)
+    b = np.asarray(values_b, dtype=np.float64)
+    rows = []
+    for label in np.unique(labels):
+        members = (labels == label) & np.isfinite(a) & np.isfinite(b)
+        if not members.any():
+            continue
+        mean_a, mean_b = float(a[members].mean()), float(b[members].mean())
+        rows.append(
+            {
+                "class": _name(class_names, int(label)),
+                "label": int(label),
+                "queries": int(members.sum()),
+                "A": mean_a,
+                "B": mean_b,
+                "Δ (B − A)": mean_b - mean_a,
+            }
+        )
+    return sorted(rows, key=lambda row: (-row["Δ (B − A)"], row["label"]))
+
+
+def disagreements(hits_a: np.ndarray, hits_b: np.ndarray) -> tuple[list[int], list[int]]:
+    """``(A right and B wrong, B right and A wrong)``: query indices by Recall@1 hit, ascending
+    (queries that are lone under either, NaN, are in neither)."""
+    a = np.asarray(hits_a, dtype=np.float64)
+    b = np.asarray(hits_b, dtype=np.float64)
+    only_a = np.flatnonzero((a == 1.0) & (b == 0.0))
+    only_b = np.flatnonzero((b == 1.0) & (a == 0.0))
+    return [int(i) for i in only_a], [int(i) for i in only_b]
+
+
+def per_item_problem(
+    signatures: Sequence[str], labels: Sequence[np.ndarray], names: Sequence[str]
+) -> str | None:
+    """None if every side embeds the same items (same dataset signature, same labels in the
+    same order), else why per-item comparisons are off."""
+    if len(set(signatures)) > 1:
+        described = "; ".join(f"{n}: {s}" for n, s in zip(names, signatures, strict=True))
+        return f"the datasets differ ({described})"
+    first = np.asarray(labels[0])
+    for name, other in zip(names[1:], labels[1:], strict=True):
+        if not np.array_equal(first, np.asarray(other)):
+            return f"{name} has other items than {names[0]} ({len(other)} vs {len(first)})"
+    return None

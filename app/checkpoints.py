@@ -1,5 +1,8 @@
 """Which checkpoints the app may open, the datasets behind them, and their embeddings.
 
+A checkpoint's test split comes from the evaluation it carries (:func:`checkpoint_evaluation`,
+docs/DESIGN.md §6); only one without a readable section is embedded here, once, and cached.
+
 Only ``.safetensors`` files under the allowed roots (:func:`app.settings.allowed_roots`:
 ``<repo>/checkpoints``, the runs folder and ``DML_EXPLORER_CHECKPOINT_DIRS``) are opened.
 Paths are resolved (symlinks followed) before the check, so a link pointing outside is refused.
@@ -15,11 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from app.cache import file_version
+from app.cache import cache_key, file_version, read_arrays, write_arrays
 from app.settings import CHECKPOINT_DIRS_VARIABLE, REPO_ROOT, allowed_roots
 from dml_core.config import TrainConfig
 from dml_core.data.splits import build_split
 from dml_core.engine.checkpoint import CheckpointError, read_metadata
+from dml_core.engine.stored_evaluation import (
+    StoredEvaluation,
+    StoredEvaluationError,
+    open_evaluation,
+    read_evaluation,
+)
 
 CHECKPOINT_SUFFIX = ".safetensors"
 DATASET_ERRORS = (FileNotFoundError, ValueError, OSError, TypeError, KeyError)
@@ -77,43 +86,53 @@ def _label(path: Path, roots: list[Path]) -> str:
     return str(path)
 
 
-_readable: dict[Path, tuple[int, int, bool]] = {}
-"""Per checkpoint path: the (mtime, size) whose header was last read, and whether it was readable."""
+_header_problems: dict[Path, tuple[int, int, str | None]] = {}
+"""Per checkpoint path: the (mtime, size) whose header was last read, and why it was unreadable
+(None when it was readable)."""
 
 
-def _is_readable_checkpoint(path: Path) -> bool:
-    """Whether the header parses as a DML Explorer checkpoint; read once per file version."""
+def _header_problem(path: Path) -> str | None:
+    """Why the header does not parse as a DML Explorer checkpoint (None when it does): the
+    :class:`CheckpointError` message without the leading path. Read once per file version."""
     _, mtime_ns, size = file_version(path)
-    known = _readable.get(path)
+    known = _header_problems.get(path)
     if known is not None and known[:2] == (mtime_ns, size):
         return known[2]
     try:
         read_metadata(path)
-        readable = True
-    except Exception:  # any unreadable header (issue: crafted files) leaves the file out
-        readable = False
-    _readable[path] = (mtime_ns, size, readable)
-    return readable
+        problem = None
+    except CheckpointError as error:
+        problem = str(error).removeprefix(f"{path} ")
+    except Exception as error:  # any other unreadable header (crafted files) is listed, not raised
+        problem = f"{type(error).__name__}: {error}"
+    _header_problems[path] = (mtime_ns, size, problem)
+    return problem
 
 
-def discover_checkpoints() -> list[CheckpointEntry]:
+def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[CheckpointEntry]:
     """Every readable DML Explorer checkpoint under the allowed roots, sorted by label.
 
-    A header is read again only when its file's mtime or size changed.
+    A header is read again only when its file's mtime or size changed. Each ``.safetensors`` file
+    whose header is unreadable adds ``"<label>: <why>"`` to ``unreadable`` when a list is given.
     """
     roots = allowed_roots()
     found: dict[Path, CheckpointEntry] = {}
+    problems: dict[Path, str] = {}
     for root in roots:
         if not root.is_dir():
             continue
         for candidate in root.rglob(f"*{CHECKPOINT_SUFFIX}"):
             try:
                 path = resolve_checkpoint(candidate)
-                if not _is_readable_checkpoint(path):
-                    continue
+                problem = _header_problem(path)
             except (CheckpointError, OSError):
                 continue
-            found.setdefault(path, CheckpointEntry(path, _label(path, roots)))
+            if problem is None:
+                found.setdefault(path, CheckpointEntry(path, _label(path, roots)))
+            else:
+                problems.setdefault(path, f"{_label(path, roots)}: {problem}")
+    if unreadable is not None:
+        unreadable.extend(sorted(problems.values()))
     return sorted(found.values(), key=lambda entry: entry.label)
 
 
@@ -166,3 +185,60 @@ def embed_split(path: Path, split: str) -> Embedded:
 def stored_history(metadata: dict[str, Any]) -> list[dict[str, float]]:
     """The per-evaluation metric history the checkpoint carries (may be empty)."""
     return list(metadata.get("history") or [])
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    """What the app shows of a checkpoint's test split, and where it came from."""
+
+    evaluation: StoredEvaluation
+    source: str
+    """``stored`` (the checkpoint's own section), ``cache`` or ``computed`` (from the dataset)."""
+    note: str | None
+    """Why it was not read from the checkpoint (None when it was)."""
+
+
+def _cached_evaluation(key: str) -> StoredEvaluation | None:
+    arrays = read_arrays(key)
+    names = {"embeddings", "labels", "item_ids", "pca", "class_names", "metrics"}
+    if arrays is None or not names <= arrays.keys():
+        return None
+    return StoredEvaluation(
+        split="test",
+        embeddings=arrays["embeddings"],
+        labels=arrays["labels"].astype(np.int64),
+        item_ids=arrays["item_ids"].astype(np.int64),
+        class_names=[str(name) for name in arrays["class_names"]],
+        metrics=json.loads(str(arrays["metrics"])),
+        pca=arrays["pca"],
+    )
+
+
+def checkpoint_evaluation(path: str | Path) -> CheckpointView:
+    """The checkpoint's test-split evaluation: its stored section (docs/DESIGN.md §6) when it has a
+    readable one; else the app's disk cache; else computed once from the dataset (embeddings,
+    metrics, PCA; UMAP follows in the background) and cached. Raises one of
+    :data:`DATASET_ERRORS` when it must be computed and the dataset is not on this machine."""
+    path = resolve_checkpoint(path)
+    try:
+        stored = read_evaluation(path)
+        note = "it carries no stored evaluation (trained elsewhere or before it existed)"
+    except StoredEvaluationError as error:
+        stored, note = None, str(error)
+    if stored is not None:
+        return CheckpointView(stored, "stored", None)
+    key = cache_key(path, "test", "evaluation")
+    cached = _cached_evaluation(key)
+    if cached is not None:
+        return CheckpointView(cached, "cache", note)
+    computed, _ = open_evaluation(path, device="cpu")
+    write_arrays(
+        key,
+        embeddings=computed.embeddings,
+        labels=computed.labels,
+        item_ids=computed.item_ids,
+        pca=computed.pca,
+        class_names=np.array(computed.class_names, dtype=str),
+        metrics=np.array(json.dumps(computed.metrics)),
+    )
+    return CheckpointView(computed, "computed", note)

@@ -1,10 +1,9 @@
-"""Streamlit pieces the pages share: cached loaders and the spectrum, projection, density and
-retrieval panels. Figures and numbers come from the pure modules (figures, analysis, projection).
+"""Streamlit pieces the pages share: cached loaders and the spectrum, projection and density
+panels. Figures and numbers come from the pure modules (figures, analysis, projection).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import analysis, figures
-from app.checkpoints import Embedded, embed_split, resolve_checkpoint, split_dataset
+from app.checkpoints import resolve_checkpoint
 from app.projection import pca_2d, umap_projection
 from app.settings import umap_enabled
 from dml_core.engine.checkpoint import read_metadata
@@ -30,11 +29,6 @@ def checkpoint_metadata(path: str, mtime_ns: int) -> dict[str, Any]:
     return read_metadata(path)
 
 
-@st.cache_data(show_spinner="Embedding the split…", max_entries=16)
-def checkpoint_embedding(path: str, mtime_ns: int, split: str) -> Embedded:
-    return embed_split(Path(path), split)
-
-
 @st.cache_data(show_spinner="Scoring retrieval…", max_entries=16)
 def split_analysis(
     embeddings: np.ndarray, labels: np.ndarray, ks: tuple[int, ...], keep: int
@@ -42,18 +36,9 @@ def split_analysis(
     return analysis.analyse_split(embeddings, labels, ks, keep)
 
 
-def dataset_for(config_json: str, split: str) -> Any:
-    """The dataset a config (as JSON) names, for thumbnails: :func:`app.checkpoints.split_dataset`."""
-    return split_dataset(json.loads(config_json), split)
-
-
 def file_version(path: Path) -> tuple[str, int]:
     resolved = resolve_checkpoint(path)
     return str(resolved), resolved.stat().st_mtime_ns
-
-
-def image_uri_getter(dataset: Any) -> Callable[[int], str]:
-    return lambda index: analysis.png_data_uri(dataset.thumbnail(int(index), 64))
 
 
 def spectrum_panel(spectra: dict[str, np.ndarray], key: str) -> None:
@@ -129,6 +114,16 @@ def _pending_umap(
     st.plotly_chart(figure, key=f"{key}-pending")
 
 
+def unreadable_files(unreadable: Sequence[str]) -> None:
+    """The files under the allowed folders that could not be read, one line each, folded away so
+    the page goes on (``unreadable`` from :func:`app.sources.discover_sources`)."""
+    if unreadable:
+        count = len(unreadable)
+        with st.expander(f"{count} unreadable file{'s' if count > 1 else ''} left out"):
+            for line in unreadable:
+                st.text(f"unreadable: {line}")
+
+
 def density_panel(
     embeddings: np.ndarray, labels: np.ndarray, class_names: Sequence[str], key: str
 ) -> None:
@@ -136,51 +131,3 @@ def density_panel(
     left, right = st.columns([3, 2])
     left.plotly_chart(figures.density_figure(rows), key=f"{key}-density")
     right.dataframe(pd.DataFrame(rows), hide_index=True, height=360)
-
-
-def retrieval_panel(
-    report: analysis.RetrievalReport,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    image_uri: Callable[[int], str],
-    *,
-    key: str,
-) -> None:
-    """Retrieval grid (picked or random queries) and the worst queries by AP@R."""
-    columns = st.columns(3)
-    k = columns[0].slider("neighbours", 1, report.neighbor_indices.shape[1], 5, key=f"{key}-k")
-    chosen = columns[1].text_input("query indices (comma-separated)", key=f"{key}-queries")
-    seed = columns[2].number_input("random seed", 0, 10_000, 0, key=f"{key}-seed")
-    queries = _parse_indices(chosen, len(labels)) or analysis.random_queries(
-        len(labels), 4, int(seed)
-    )
-    rows = analysis.retrieval_rows(report, labels, queries, k)
-    st.html(figures.retrieval_grid_html(rows, image_uri, lambda c: class_names[c]))
-    st.markdown("**Worst queries by AP@R**")
-    worst = analysis.worst_queries(report.average_precision_at_r, 4)
-    ap = report.average_precision_at_r
-    worst_rows = analysis.retrieval_rows(report, labels, worst, k)
-    st.html(
-        figures.retrieval_grid_html(
-            worst_rows,
-            image_uri,
-            lambda c: class_names[c],
-            caption=lambda row: f"#{row.query} AP@R {ap[row.query]:.2f}",
-        )
-    )
-
-
-def _parse_indices(text: str, num_items: int) -> list[int]:
-    indices = []
-    for part in text.replace(" ", "").split(","):
-        if part.isdigit() and int(part) < num_items:
-            indices.append(int(part))
-    return indices
-
-
-def best_projection(projection_key: str, embeddings: np.ndarray) -> tuple[np.ndarray, str]:
-    """UMAP if ready (queued otherwise), else PCA: ``(coordinates, method name)``."""
-    coordinates = umap_projection(projection_key, embeddings)
-    if coordinates is not None:
-        return coordinates, "UMAP"
-    return pca_2d(embeddings), "PCA (UMAP computing)" if umap_enabled() else "PCA"

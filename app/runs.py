@@ -68,11 +68,16 @@ def launch_run(
             f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 81 characters)"
         )
     run_dir = (root or runs_dir()) / name
+    refusal = f"{run_dir} already holds a run; pick another name"
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir} already holds a run; pick another name")
+        raise FileExistsError(refusal)
     run_dir.mkdir(parents=True, exist_ok=True)
     command = train_command(options, run_dir, preset)
-    with open(run_dir / LOG_FILE, "ab") as log:
+    try:  # creating output.log claims the folder atomically: of two launches, one wins
+        log = open(run_dir / LOG_FILE, "xb")  # noqa: SIM115 (closed below)
+    except FileExistsError:
+        raise FileExistsError(refusal) from None
+    with log:
         process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
@@ -128,6 +133,8 @@ class RunState:
     events: list[dict[str, Any]] = field(default_factory=list)
     unreadable: str | None = None
     """Why ``events.jsonl`` could not be read past ``offset`` (None while it reads fine)."""
+    skipped: list[str] = field(default_factory=list)
+    """``"<file>:<line>: <why>"`` for each line of ``events.jsonl`` that is not an event."""
 
     @property
     def name(self) -> str:
@@ -181,21 +188,29 @@ class RunState:
         start = next((e for e in self.events if e["kind"] == "start"), None)
         return start.get("config") if start else None
 
+    def skipped_note(self) -> str | None:
+        """``"N lines skipped (first: <file>:<line>: <why>)"``, or None when none was."""
+        if not self.skipped:
+            return None
+        count = len(self.skipped)
+        return f"{count} line{'s' if count > 1 else ''} skipped (first: {self.skipped[0]})"
+
 
 def refresh(state: RunState) -> RunState:
     """Read the events appended since the last call (tailing ``events.jsonl``).
 
-    Lines that are not events (valid JSON without a ``kind``) are skipped.
+    Lines that are not events (torn JSON, not an object, no known ``kind``) are skipped and
+    listed in ``state.skipped``.
     """
     try:
-        new_events, state.offset = read_events(state.run_dir / EVENTS_FILE, state.offset)
+        new_events, state.offset = read_events(
+            state.run_dir / EVENTS_FILE, state.offset, skipped=state.skipped
+        )
     except (OSError, ValueError) as error:
         state.unreadable = f"{state.run_dir / EVENTS_FILE}: {error}"
         return state
     state.unreadable = None
-    state.events.extend(
-        e for e in new_events if isinstance(e, dict) and isinstance(e.get("kind"), str)
-    )
+    state.events.extend(new_events)
     return state
 
 

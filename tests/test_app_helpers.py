@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -273,22 +272,17 @@ def test_curves_figure_overlays_runs_in_every_panel() -> None:
     assert sum(trace.showlegend for trace in figure.data) == 2
 
 
-def test_toy_embedding_figure_two_and_three_dimensions() -> None:
-    angles = np.linspace(0, 2 * np.pi, 6, endpoint=False)
-    circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    flat = figures.toy_embedding_figure(circle, np.arange(6), circle, np.arange(6))
-    assert [t.type for t in flat.data] == ["scatter", "scatter", "scatter"]
-    sphere = np.concatenate([circle, np.zeros((6, 1))], axis=1)
-    assert figures.toy_embedding_figure(sphere, np.arange(6)).data[0].type == "scatter3d"
-
-
-def test_study_figure_error_bars_follow_the_interval() -> None:
-    summaries = {"base": {"mean": 0.5, "ci95": [0.4, 0.65]}, "rho": {"mean": 0.7, "ci95": None}}
-    figure = figures.study_figure(summaries, "m")
-    bar = json.loads(figure.to_json())["data"][0]
-    assert bar["x"] == ["base", "rho"] and bar["y"] == [0.5, 0.7]
-    assert np.allclose(bar["error_y"]["array"], [0.15, 0.0])
-    assert np.allclose(bar["error_y"]["arrayminus"], [0.1, 0.0])
+def test_wrap_title_breaks_long_labels_at_separators() -> None:
+    assert figures.wrap_title("runs/glyphs-margin-rho/last.safetensors", 16) == (
+        "runs/glyphs-<br>margin-rho/last.<br>safetensors"
+    )
+    assert figures.wrap_title("short.safetensors", 32) == "short.safetensors"
+    assert figures.wrap_title("a" * 20, 8) == "aaaaaaaa<br>aaaaaaaa<br>aaaa"
+    assert figures.wrap_title("<b>", 8) == "&lt;b&gt;"
+    lines = figures.wrap_title("x/" * 30, 10).split("<br>")
+    assert all(len(line) <= 10 for line in lines) and "".join(lines) == "x/" * 30
+    figure = figures.projection_figure(np.zeros((2, 2)), np.arange(2), title="a<br>b<br>c")
+    assert figure.layout.margin.t == 80  # room for the extra title lines
 
 
 def test_study_rows_format_mean_and_interval() -> None:

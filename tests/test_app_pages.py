@@ -126,6 +126,11 @@ def test_compare_shows_deltas_against_the_first(app_env: dict[str, Path]) -> Non
     spectra = [chart for chart in app.get("plotly_chart") if "compare-spectrum" in chart.proto.id]
     names = [trace["name"] for trace in json.loads(spectra[0].proto.spec)["data"]]
     assert names == chosen
+    headings = [heading.value for heading in app.subheader]
+    assert headings.index("Metrics (Δ against the first)") < headings.index("Projections (test)")
+    projections = [c for c in app.get("plotly_chart") if "compare-projection" in c.proto.id]
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in projections]
+    assert titles == [f"{label}<br><sub>PCA, rotated onto #1</sub>" for label in chosen]
 
 
 def test_train_page_overlays_finished_runs(app_env: dict[str, Path]) -> None:
@@ -179,8 +184,12 @@ def test_train_page_lists_new_failed_and_snapshotless_runs(
     root = tmp_path / "runs"
     monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(root))
     shutil.copytree(app_env["runs"] / "norho", root / "norho")
+    with open(root / "norho" / "events.jsonl", "a") as events:
+        events.write("42\n")  # a line that is not an event
     app = open_page("train")
     assert app.multiselect(key="train-overlay").value == ["norho"]
+    skipped = [w.value for w in app.warning if "skipped" in w.value]
+    assert skipped and skipped[0].startswith("1 line skipped (first: ") and ".jsonl:" in skipped[0]
 
     Trainer(TrainConfig.from_dict({**preset("toy"), "epochs": 50}), root / "toy").run()
     broken = root / "broken"

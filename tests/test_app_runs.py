@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -127,6 +128,24 @@ def test_lines_that_are_not_events_are_skipped(tmp_path: Path) -> None:
     assert state.status == "finished"
 
 
+def test_corrupted_lines_are_skipped_and_reported_with_file_and_line(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"t": 0, "kind": "start"}\n{"t": 1, "kind": "st\n42\n{"no": "kind"}\n')
+    state = runs.refresh(runs.RunState(tmp_path))
+    assert [e["kind"] for e in state.events] == ["start"]
+    assert [line.split(": ", 1)[0] for line in state.skipped] == [
+        f"{events}:2",
+        f"{events}:3",
+        f"{events}:4",
+    ]
+    assert "not a JSON line" in state.skipped[0] and "kind None" in state.skipped[2]
+    assert state.skipped_note() == f"3 lines skipped (first: {state.skipped[0]})"
+    with open(events, "a") as handle:  # tailing on: a good line adds nothing to the list
+        handle.write('{"t": 2, "kind": "done"}\n')
+    assert runs.refresh(state).status == "finished" and len(state.skipped) == 3
+    assert runs.RunState(tmp_path / "clean").skipped_note() is None
+
+
 def test_launch_error_is_the_first_error_line(tmp_path: Path) -> None:
     log = tmp_path / runs.LOG_FILE
     assert runs.launch_error(tmp_path) == "the process exited without output"
@@ -144,6 +163,32 @@ def test_a_used_run_folder_is_refused_even_without_events(tmp_path: Path) -> Non
     (tmp_path / "failed" / runs.LOG_FILE).write_text("error: boom\n")
     with pytest.raises(FileExistsError, match="already holds a run"):
         runs.launch_run("failed", {}, root=tmp_path)
+
+
+def test_two_launches_of_one_name_start_one_run(tmp_path: Path) -> None:
+    """Enter + Start launched twice into one folder: the folder is claimed atomically."""
+    options = {"no_such_option": 1}  # the CLI refuses it at once: a real, short-lived process
+    barrier = threading.Barrier(4)
+    results: list[Path | str] = []
+
+    def launch() -> None:
+        barrier.wait()
+        try:
+            results.append(runs.launch_run("twice", options, root=tmp_path))
+        except FileExistsError as error:
+            results.append(str(error))
+
+    threads = [threading.Thread(target=launch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    started = [r for r in results if isinstance(r, Path)]
+    assert started == [tmp_path / "twice"]
+    assert all("already holds a run" in r for r in results if isinstance(r, str))
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        runs.launch_run("twice", options, root=tmp_path)
+    runs._children[runs.read_pid(tmp_path / "twice")].wait(timeout=120)
 
 
 @pytest.mark.slow

@@ -1,27 +1,33 @@
-"""Inspect one checkpoint: config, stored metrics, and (with the dataset) every metric, the
-spectrum, a projection with image selection, per-class density, a retrieval grid, worst queries."""
+"""Inspect one checkpoint from what it carries (docs/DESIGN.md §6): metrics, projection, spectrum,
+density and retrieval lists come from its stored evaluation, so no dataset is needed; the dataset
+adds image thumbnails only. A checkpoint without the section is evaluated once and cached. A
+checkpoint inside a run folder with snapshots also plays its embedding over epochs."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, panels
+from app import analysis, figures, inspect_panels, panels, projection_panels, sources
 from app.checkpoints import (
     CHECKPOINT_DIRS_VARIABLE,
+    DATASET_ERRORS,
     allowed_roots,
-    dataset_problem,
-    discover_checkpoints,
     stored_history,
 )
-from app.projection import projection_key
+from app.player import snapshot_paths
+from app.projection import is_cached, projection_key, umap_projection
+from app.settings import CURVE_KEYS, umap_enabled
 from dml_core.engine.checkpoint import CheckpointError
 from dml_core.metrics import singular_value_spectrum
 
 st.title("Inspect a checkpoint")
-entries = discover_checkpoints()
+unreadable: list[str] = []
+entries = sources.discover_sources(unreadable=unreadable)  # checkpoints, then embedding files
+panels.unreadable_files(unreadable)
 labels = [entry.label for entry in entries]
 picked = st.selectbox("checkpoint", labels, index=0 if labels else None, key="inspect-checkpoint")
 typed = st.text_input(
@@ -38,6 +44,13 @@ if target is None:
     )
     st.stop()
 
+if sources.is_embedding_file(target):
+    try:
+        inspect_panels.inspect_embedding_file(sources.resolve_source(target))
+    except (CheckpointError, FileNotFoundError) as error:
+        st.error(str(error))
+    st.stop()
+
 try:
     path, mtime = panels.file_version(target)
     metadata = panels.checkpoint_metadata(path, mtime)
@@ -48,69 +61,105 @@ except (CheckpointError, FileNotFoundError) as error:
 config = metadata["config"]
 st.caption(
     f"{path} · {config['dataset']} · {config['arch']} · loss {config['loss']} · miner {config['miner']}"
-    f" · ρ {config['rho']} · epoch {metadata.get('epoch')} · best {metadata.get('best')}"
+    f" · ρ {config['rho']} · epoch {metadata.get('epoch')}"
 )
-with st.expander("configuration"):
-    st.json(config)
 history = stored_history(metadata)
-if history:
-    keys = [
-        k
-        for k in ("test/recall@1", "test/map@r", "train/rho@2", "train/pi_ratio")
-        if k in history[-1]
-    ]
-    st.plotly_chart(figures.history_figure(history, keys), key="inspect-history")
-    with st.expander("stored metrics per evaluation"):
-        st.dataframe(pd.DataFrame(history), hide_index=True)
-
-problem = dataset_problem(metadata)
-if problem is not None:
+try:
+    view = projection_panels.checkpoint_view(path, mtime)
+except DATASET_ERRORS as error:
     st.warning(
-        f"Dataset {config['dataset']!r} is not available on this machine, so embeddings cannot be "
-        f"computed; showing the stored metadata and metrics only.\n\n{problem}",
+        f"This checkpoint carries no stored evaluation and its dataset {config['dataset']!r} is not "
+        f"available on this machine, so only its metadata and metric history are shown. Run "
+        f"`python -m dml_core project {path}` where the data is to store the evaluation in it."
+        f"\n\n{error}",
         icon="⚠️",
     )
+    if history:
+        st.dataframe(pd.DataFrame(history), hide_index=True, key="inspect-history-table")
+        keys = [k for k in CURVE_KEYS if k in history[-1]]
+        st.plotly_chart(figures.history_figure(history, keys), key="inspect-history")
     st.stop()
+evaluation = view.evaluation
+if view.note is not None:
+    st.info(f"Evaluated here once and cached: {view.note}.", icon="ℹ️")
+points = evaluation.embeddings.astype(np.float32)
+item_labels, class_names = evaluation.labels, analysis.display_names(evaluation.class_names)
 
-use_train = st.toggle("also embed the train classes (eval_train) for ρ and π", value=False)
-embedded = {"test": panels.checkpoint_embedding(path, mtime, "test")}
-if use_train:
-    embedded["train"] = panels.checkpoint_embedding(path, mtime, "eval_train")
-
-ks = tuple(config.get("eval_ks") or (1, 2, 4, 8))
-metric_columns = {}
-reports = {}
-for name, split in embedded.items():
-    keep = min(analysis.RETRIEVAL_COLUMNS, len(split.labels) - 1)
-    valid_ks = tuple(k for k in ks if k < len(split.labels))
-    metric_columns[name], reports[name] = panels.split_analysis(
-        split.embeddings, split.labels, valid_ks, keep
-    )
-st.subheader("Metrics")
-st.dataframe(pd.DataFrame(metric_columns), key="inspect-metrics")
-
-test = embedded["test"]
-dataset = panels.dataset_for(json.dumps(config), "test")
-class_names = list(dataset.class_names)
-image_uri = panels.image_uri_getter(dataset)
-
-st.subheader("Singular-value spectrum")
-panels.spectrum_panel(
-    {name: singular_value_spectrum(split.embeddings) for name, split in embedded.items()},
-    key="inspect-spectrum",
-)
 st.subheader("Projection of the test split")
-panels.projection_panel(
-    projection_key(path, "test", "umap"),
-    test.embeddings,
-    test.labels,
+method = st.radio(
+    "projection",
+    ["UMAP", "PCA"],
+    horizontal=True,
+    key="inspect-method",
+    label_visibility="collapsed",
+)
+coordinates, shown = evaluation.pca, "PCA"
+if method == "UMAP" and evaluation.umap is not None:
+    coordinates, shown = evaluation.umap, "UMAP"
+elif method == "UMAP" and umap_enabled():
+    umap_key = projection_key(path, "test", "umap-interactive")
+    computed = umap_projection(umap_key, points)
+    if computed is not None:
+        coordinates, shown = computed, "UMAP"
+    else:
+        shown = "PCA (UMAP computing)"
+        projection_panels.rerun_when_ready(
+            lambda: is_cached(umap_key), "UMAP is computing in the background; PCA until then."
+        )
+selected = inspect_panels.projection_explorer(
+    coordinates,
+    points,
+    item_labels,
     class_names,
-    image_uri,
+    title=f"{shown} · {len(item_labels)} test items",
     key="inspect-projection",
 )
+previews = st.container()
+
+st.subheader("Metrics")
+test_metrics = {k.removeprefix("test/"): v for k, v in evaluation.metrics.items()}
+st.dataframe(pd.DataFrame({"test": test_metrics}), key="inspect-metrics")
+st.caption(
+    "Stored in the checkpoint when it was evaluated."
+    if view.source == "stored"
+    else "Computed here from the dataset (the checkpoint stores none)."
+)
+inspect_panels.history_panel(metadata, key="inspect")
+with st.expander("configuration"):
+    st.json(config)
+
+run_dir = Path(path).parent
+if snapshot_paths(run_dir):
+    st.subheader("The embedding over epochs (this run's snapshots)")
+    projection_panels.snapshot_player(run_dir, class_names, key="inspect-player")
+
+st.subheader("Singular-value spectrum")
+panels.spectrum_panel({"test": singular_value_spectrum(points)}, key="inspect-spectrum")
 st.subheader("Per-class density (test)")
-panels.density_panel(test.embeddings, test.labels, class_names, key="inspect")
+panels.density_panel(points, item_labels, class_names, key="inspect")
+
+# The dataset is needed for thumbnails only; it is opened after everything else is drawn.
+row_image, dataset_note = projection_panels.row_images(metadata, evaluation)
+with previews:
+    inspect_panels.selection_details(
+        selected, points, item_labels, class_names, row_image, key="inspect-projection"
+    )
+    if dataset_note:
+        st.caption(dataset_note)
 st.subheader("Retrieval (test, leave-one-out)")
-panels.retrieval_panel(
-    reports["test"], test.labels, class_names, image_uri, key="inspect-retrieval"
+ks = tuple(k for k in (config.get("eval_ks") or (1, 2, 4, 8)) if k < len(item_labels))
+keep = min(analysis.RETRIEVAL_COLUMNS, len(item_labels) - 1)
+_, report = panels.split_analysis(points, item_labels, ks, keep)
+inspect_panels.retrieval_explorer(
+    report, points, item_labels, class_names, row_image, key="inspect-retrieval"
+)
+st.subheader("Confused classes")
+inspect_panels.confusion_panel(report, item_labels, class_names, row_image, key="inspect-confusion")
+st.subheader("Export")
+opened = sources.opened_from_evaluation(evaluation, config)
+inspect_panels.export_panel(
+    sources.Source(Path(path), str(path), "checkpoint"),
+    opened,
+    sources.checkpoint_thumbnail(config, opened),
+    key="inspect-export",
 )

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import analysis, figures, panels, runs
+from app import analysis, figures, projection_panels, runs
 from app.checkpoints import DATASET_ERRORS, split_dataset
-from app.projection import pca_2d, projection_key
 from app.settings import LIVE_REFRESH_SECONDS
 from dml_core.data import DATASETS
 from dml_core.engine.evaluation import SNAPSHOT_AUTO_LIMIT
@@ -157,7 +156,6 @@ def _snapshot_view(path: str, mtime_ns: int) -> dict[str, Any]:
         "labels": labels,
         "indices": indices,
         "spectrum": singular_value_spectrum(embeddings),
-        "pca": pca_2d(embeddings),
         "density": per_class_density(embeddings, labels),
     }
 
@@ -179,7 +177,7 @@ def _retrieval_html(path: str, mtime_ns: int, config_json: str) -> str | None:
         return figures.retrieval_grid_html(
             rows,
             lambda row: analysis.png_data_uri(dataset.thumbnail(int(indices[row]), 64)),
-            lambda c: dataset.class_names[c],
+            lambda c: analysis.display_names([dataset.class_names[c]])[0],
         )
     except (*DATASET_ERRORS, NotImplementedError, IndexError):
         return None
@@ -216,7 +214,7 @@ def _snapshot_panels(state: runs.RunState) -> None:
     config = state.config() or {}
     class_names = [str(c) for c in range(int(labels.max()) + 1)]
     try:
-        class_names = list(split_dataset(config, "test").class_names)
+        class_names = analysis.display_names(split_dataset(config, "test").class_names)
     except DATASET_ERRORS:
         st.caption("The run's dataset cannot be opened here: no class names or thumbnails.")
     st.markdown(f"**{state.name}** · latest snapshot `{snapshot.name}` ({len(labels)} test items)")
@@ -226,20 +224,14 @@ def _snapshot_panels(state: runs.RunState) -> None:
         key="train-snapshot-spectrum",
     )
     with right:
-        if state.running:  # UMAP would take the CPU from training: PCA while the run goes
-            st.plotly_chart(
-                figures.projection_figure(view["pca"], labels, class_names, title="PCA (live)"),
-                key="train-snapshot-projection",
-            )
-        else:
-            panels.projection_panel(
-                projection_key(snapshot, "snapshot", "umap"),
-                view["embeddings"],
-                labels,
-                class_names,
-                None,
-                key="train-snapshot-projection",
-            )
+        # Every snapshot, aligned, with a slider and a play button. UMAP would take the CPU from
+        # training: aligned PCA frames while the run goes, the aligned UMAP chain once it ended.
+        projection_panels.snapshot_player(
+            snapshot.parent.parent,
+            class_names,
+            key="train-snapshot-player",
+            allow_umap=not state.running,
+        )
     rows = analysis.density_table(view["density"], class_names)
     st.plotly_chart(figures.density_figure(rows), key="train-snapshot-density")
     grid = _retrieval_html(str(snapshot), mtime_ns, json.dumps(config, sort_keys=True))
@@ -287,6 +279,8 @@ def _live_runs(refreshing: bool) -> None:
         status_column.markdown(_status_line(state))
         if state.unreadable:
             status_column.warning(state.unreadable)
+        if state.skipped:
+            status_column.warning(state.skipped_note())
         if state.running and stop_column.button("Stop", key=f"stop-{name}"):
             runs.stop_run(root / name)
             st.toast(f"stopping {name} (its checkpoint is kept)")

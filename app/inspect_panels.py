@@ -1,0 +1,471 @@
+"""Streamlit pieces of the Inspect page: the clickable projection, the retrieval explorer with a
+strict query box and ranked worst queries, the confusion view, the stored history, the export
+button, and the whole page for an embedding file. Numbers come from :mod:`app.analysis`,
+figures from :mod:`app.figures`, files from :mod:`app.sources`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import analysis, figures, panels, sources
+from app.projection import projection_key, umap_projection
+from app.settings import CURVE_METRICS, umap_enabled
+from dml_core.engine.projection import pca_2d
+from dml_core.interop import FORMATS
+from dml_core.metrics import singular_value_spectrum
+
+NEIGHBORS_SHOWN = 8
+SELECTION_PREVIEW = 24
+WORST_SHOWN = 4
+CONFUSION_K = 5
+CONFUSED_PAIRS = 8
+UMAP_POLL_SECONDS = 1.0
+THUMBNAIL_PIXELS = 64
+
+
+@st.cache_data(show_spinner="Opening…", max_entries=16)
+def opened_split(path: str, mtime_ns: int, kind: str, split: str) -> sources.Opened:
+    """:func:`app.sources.open_split`, cached per file version."""
+    source = sources.Source(Path(path), path, kind)
+    return sources.open_split(source, split)
+
+
+@st.cache_data(show_spinner="Finding nearest positives and negatives…", max_entries=16)
+def nearest_other(embeddings: np.ndarray, labels: np.ndarray) -> analysis.NearestOther:
+    return analysis.nearest_other(embeddings, labels)
+
+
+def image_uri_getter(thumbnail: sources.Thumbnail | None) -> Callable[[int], str] | None:
+    """``index → data URI`` of the item's thumbnail (a grey square where it has none)."""
+    if thumbnail is None:
+        return None
+    from PIL import Image
+
+    blank = analysis.png_data_uri(Image.new("RGB", (8, 8), (200, 200, 200)))
+
+    def uri(index: int) -> str:
+        picture = thumbnail(int(index), THUMBNAIL_PIXELS)
+        return blank if picture is None else analysis.png_data_uri(picture)
+
+    return uri
+
+
+def _class_namer(labels: np.ndarray, class_names: Sequence[str]) -> Callable[[int], str]:
+    """``item index → class name``."""
+    return lambda index: analysis._name(class_names, int(labels[int(index)]))
+
+
+# --- projection ------------------------------------------------------------------------------
+
+
+def _selected_items(event: Any) -> list[int]:
+    """Item indices of a plotly selection event (every trace's customdata is item indices)."""
+    if not event:
+        return []
+    items = []
+    for point in event.selection.get("points", []):
+        data = point.get("customdata")
+        if isinstance(data, list):
+            data = data[0] if data else None
+        if data is not None and int(data) not in items:
+            items.append(int(data))
+    return items
+
+
+def split_report(embeddings: np.ndarray, labels: np.ndarray) -> analysis.RetrievalReport:
+    """The leave-one-out retrieval report (Recall@1…8 where defined, 8 neighbours kept)."""
+    count = len(labels)
+    ks = tuple(k for k in (1, 2, 4, 8) if k < count)
+    keep = min(analysis.RETRIEVAL_COLUMNS, count - 1)
+    return panels.split_analysis(embeddings, labels, ks, keep)[1]
+
+
+def projection_explorer(
+    coordinates: np.ndarray,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    key: str,
+    title: str = "",
+) -> list[int]:
+    """The projection coloured by class, Recall@1 hit/miss, AP@R or nearest wrong class (with a
+    legend), with a class filter. Returns the selected items: one after a click (pan mode, the
+    default), many after a box or lasso. The selection is kept until another one is made or
+    "clear selection" is pressed, so the star and rings drawn for it never clear it."""
+    labels = np.asarray(labels)
+    report = split_report(embeddings, labels)
+    controls = st.columns([2, 3])
+    color_by = controls[0].selectbox("colour by", figures.COLOR_MODES, key=f"{key}-color")
+    shown_names = controls[1].multiselect(
+        "show only classes (type to search)",
+        list(class_names),
+        key=f"{key}-classes",
+        placeholder="all classes",
+    )
+    state_key, seen_key = f"{key}-selected", f"{key}-seen"
+    selected: list[int] = [i for i in st.session_state.get(state_key, []) if i < len(labels)]
+    single = selected[0] if len(selected) == 1 else None
+    neighbors: list[int] = []
+    if single is not None:
+        neighbors = analysis.retrieval_rows(report, labels, [single], NEIGHBORS_SHOWN)[0].neighbors
+    nearest_wrong = None
+    if color_by == "nearest wrong class":
+        nearest_wrong = nearest_other(embeddings, labels).negative_index
+    name_to_label = {name: index for index, name in enumerate(class_names)}
+    figure = figures.inspect_projection_figure(
+        coordinates,
+        labels,
+        class_names,
+        color_by=color_by,
+        hits=analysis.hit_at_1(report, labels),
+        average_precision=report.average_precision_at_r,
+        nearest_wrong=nearest_wrong,
+        shown_classes=[name_to_label[n] for n in shown_names] or None,
+        selected=single,
+        neighbors=neighbors,
+        title=title,
+    )
+    event = st.plotly_chart(
+        figure,
+        key=f"{key}-chart",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+    items = _selected_items(event)
+    if items and items != st.session_state.get(seen_key):
+        st.session_state[seen_key] = items
+        st.session_state[state_key] = items
+        st.rerun()
+    return selected
+
+
+def selection_details(
+    selected: Sequence[int],
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    image_uri: Callable[[int], str] | None,
+    *,
+    key: str,
+) -> None:
+    """One selected item: its nearest neighbours in the embedding space, with thumbnails (when
+    there are images), index, class and distance. Several: the first of them, labelled."""
+    labels = np.asarray(labels)
+    class_of = _class_namer(labels, class_names)
+    if not selected:
+        st.caption(
+            "Click a point to see its nearest neighbours in the embedding space. Box/lasso "
+            "(toolbar) selects many; in those modes a click starts a drag, so switch back to pan "
+            "to click."
+        )
+        return
+    left, right = st.columns([5, 1])
+    if right.button("clear selection", key=f"{key}-clear"):
+        st.session_state[f"{key}-selected"] = []
+        st.rerun()
+    if len(selected) == 1:
+        single = int(selected[0])
+        report = split_report(embeddings, labels)
+        row = analysis.retrieval_rows(report, labels, [single], NEIGHBORS_SHOWN)
+        ap = report.average_precision_at_r[single]
+        hit = analysis.hit_at_1(report, labels)[single]
+        verdict = "lone query" if np.isnan(hit) else ("hit" if hit == 1 else "miss")
+        left.markdown(
+            f"**Item #{single} · {class_of(single)}**: its {len(row[0].neighbors)} nearest "
+            f"neighbours in the embedding space (Euclidean distance d; green border: same "
+            f"class, red: other). AP@R {ap:.2f}, Recall@1 {verdict}."
+        )
+        st.html(
+            figures.retrieval_grid_html(
+                row,
+                image_uri,
+                lambda c: analysis._name(class_names, c),
+                caption=lambda r: f"selected #{r.query}",
+                item_class=lambda i: int(labels[i]),
+            )
+        )
+        return
+    preview = list(selected)[:SELECTION_PREVIEW]
+    classes = len({int(labels[i]) for i in selected})
+    left.markdown(
+        f"**{len(selected)} selected** from {classes} classes; "
+        f"the first {len(preview)} (index · class):"
+    )
+    st.html(figures.thumbnails_html(preview, image_uri, class_of))
+
+
+def file_projection(
+    projection_id: str, embeddings: np.ndarray, *, key: str
+) -> tuple[np.ndarray, str]:
+    """PCA at once; UMAP (cached on disk under ``projection_id``) once computed."""
+    method = st.radio("projection", ["PCA", "UMAP"], horizontal=True, key=f"{key}-method")
+    if method == "UMAP":
+        coordinates = umap_projection(projection_id, embeddings)
+        if coordinates is not None:
+            return coordinates, "UMAP"
+        if umap_enabled():
+            _watch_umap(projection_id, embeddings)
+        else:
+            st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
+    return pca_2d(embeddings), "PCA"
+
+
+@st.fragment(run_every=UMAP_POLL_SECONDS)
+def _watch_umap(projection_id: str, embeddings: np.ndarray) -> None:
+    if umap_projection(projection_id, embeddings) is not None:
+        st.rerun(scope="app")
+    st.caption("UMAP is computing in the background; PCA until it is ready.")
+
+
+# --- retrieval, worst queries, confusion -------------------------------------------------------
+
+
+def retrieval_explorer(
+    report: analysis.RetrievalReport,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    image_uri: Callable[[int], str] | None,
+    *,
+    key: str,
+) -> None:
+    """Typed or random queries with their top-k, then the worst queries (ranked as the page
+    says)."""
+    labels = np.asarray(labels)
+    count = len(labels)
+    columns = st.columns([1, 2, 1])
+    k = columns[0].slider("neighbours", 1, report.neighbor_indices.shape[1], 5, key=f"{key}-k")
+    typed = columns[1].text_input(
+        "query indices",
+        key=f"{key}-queries",
+        placeholder=f"e.g. 5 7 or 5, 7 (0 … {count - 1})",
+    )
+    seed = columns[2].number_input("random seed", 0, 10_000, 0, key=f"{key}-seed")
+    name = lambda c: analysis._name(class_names, c)  # noqa: E731
+    item_class = lambda i: int(labels[i])  # noqa: E731
+    try:
+        queries = analysis.parse_query_indices(typed, count)
+    except ValueError as error:
+        st.error(
+            f"Query indices: {error}. Type whole numbers 0 … {count - 1}, "
+            "separated by spaces or commas."
+        )
+        queries = None
+    if queries is not None:
+        if not queries:
+            queries = analysis.random_queries(count, 4, int(seed))
+            st.caption(f"{len(queries)} random queries (seed {int(seed)}); type indices to pick.")
+        rows = analysis.retrieval_rows(report, labels, queries, k)
+        st.html(figures.retrieval_grid_html(rows, image_uri, name, item_class=item_class))
+
+    st.markdown("**Worst queries**")
+    nearest = nearest_other(embeddings, labels)
+    how_many = st.number_input(
+        "how many", 1, 50, WORST_SHOWN, key=f"{key}-worst-count", label_visibility="collapsed"
+    )
+    ap = report.average_precision_at_r
+    tied = int(np.sum(ap == np.nanmin(ap))) if np.isfinite(ap).any() else 0
+    st.caption(
+        f"Ranked by AP@R, lowest first ({tied} queries share the lowest AP@R, "
+        f"{np.nanmin(ap):.2f}); ties broken by the gap d⁺ − d⁻ between the distance to the "
+        "nearest same-class item and to the nearest other-class item, largest (worst) first."
+    )
+    worst = analysis.worst_queries(ap, int(how_many), nearest.gap)
+    st.html(
+        figures.retrieval_grid_html(
+            analysis.retrieval_rows(report, labels, worst, k),
+            image_uri,
+            name,
+            caption=lambda row: (
+                f"#{row.query} AP@R {ap[row.query]:.2f} gap {nearest.gap[row.query]:+.2f}"
+            ),
+            item_class=item_class,
+        )
+    )
+
+
+def confusion_panel(
+    report: analysis.RetrievalReport,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    image_uri: Callable[[int], str] | None,
+    *,
+    key: str,
+) -> None:
+    """The most confused (query class → retrieved class) pairs among each query's top-k."""
+    k = min(CONFUSION_K, report.neighbor_indices.shape[1])
+    pairs = analysis.confused_pairs(labels, report.neighbor_indices, k, top=CONFUSED_PAIRS)
+    if not pairs:
+        st.caption(f"No query retrieves another class among its {k} nearest neighbours.")
+        return
+    name = lambda c: analysis._name(class_names, c)  # noqa: E731
+    st.caption(
+        f"Which classes are retrieved for which: counts of other-class items among each "
+        f"query's {k} nearest neighbours, most frequent first, with one example each."
+    )
+    left, right = st.columns([2, 3])
+    left.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "query class": name(p.query_class),
+                    "retrieved class": name(p.retrieved_class),
+                    "times": p.count,
+                    "share of top-k": p.share,
+                }
+                for p in pairs
+            ]
+        ),
+        hide_index=True,
+        key=f"{key}-confusion",
+        column_config={"share of top-k": st.column_config.NumberColumn(format="percent")},
+    )
+    with right:
+        st.html(figures.confusion_html(pairs, image_uri, name))
+
+
+# --- stored history, metrics, export -----------------------------------------------------------
+
+
+def history_panel(metadata: Mapping[str, Any], *, key: str) -> None:
+    """The best result as a table, one small plot per stored metric, the history transposed."""
+    history = list(metadata.get("history") or [])
+    best = analysis.best_result_rows(metadata.get("best"))
+    if best:
+        st.dataframe(pd.DataFrame(best), hide_index=True, key=f"{key}-best", width=360)
+    if not history:
+        return
+    keys = [key_ for key_, _ in CURVE_METRICS if key_ in history[-1]]
+    st.plotly_chart(figures.history_figure(history, keys), key=f"{key}-history")
+    with st.expander("stored metrics per evaluation"):
+        st.dataframe(
+            pd.DataFrame(analysis.history_rows(history)),
+            hide_index=True,
+            key=f"{key}-history-table",
+            column_config={"metric": st.column_config.TextColumn(width="medium", pinned=True)},
+        )
+
+
+def metrics_table(columns: Mapping[str, Mapping[str, float]], *, key: str) -> None:
+    """Metric rows (headline first, counts last), one column per split."""
+    keys = analysis.metric_order({k for values in columns.values() for k in values})
+    frame = pd.DataFrame({name: [values.get(k) for k in keys] for name, values in columns.items()})
+    frame.index = keys
+    st.dataframe(frame, key=key, column_config={"_index": st.column_config.TextColumn("metric")})
+
+
+def export_panel(
+    source: sources.Source, opened: sources.Opened, thumbnail: sources.Thumbnail | None, *, key: str
+) -> None:
+    """An Export button: the TensorBoard projector files, parquet or CSV of the shown split,
+    zipped for download (what ``python -m dml_core export`` writes)."""
+    columns = st.columns([2, 1, 2])
+    fmt = columns[0].selectbox(
+        "export format",
+        FORMATS,
+        key=f"{key}-format",
+        help="tensorboard: tensors.tsv, metadata.tsv, sprite.png, projector_config.pbtxt; "
+        "parquet/csv: one row per item with embedding, PCA, AP@R and hit@1.",
+    )
+    ready_key = f"{key}-zip"
+    stamp = (str(source.path), opened.split, fmt)
+    if columns[1].button("Export", key=f"{key}-build"):
+        with st.spinner("Writing the export…"):
+            st.session_state[ready_key] = (stamp, sources.export_zip(opened, fmt, thumbnail))
+    ready = st.session_state.get(ready_key)
+    if ready is not None and ready[0] == stamp:
+        columns[2].download_button(
+            f"Download {fmt} (.zip)",
+            ready[1],
+            file_name=f"{source.path.stem}-{opened.split}-{fmt}.zip",
+            mime="application/zip",
+            key=f"{key}-download",
+        )
+
+
+# --- the page for an embedding file -------------------------------------------------------------
+
+
+def inspect_embedding_file(source: sources.Source) -> None:
+    """Everything Inspect shows that needs no model: metrics, spectrum, projection, density,
+    retrieval, worst queries, confusion and export, for an embedding file."""
+    path, mtime_ns = str(source.path), source.path.stat().st_mtime_ns
+    try:
+        splits = sources.file_splits(source)
+        split = (
+            st.selectbox("split", splits, key="inspect-file-split")
+            if len(splits) > 1
+            else splits[0]
+        )
+        opened = opened_split(path, mtime_ns, source.kind, split)
+    except (ValueError, OSError) as error:
+        st.error(str(error))
+        st.stop()
+    record = opened.record
+    st.caption(
+        f"{source.path} · embedding file · {len(record)} items · {record.dim} dimensions · "
+        f"{len(record.class_names)} classes · split {opened.split}"
+    )
+    thumbnail = sources.thumbnail_getter(source, opened)
+    if thumbnail is None:
+        st.caption(
+            "No thumbnails: the file names no image paths under the allowed folders."
+            if record.paths is not None
+            else "No thumbnails: the file names no image paths."
+        )
+    image_uri = image_uri_getter(thumbnail)
+    inspect_sections(
+        source,
+        opened,
+        image_uri,
+        thumbnail,
+        projection_id=projection_key(source.path, opened.split, "umap"),
+        key="inspect-file",
+    )
+
+
+def inspect_sections(
+    source: sources.Source,
+    opened: sources.Opened,
+    image_uri: Callable[[int], str] | None,
+    thumbnail: sources.Thumbnail | None,
+    *,
+    projection_id: str,
+    key: str,
+    ks: Sequence[int] = (1, 2, 4, 8),
+) -> None:
+    """Metrics, spectrum, projection, density, retrieval, confusion and export of one split."""
+    embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
+    keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
+    valid_ks = tuple(k for k in ks if k < len(labels))
+    metrics, report = panels.split_analysis(embeddings, labels, valid_ks, keep)
+    st.subheader("Metrics")
+    metrics_table({opened.split: metrics}, key=f"{key}-metrics")
+    st.subheader("Singular-value spectrum")
+    panels.spectrum_panel({opened.split: singular_value_spectrum(embeddings)}, key=f"{key}-spec")
+    st.subheader(f"Projection ({opened.split})")
+    coordinates, method = file_projection(projection_id, embeddings, key=f"{key}-projection")
+    selected = projection_explorer(
+        coordinates,
+        embeddings,
+        labels,
+        class_names,
+        key=f"{key}-projection",
+        title=f"{method} · {len(labels)} items",
+    )
+    selection_details(selected, embeddings, labels, class_names, image_uri, key=f"{key}-projection")
+    st.subheader(f"Per-class density ({opened.split})")
+    panels.density_panel(embeddings, labels, class_names, key=key)
+    st.subheader(f"Retrieval ({opened.split}, leave-one-out)")
+    retrieval_explorer(report, embeddings, labels, class_names, image_uri, key=f"{key}-retrieval")
+    st.subheader("Confused classes")
+    confusion_panel(report, labels, class_names, image_uri, key=f"{key}-confusion")
+    st.subheader("Export")
+    export_panel(source, opened, thumbnail, key=f"{key}-export")
