@@ -144,7 +144,7 @@ STORY = (
     "onto the one direction the train labels need (one singular value takes nearly all the mass) "
     "and the test classes, which differ along the other direction, pile up; *paper* (the "
     "published regularized run) keeps the second singular value alive. *no_pull* (pull term "
-    "dropped) flattens the spectrum as much, *rho* (swaps with p_ρ, pull kept) barely moves it. "
+    "dropped) flattens the spectrum as much, *rho* (swaps with p_ρ, pull kept) moves it a little. "
     "Press ▶ to replay a run, drag the slider to any step. Then run the seeds below: test "
     "Recall@1 varies a lot from seed to seed, so one seed proves nothing."
 )

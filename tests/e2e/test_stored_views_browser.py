@@ -124,7 +124,7 @@ def test_inspect_and_compare_show_the_shipped_checkpoints(app_url: str, tmp_path
 
             page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
             page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
-            projections_drawn(page, "started from the first", 2)
+            projections_drawn(page, "from #1's layout", 2)
             assert page.locator(".stException").count() == 0
             screenshots(page, "compare", tmp_path, "Projections (test)")
         finally:
