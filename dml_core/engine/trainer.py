@@ -13,46 +13,32 @@ draw as training goes; ``Trainer.run()`` trains to the end.
 from __future__ import annotations
 
 import itertools
-import signal
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from dml_core.config import TrainConfig
 from dml_core.engine.assembly import assemble_run, open_logs
 from dml_core.engine.batches import TrainBatches
-from dml_core.engine.checkpoint import (
-    LAST_FILE,
-    PENDING_LAST,
-    STATE_FILE,
-    TrainState,
-    read_resume_point,
-    run_header,
-    save_run_checkpoint,
-    settle_pending,
-)
+from dml_core.engine.checkpoint import run_header, save_run_checkpoint, settle_pending
 from dml_core.engine.distributed import DistContext, gather_global_batch
-from dml_core.engine.evaluation import (
-    SNAPSHOT_AUTO_LIMIT,
-    autocast_context,
-    compute_embeddings,
-    resolve_device,
-    split_metrics,
-    subsample_indices,
-    write_snapshot,
+from dml_core.engine.evaluation import autocast_context, compute_embeddings, resolve_device
+from dml_core.engine.run_evaluation import RunEvaluator, fill_dropped_rows, has_converged
+from dml_core.engine.run_folder import (
+    capture_train_state,
+    check_out_dir,
+    restore_train_state,
+    split_class_names,
 )
-from dml_core.engine.stopping import should_stop
+from dml_core.engine.terminal import progress_bar, stop_on_signals
 from dml_core.io import FolderLock, clean_temp_files
-from dml_core.metrics.direction import improves, lower_is_better
+from dml_core.metrics.direction import improves
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,7 +71,8 @@ class Trainer:
         self.progress = progress
         self._lock = FolderLock(self.out_dir) if writes else None
         if writes:
-            self._check_out_dir(resume)  # early, before any data is built; again under the lock
+            # Early, before any data is built; again under the lock.
+            check_out_dir(self.out_dir, resume)
 
         parts = assemble_run(config, self.context, self.device)
         self.config = parts.config
@@ -114,13 +101,20 @@ class Trainer:
         }
         self.last_loss: torch.Tensor | None = None
         self._stop_requested = False
-        self._snapshot_indices = subsample_indices(len(self.test_set))
-        self._check_split_sizes()
+        self.evaluator = RunEvaluator(
+            self.model,
+            self.config,
+            self.device,
+            test_set=self.test_set,
+            eval_train_set=self.eval_train_set,
+            val_set=self.val_set,
+        )
+        self.evaluator.check_split_sizes()
 
         if writes:
             self._lock.acquire()  # refuses a folder a live process trains into
             try:
-                self._check_out_dir(resume)
+                check_out_dir(self.out_dir, resume)
                 if resume:
                     clean_temp_files(self.out_dir)  # left by a kill -9 mid-write
                     settle_pending(self.out_dir)
@@ -137,33 +131,6 @@ class Trainer:
         except BaseException:
             self.close()
             raise
-
-    def _check_out_dir(self, resume: bool) -> None:
-        """A new run never goes into a folder that holds a run (even one without a checkpoint
-        yet); ``resume`` needs the run's ``config.json``."""
-        out = self.out_dir
-        if resume:
-            if not (out / "config.json").is_file():
-                raise FileNotFoundError(f"cannot resume {out}: it holds no config.json")
-            return
-        run_files = ("config.json", LAST_FILE, STATE_FILE, PENDING_LAST)
-        if any((out / name).exists() for name in run_files):
-            not_yet = "" if (out / LAST_FILE).exists() else " (it has no checkpoint yet)"
-            raise FileExistsError(
-                f"{out} already holds a run{not_yet}; use --resume {out} to continue it, or "
-                "another --out"
-            )
-
-    def _check_split_sizes(self) -> None:
-        """Recall@k needs more than k items: checked now, not after a first epoch of training."""
-        largest = max(self.config.eval_ks, default=1)
-        for name, split in (("test", self.test_set), ("val", self.val_set)):
-            if split is not None and len(split) <= largest:
-                raise ValueError(
-                    f"the {name} split has {len(split)} items, too few for Recall@{largest} "
-                    f"(--eval-ks needs each k below the split size); lower --eval-ks or give the "
-                    f"{name} split more items"
-                )
 
     def close(self) -> None:
         """Close the event log and trackers and release the run folder (``steps`` does this at
@@ -183,7 +150,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end (or to a stop request); returns the final event."""
         final: dict[str, Any] = {}
-        with self._signals_handled():
+        with stop_on_signals(self.request_stop):
             for event in self.steps():
                 if event["kind"] == "done":
                     final = event
@@ -202,7 +169,9 @@ class Trainer:
             train_items=len(self.train_set),
             test_items=len(self.test_set),
         )
-        bar = self._progress_bar()
+        bar = None
+        if self.progress:
+            bar = progress_bar(self._steps_per_epoch() * config.epochs, initial=self.step)
         converged = self._has_converged()  # a resumed run that had converged ends at once
         try:
             while self.epoch < config.epochs and not converged:
@@ -346,30 +315,9 @@ class Trainer:
 
     # --- evaluation, snapshots, checkpoints -----------------------------------------------------
 
-    def _embed(self, dataset: Any, *, return_indices: bool = False) -> tuple:
-        return compute_embeddings(
-            self.model,
-            dataset,
-            device=self.device,
-            batch_size=self.config.eval_batch_size,
-            num_workers=self.config.num_workers,
-            amp=self.config.amp,
-            return_indices=return_indices,
-        )
-
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current model on test, eval_train (as ``train/…``) and val."""
-        ks = self.config.eval_ks
-        test_embeddings, test_labels, test_rows = self._embed(self.test_set, return_indices=True)
-        spectrum = self.config.rho_spectrum
-        metrics = split_metrics("test", test_embeddings, test_labels, ks, rho_spectrum=spectrum)
-        train_split = self._embed(self.eval_train_set)
-        metrics.update(split_metrics("train", *train_split, ks, rho_spectrum=spectrum))
-        if self.val_set is not None:
-            val_split = self._embed(self.val_set)
-            metrics.update(split_metrics("val", *val_split, ks, rho_spectrum=spectrum))
-        self._last_test_embeddings = (test_embeddings, test_labels, test_rows)
-        return metrics
+        return self.evaluator.evaluate()
 
     def _evaluate(self) -> dict[str, Any]:
         if not self.context.is_main:
@@ -377,7 +325,7 @@ class Trainer:
             return {"kind": "eval", "epoch": self.epoch, "step": self.step, "metrics": {}}
         metrics = self.evaluate()
         self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
-        snapshot = self._write_snapshot()
+        snapshot = self.evaluator.write_snapshot(self.out_dir, self.epoch)
         selected = self.best["metric"]
         improved = improves(selected, metrics.get(selected, float("nan")), self.best["value"])
         if improved:
@@ -395,45 +343,13 @@ class Trainer:
         )
 
     def _has_converged(self) -> bool:
-        """With ``early_stop``: whether ``should_stop`` holds for the selection metric on the
-        evaluation history (restored on resume). The main rank, which alone evaluates, decides and
-        broadcasts its answer to the other ranks."""
-        if not self.config.early_stop:
-            return False
+        """With ``early_stop``: whether the evaluation history says stop (``has_converged``)."""
         metric = self.best["metric"]
-        converged = self.context.is_main and should_stop(
-            self.history,
-            metric,
-            min_epochs=self.config.early_stop_min_epochs,
-            lower_is_better=lower_is_better(metric),
-        )
-        if self.context.enabled:
-            decision = torch.tensor([float(converged)], device=self.device)
-            dist.broadcast(decision, src=0)
-            converged = bool(decision.item())
-        return converged
-
-    def _write_snapshot(self) -> str | None:
-        """The last test embeddings (a fixed subsample) as ``snapshots/epoch_NNN.npz``."""
-        mode = self.config.snapshots
-        enabled = mode == "on" or (mode == "auto" and len(self.test_set) < SNAPSHOT_AUTO_LIMIT)
-        if self.out_dir is None or not enabled:
-            return None
-        name = f"snapshots/epoch_{self.epoch:03d}.npz"
-        embeddings, labels, rows = self._last_test_embeddings
-        write_snapshot(
-            self.out_dir / name, embeddings, labels, self._snapshot_indices, self.epoch, rows=rows
-        )
-        return name
+        return has_converged(self.config, self.history, metric, self.context, self.device)
 
     def checkpoint_header(self, kind: str) -> dict[str, Any]:
         """The metadata ``<kind>.safetensors`` gets now (``engine/checkpoint.py`` lays it out)."""
-        class_names = {
-            "train": list(self.train_set.class_names),
-            "test": list(self.test_set.class_names),
-        }
-        if self.val_set is not None:
-            class_names["val"] = list(self.val_set.class_names)
+        class_names = split_class_names(self.train_set, self.test_set, self.val_set)
         return run_header(
             kind,
             config=self.config.to_dict(),
@@ -450,17 +366,15 @@ class Trainer:
             return
         state = None
         if kind == "last":
-            state = TrainState(
+            state = capture_train_state(
                 epoch=self.epoch,
                 batch_in_epoch=self.batch_in_epoch,
                 step=self.step,
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict() if self.scheduler is not None else {},
-                torch_rng=torch.get_rng_state(),
-                miner_rng=self.miner_generator.get_state(),
-                best_value=self.best["value"],
-                best_epoch=self.best["epoch"],
-                loader_rng=self.batches.generator.get_state(),
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                miner_generator=self.miner_generator,
+                loader_generator=self.batches.generator,
+                best=self.best,
             )
         save_run_checkpoint(
             self.out_dir, self.checkpoint_header(kind), self.model, self.loss, state
@@ -471,69 +385,19 @@ class Trainer:
         sampler resumes at the first batch not yet trained on (its ``load_state_dict``)."""
         if self.out_dir is None:
             raise ValueError("resume needs the run directory")
-        if not (self.out_dir / STATE_FILE).exists():
-            # Stopped before its first checkpoint: the run starts again from its seed, which
-            # gives the same run an uninterrupted one would have been.
-            warnings.warn(
-                f"{self.out_dir} has no checkpoint yet (the run ended before its first one); "
-                "it starts again from epoch 0",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        point = restore_train_state(
+            self.out_dir,
+            model=self.model,
+            loss=self.loss,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            miner_generator=self.miner_generator,
+            loader_generator=self.batches.generator,
+            sampler=self.sampler,
+        )
+        if point is None:
             return
-        point = read_resume_point(self.out_dir)
         state = point.state
-        self.model.load_state_dict(point.model)
-        self.loss.load_state_dict(point.loss)
-        self.optimizer.load_state_dict(state.optimizer)
-        if self.scheduler is not None and state.scheduler:
-            self.scheduler.load_state_dict(state.scheduler)
-        torch.set_rng_state(state.torch_rng)
-        self.miner_generator.set_state(state.miner_rng.to(self.miner_generator.get_state().device))
-        if state.loader_rng is not None:
-            self.batches.generator.set_state(state.loader_rng)
         self.epoch, self.batch_in_epoch, self.step = state.epoch, state.batch_in_epoch, state.step
-        self.sampler.load_state_dict({"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch})
         self.history = point.history
         self.best.update(value=state.best_value, epoch=state.best_epoch)
-
-    # --- terminal niceties ----------------------------------------------------------------------
-
-    def _progress_bar(self) -> Any:
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        total = self._steps_per_epoch() * self.config.epochs
-        return tqdm(total=total, initial=self.step, unit="step")
-
-    @contextmanager
-    def _signals_handled(self) -> Iterator[None]:
-        """SIGINT/SIGTERM request a clean stop while ``run`` trains (main thread only: Streamlit
-        runs scripts in other threads, where handlers cannot be installed)."""
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, lambda *_: self.request_stop())
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-def fill_dropped_rows(
-    embeddings: torch.Tensor, kept: np.ndarray, labels: np.ndarray
-) -> torch.Tensor:
-    """One row per item of a split whose unreadable items ``compute_embeddings`` dropped (``kept``:
-    the dataset index of each row): a dropped item gets the row of a kept item of its class (of
-    any kept item when its whole class was dropped), so samplers index rows by dataset index."""
-    if len(kept) == len(labels):
-        return embeddings
-    kept = np.asarray(kept)
-    source = np.full(len(labels), -1)
-    source[kept] = np.arange(len(kept))
-    for index in np.flatnonzero(source < 0):
-        same_class = np.flatnonzero(labels[kept] == labels[index])
-        source[index] = same_class[0] if len(same_class) else 0
-    return embeddings[torch.as_tensor(source, device=embeddings.device)]
