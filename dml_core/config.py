@@ -1,8 +1,8 @@
 """``TrainConfig``: every hyper-parameter of a run, and its JSON/YAML/CLI round trips.
 
-On the ground floor (it imports no other dml_core module). Presets and the precedence that combines them with
-config files and flags live in :mod:`dml_core.presets`. The defaults are the paper's fair protocol
-(Roth et al. 2020, §4; docs/DESIGN.md §5) with the margin loss.
+On the ground floor: it imports no other dml_core module. Presets, and the precedence that
+combines them with config files and flags, live in :mod:`dml_core.presets`. The defaults are the
+paper's fair protocol (Roth et al. 2020, §4; docs/DESIGN.md §5) with the margin loss.
 """
 
 from __future__ import annotations
