@@ -56,8 +56,9 @@ class Embedded:
     split: str
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The resolved path if it is a ``.safetensors`` file under an allowed root, else raise."""
+def resolve_under_roots(path: str | Path, folders: str = "checkpoint folders") -> Path:
+    """The resolved path (symlinks followed) if it lies under an allowed root, else raise;
+    ``folders`` names the roots in the message."""
     candidate = Path(path).expanduser()
     if not candidate.is_absolute():
         candidate = REPO_ROOT / candidate
@@ -66,9 +67,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not any(resolved.is_relative_to(root) for root in roots):
         names = ", ".join(str(root) for root in roots)
         raise UnsafeCheckpointError(
-            f"{path} lies outside the checkpoint folders the app may open ({names}); "
+            f"{path} lies outside the {folders} the app may open ({names}); "
             f"add its folder to {CHECKPOINT_DIRS_VARIABLE} to open it"
         )
+    return resolved
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The resolved path if it is a ``.safetensors`` file under an allowed root, else raise."""
+    resolved = resolve_under_roots(path)
     if resolved.suffix != CHECKPOINT_SUFFIX:
         raise UnsafeCheckpointError(
             f"{path} is not a .safetensors file; the app opens only .safetensors checkpoints "

@@ -32,9 +32,10 @@ from app.checkpoints import (
     checkpoint_evaluation,
     discover_checkpoints,
     resolve_checkpoint,
+    resolve_under_roots,
     split_dataset,
 )
-from app.settings import CHECKPOINT_DIRS_VARIABLE, REPO_ROOT, allowed_roots
+from app.settings import allowed_roots
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.stored_evaluation import StoredEvaluation
 from dml_core.interop import EmbeddingSet, make_embedding_set, read_embeddings
@@ -80,22 +81,6 @@ class Opened:
         return display_names(self.record.class_names)
 
 
-def _under_roots(path: str | Path) -> Path:
-    """The resolved path if it lies under an allowed root, else :class:`UnsafeCheckpointError`."""
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute():
-        candidate = REPO_ROOT / candidate
-    resolved = candidate.resolve()
-    roots = allowed_roots()
-    if not any(resolved.is_relative_to(root) for root in roots):
-        names = ", ".join(str(root) for root in roots)
-        raise UnsafeCheckpointError(
-            f"{path} lies outside the folders the app may open ({names}); "
-            f"add its folder to {CHECKPOINT_DIRS_VARIABLE} to open it"
-        )
-    return resolved
-
-
 def is_embedding_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in EMBEDDING_SUFFIXES
 
@@ -106,7 +91,7 @@ def resolve_source(path: str | Path) -> Source:
     if not is_embedding_file(path):
         resolved = resolve_checkpoint(path)
         return Source(resolved, _label(resolved), "checkpoint")
-    resolved = _under_roots(path)
+    resolved = resolve_under_roots(path, folders="folders")
     if not resolved.is_file():
         raise FileNotFoundError(f"embedding file {path} does not exist")
     return Source(resolved, _label(resolved), "embeddings")
