@@ -80,9 +80,9 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "rho_spectrum": "official",
         },
         # Fine-tuning as the paper fine-tunes ResNet50 (frozen BatchNorm, small learning rate,
-        # loss-parameter rates relative to it), with 20 % of the train classes for validation and
-        # the study's stopping rule; the epoch cap and evaluation interval match
-        # scripts/glyphs_study.py (regime "finetune").
+        # loss-parameter rates relative to it), with 20 % of the train classes for validation,
+        # the study's stopping rule and selection on validation MAP@R; the epoch cap and
+        # evaluation interval match scripts/glyphs_study.py (regime "finetune").
         "glyphs-finetune": {
             "dataset": "glyphs",
             "arch": "small_cnn",
@@ -101,6 +101,7 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "weight_decay": 4e-4,
             "num_workers": 0,
             "val_classes": 0.2,
+            "best_metric": "map@r",
             "early_stop": True,
             "early_stop_min_epochs": 6,
             "rho_spectrum": "official",

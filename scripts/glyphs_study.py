@@ -7,8 +7,8 @@ Regimes (by preset): ``finetune`` fine-tunes the pretrained glyph backbone
 (``checkpoints/glyphs-backbone.safetensors``, made by ``scripts/pretrain_glyphs_backbone.py``)
 with the ``glyphs-finetune`` preset; ``scratch`` trains the small CNN from scratch with the
 ``glyphs`` preset. Both hold out 20 % of the train classes for validation, select the epoch by
-validation Recall@1 and stop by the rule of ``dml_core.engine.stopping`` (no new best validation
-Recall@1 over the last quarter of the evaluations), at most at the regime's epoch cap.
+validation MAP@R and stop by the rule of ``dml_core.engine.stopping`` (no new best validation
+MAP@R over the last quarter of the evaluations), at most at the regime's epoch cap.
 
 ``run`` trains the (method, seed) tasks of its shard that have no summary yet, seed by seed, under
 ``runs/study/<regime>/<method>-seed<k>/`` (not in git): a run with a resumable state continues
@@ -21,6 +21,7 @@ soon as the rule holds. Each finished run leaves ``docs/study/<regime>/<method>-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
@@ -52,12 +53,16 @@ from dml_core.statistics import (
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "study"
 STUDY = ROOT / "docs" / "study"
-SUMMARY_FORMAT = 1
+SUMMARY_FORMAT = 2
 SEEDS = (0, 1, 2, 3, 4)
-SELECTION_METRIC = "val/recall@1"
+SELECTION_METRIC = "val/map@r"
+"""Validation Recall@1 saturates near 0.95 on the 20 held-out fine-tune classes (its epoch-to-epoch
+changes are within its ±0.008 sampling error), so epochs are selected and runs stopped on
+validation MAP@R, which keeps rising while test Recall@1 does."""
 TEST_METRIC = "test/recall@1"
 TRAIN_METRIC = "train/recall@1"
 SUMMARY_METRICS = (
+    "val/map@r",
     "val/recall@1",
     "test/recall@1",
     "test/recall@4",
@@ -125,7 +130,16 @@ class Regime:
 REGIMES = {
     "finetune": Regime(
         preset="glyphs-finetune",
-        flags=("--val-classes", "0.2", "--epochs", "12", "--eval-every", "1"),
+        flags=(
+            "--val-classes",
+            "0.2",
+            "--epochs",
+            "12",
+            "--eval-every",
+            "1",
+            "--best-metric",
+            "map@r",
+        ),
         min_epochs=6,
         description=(
             "fine-tunes the small CNN pretrained with normalised softmax on 400 other glyph "
@@ -135,7 +149,16 @@ REGIMES = {
     ),
     "scratch": Regime(
         preset="glyphs",
-        flags=("--val-classes", "0.2", "--epochs", "40", "--eval-every", "2"),
+        flags=(
+            "--val-classes",
+            "0.2",
+            "--epochs",
+            "40",
+            "--eval-every",
+            "2",
+            "--best-metric",
+            "map@r",
+        ),
         min_epochs=8,
         description="trains the small CNN from random initialisation (Adam 1e-3)",
     ),
@@ -245,6 +268,14 @@ def new_run_command(task: Task, run_dir: Path, extra: Sequence[str] = ()) -> lis
     ]
 
 
+def file_sha256(path: str | None) -> str | None:
+    """SHA-256 of the pretrained weights a run started from (None for a run from scratch), so a
+    summary says which backbone it belongs to."""
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def write_summary(task: Task, runs: Path, study: Path, extra: Sequence[str] = ()) -> bool:
     """Summarise a run that is over into ``docs/study``; False if it is not over."""
     run_dir = task.run_dir(runs)
@@ -255,6 +286,7 @@ def write_summary(task: Task, runs: Path, study: Path, extra: Sequence[str] = ()
     events, _ = read_events(run_dir / "events.jsonl")
     seconds = sum(e.get("seconds", 0.0) for e in events if e["kind"] == "epoch")
     command = new_run_command(task, Path("runs/study") / task.regime / task.name, extra)
+    config = json.loads((run_dir / "config.json").read_text())
     summary = {
         "format": SUMMARY_FORMAT,
         "regime": task.regime,
@@ -268,7 +300,8 @@ def write_summary(task: Task, runs: Path, study: Path, extra: Sequence[str] = ()
         },
         "train_seconds": round(seconds, 1),
         "command": shlex.join(command),
-        "config": json.loads((run_dir / "config.json").read_text()),
+        "config": config,
+        "pretrained_sha256": file_sha256(config.get("pretrained")),
         "history": columns(history),
     }
     atomic_write_json(task.summary_path(study), summary)
@@ -373,7 +406,9 @@ class RunSummary:
 def load_summary(path: Path) -> RunSummary:
     document = json.loads(path.read_text())
     if document.get("format") != SUMMARY_FORMAT:
-        raise ValueError(f"{path}: summary format {document.get('format')!r}, expected 1")
+        raise ValueError(
+            f"{path}: summary format {document.get('format')!r}, expected {SUMMARY_FORMAT}"
+        )
     history = document["history"]
     rows = [
         {m: (math.nan if history[m][i] is None else history[m][i]) for m in history}
@@ -433,7 +468,7 @@ def method_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
     columns_ = [
         (TEST_METRIC, "test R@1"),
         (TRAIN_METRIC, "train R@1"),
-        (SELECTION_METRIC, "val R@1"),
+        (SELECTION_METRIC, "val MAP@R"),
         ("test/map@r", "test MAP@R"),
         ("train/rho@2", "train ρ@2"),
         ("train/pi_ratio", "train π_ratio"),
@@ -464,7 +499,7 @@ def _cell(value: float) -> str:
 
 def run_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
     lines = [
-        "| run | stop | epochs | selected epoch | last-quarter gain (val R@1) | val R@1 | "
+        "| run | stop | epochs | selected epoch | last-quarter gain (val MAP@R) | val MAP@R | "
         "test R@1 | train R@1 | minutes |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -603,10 +638,11 @@ def regime_section(study: Path, regime: str) -> list[str]:
         f"## Regime `{regime}`: preset `{settings.preset}`",
         "",
         f"The `{settings.preset}` preset {settings.description}; the study adds "
-        f"`{' '.join(settings.flags)}` and stops a run when its validation Recall@1 has set no "
+        f"`{' '.join(settings.flags)}` and stops a run when its validation MAP@R has set no "
         f"new best over the last quarter of its evaluations (after at least "
         f"{settings.min_epochs} epochs), at the latest at epoch {settings.epoch_cap}. Every "
-        "value below is taken at the epoch of the best validation Recall@1.",
+        "value below is taken at the epoch of the best validation MAP@R (validation Recall@1 "
+        "saturates near 0.95 on the 20 held-out classes, within its sampling error of ±0.008).",
         "",
         f"**{finished} of {total} runs finished** ({converged} converged by the rule, "
         f"{finished - converged} stopped at the epoch cap).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -42,7 +43,8 @@ def write_fake_summary(
 ) -> None:
     history = {
         "epoch": list(range(1, len(val) + 1)),
-        "val/recall@1": val,
+        "val/map@r": val,
+        "val/recall@1": [0.95] * len(val),
         "test/recall@1": test,
         "train/rho@2": [rho2] * len(val),
         "train/pi_ratio": [pi_ratio] * len(val),
@@ -50,7 +52,7 @@ def write_fake_summary(
     if train is not None:
         history["train/recall@1"] = train
     document = {
-        "format": 1,
+        "format": study.SUMMARY_FORMAT,
         "regime": regime,
         "method": method,
         "seed": seed,
@@ -206,12 +208,17 @@ def test_shards_partition_the_tasks_seed_by_seed() -> None:
 def fake_run_dir(run_dir: Path, val: list[float], *, finished: bool) -> None:
     """A run directory as the trainer writes it: config.json and events.jsonl."""
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"seed": 0, "loss": "margin"}))
+    backbone = run_dir.parent / "backbone.safetensors"
+    backbone.write_bytes(b"weights")
+    config = {"seed": 0, "loss": "margin", "pretrained": str(backbone)}
+    (run_dir / "config.json").write_text(json.dumps(config))
     log = EventLog(run_dir / "events.jsonl")
     log.write("start", epoch=0, step=0)
     for epoch, value in enumerate(val, start=1):
         log.write("epoch", epoch=epoch, step=10 * epoch, mean_loss=0.1, seconds=30.0, lr=1e-4)
-        metrics = {"val/recall@1": value, "test/recall@1": value - 0.1, "val/map@r": 0.1}
+        # Validation Recall@1 saturated (flat), MAP@R the selection metric.
+        metrics = {"val/map@r": value, "test/recall@1": value - 0.1, "val/recall@1": 0.95}
+        metrics["val/nmi"] = 0.5
         log.write("eval", epoch=epoch, step=10 * epoch, metrics=metrics)
     if finished:
         log.write("done", epoch=len(val), step=10 * len(val), reason="finished")
@@ -232,8 +239,10 @@ def test_completion_summary_and_command_from_run_directories(tmp_path: Path) -> 
     summary = json.loads(converged.summary_path(summaries).read_text())
     assert summary["stop"] == "converged"
     assert summary["history"]["epoch"] == list(range(1, 9))
-    assert summary["history"]["val/recall@1"][-1] == 0.58
-    assert "val/map@r" not in summary["history"]  # only the summary's metrics are kept
+    assert summary["history"]["val/map@r"][-1] == 0.58
+    assert summary["stopping_rule"]["metric"] == "val/map@r"
+    assert "val/nmi" not in summary["history"]  # only the summary's metrics are kept
+    assert summary["pretrained_sha256"] == hashlib.sha256(b"weights").hexdigest()
     assert summary["train_seconds"] == 300.0
     assert "--preset glyphs-finetune" in summary["command"]
     assert len(converged.summary_path(summaries).read_bytes()) < 8_000
@@ -278,7 +287,8 @@ def test_run_trains_one_tiny_task_then_skips_it(tmp_path: Path) -> None:
     assert summary["stop"] == "epoch cap"
     assert summary["config"]["val_classes"] == 0.2 and summary["config"]["epochs"] == 1
     assert summary["history"]["epoch"] == [1]
-    assert math.isfinite(summary["history"]["val/recall@1"][0])
+    assert math.isfinite(summary["history"]["val/map@r"][0])
+    assert summary["pretrained_sha256"] is None  # from scratch
     # A second pass finds nothing to train in this shard.
     assert study.run("scratch", "1/45", 1, runs=runs, study=summaries, poll_seconds=0.1) == 44
 
