@@ -6,94 +6,29 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SIZES,
+    keep_page_on_failure,
+    needs_chromium,
+    screenshot_folder,
+    serve_app,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-START_TIMEOUT = 60
 RUN_TIMEOUT_MS = 120_000
-SCREENSHOT_SIZES = ((1400, 1000), (1024, 768))
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"streamlit did not answer at {url} within {START_TIMEOUT} s")
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 @pytest.fixture
-def runs_root(tmp_path: Path) -> Path:
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def app_url(tmp_path: Path, runs_root: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DML_EXPLORER_UMAP": "off",
-        "DML_EXPLORER_RUNS_DIR": str(runs_root),
-        "DML_EXPLORER_PROJECTION_CACHE": str(tmp_path / "projections"),
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py",
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+def app_url(tmp_path: Path) -> Iterator[str]:
+    with serve_app(tmp_path) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def test_toy_lab_trains_and_draws_in_chromium(app_url: str, tmp_path: Path) -> None:
@@ -103,19 +38,20 @@ def test_toy_lab_trains_and_draws_in_chromium(app_url: str, tmp_path: Path) -> N
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(app_url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
-            page.get_by_role("button", name="Train", exact=True).click()
-            page.locator(".js-plotly-plot").filter(has_text="embedding at step").first.wait_for(
-                timeout=60_000
-            )
-            page.get_by_text("Trained base for 200 iterations").wait_for(timeout=60_000)
-            page.locator(".js-plotly-plot").filter(has_text="singular values").first.wait_for(
-                timeout=30_000
-            )
-            assert page.locator(".stException").count() == 0
-            screenshot = tmp_path / "toy_lab.png"
-            page.screenshot(path=str(screenshot), full_page=True)
+            with keep_page_on_failure(page, tmp_path):
+                page.goto(app_url, wait_until="domcontentloaded")
+                page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
+                page.get_by_role("button", name="Train", exact=True).click()
+                page.locator(".js-plotly-plot").filter(has_text="embedding at step").first.wait_for(
+                    timeout=60_000
+                )
+                page.get_by_text("Trained base for 200 iterations").wait_for(timeout=60_000)
+                page.locator(".js-plotly-plot").filter(has_text="singular values").first.wait_for(
+                    timeout=30_000
+                )
+                assert page.locator(".stException").count() == 0
+                screenshot = tmp_path / "toy_lab.png"
+                page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
@@ -160,45 +96,46 @@ def test_two_runs_started_one_after_the_other_both_appear_live(
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = open_train_page(browser, app_url)
-            choose(page, "preset (sets the defaults below)", "toy")
-            start_run(page, "first")
-            start_run(page, "second")
-            for name in ("first", "second"):
-                page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
-            assert overlay_names(page) == ["first", "second"]
-            curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
-            curves.wait_for(timeout=30_000)
-            assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
-            assert page.locator(".stException").count() == 0
-            save_screenshots(page, tmp_path)
+            with keep_page_on_failure(page, tmp_path):
+                choose(page, "preset (sets the defaults below)", "toy")
+                start_run(page, "first")
+                start_run(page, "second")
+                for name in ("first", "second"):
+                    page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
+                assert overlay_names(page) == ["first", "second"]
+                curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
+                curves.wait_for(timeout=30_000)
+                assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
+                assert page.locator(".stException").count() == 0
+                save_screenshots(page, tmp_path)
         finally:
             browser.close()
 
 
-def test_a_run_failing_at_launch_appears_with_its_error(app_url: str) -> None:
+def test_a_run_failing_at_launch_appears_with_its_error(app_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = open_train_page(browser, app_url)
-            choose(page, "preset (sets the defaults below)", "toy")
-            choose(page, "dataset", "cub200")
-            start_run(page, "no-cub")
-            alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
-            alert.wait_for(timeout=RUN_TIMEOUT_MS)
-            assert "no-cub" in alert.inner_text()
-            assert "error: dataset 'cub200' needs root" in alert.inner_text()
-            assert overlay_names(page) == ["no-cub"]
+            with keep_page_on_failure(page, tmp_path):
+                choose(page, "preset (sets the defaults below)", "toy")
+                choose(page, "dataset", "cub200")
+                start_run(page, "no-cub")
+                alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
+                alert.wait_for(timeout=RUN_TIMEOUT_MS)
+                assert "no-cub" in alert.inner_text()
+                assert "error: dataset 'cub200' needs root" in alert.inner_text()
+                assert overlay_names(page) == ["no-cub"]
         finally:
             browser.close()
 
 
 def save_screenshots(page, tmp_path: Path) -> None:
-    """The Train page's live section, at each size of :data:`SCREENSHOT_SIZES`."""
-    folder = Path(os.environ.get("DML_EXPLORER_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    for width, height in SCREENSHOT_SIZES:
+    """The Train page's live section, at each size of :data:`browser_support.SIZES`."""
+    folder = screenshot_folder(tmp_path)
+    for width, height in SIZES:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(2000)  # plotly relayouts to the new width
         page.locator('[data-testid="stMultiSelect"]').first.scroll_into_view_if_needed()

@@ -9,33 +9,25 @@ shows per-class Δ and the queries one model gets right and the other wrong.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SIZES,
+    keep_page_on_failure,
+    needs_chromium,
+    open_tab,
+    screenshot_folder,
+    serve_app,
+    wait_until_idle,
+)
 from PIL import Image, ImageDraw
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-START_TIMEOUT = 60
 PAGE_TIMEOUT_MS = 90_000
-SIZES = ((1400, 1000), (1024, 768))
 CLASSES, PER_CLASS, DIM = 6, 10, 16
 POINT_POSITION = """(gd) => {
   const trace = gd._fullData[0];
@@ -45,33 +37,7 @@ POINT_POSITION = """(gd) => {
 }"""
 """Where the first point of the first trace is drawn, in pixels from the plot's top left."""
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"streamlit did not answer at {url} within {START_TIMEOUT} s")
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 def write_embedding_files(folder: Path) -> None:
@@ -107,39 +73,8 @@ def write_embedding_files(folder: Path) -> None:
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     extra = tmp_path / "extra"
     write_embedding_files(extra)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DML_EXPLORER_UMAP": "off",
-        "DML_EXPLORER_RUNS_DIR": str(tmp_path / "runs"),
-        "DML_EXPLORER_CHECKPOINT_DIRS": str(extra),
-        "DML_EXPLORER_PROJECTION_CACHE": str(tmp_path / "projections"),
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py",
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+    with serve_app(tmp_path, DML_EXPLORER_CHECKPOINT_DIRS=str(extra)) as url:
         yield url, extra
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-
-def screenshot_folder(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("DML_EXPLORER_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def test_clicking_a_point_in_inspect_shows_its_neighbours(
@@ -152,34 +87,37 @@ def test_clicking_a_point_in_inspect_shows_its_neighbours(
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/inspect", wait_until="domcontentloaded")
-            field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
-            field.wait_for(timeout=PAGE_TIMEOUT_MS)
-            field.fill(str(extra / "model_a.npz"))
-            field.press("Enter")
-            plot = page.locator(".js-plotly-plot").filter(has_text="PCA ·").first
-            plot.wait_for(timeout=PAGE_TIMEOUT_MS)
-            page.wait_for_timeout(1500)
-            plot.scroll_into_view_if_needed()
-            point = plot.evaluate(POINT_POSITION)
-            box = plot.bounding_box()
-            page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
-            page.wait_for_timeout(300)
-            page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
-            heading = page.get_by_text(f"Item #{point['item']} ·").first
-            heading.wait_for(timeout=PAGE_TIMEOUT_MS)
-            page.get_by_text("nearest neighbours in the embedding space").wait_for(timeout=10_000)
-            grid = page.locator("figure").filter(has_text="d=")
-            assert grid.count() >= 5
-            assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
-            assert page.locator(".stException").count() == 0
-            folder = screenshot_folder(tmp_path)
-            for width, height in SIZES:
-                page.set_viewport_size({"width": width, "height": height})
-                page.wait_for_timeout(2000)
-                plot.evaluate("e => e.scrollIntoView({block: 'start'})")
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(folder / f"inspect-selection-{width}.png"))
+            with keep_page_on_failure(page, tmp_path):
+                page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+                field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
+                field.wait_for(timeout=PAGE_TIMEOUT_MS)
+                field.fill(str(extra / "model_a.npz"))
+                field.press("Enter")
+                plot = page.locator(".js-plotly-plot").filter(has_text="PCA ·").first
+                plot.wait_for(timeout=PAGE_TIMEOUT_MS)
+                wait_until_idle(page, PAGE_TIMEOUT_MS)
+                plot.scroll_into_view_if_needed()
+                point = plot.evaluate(POINT_POSITION)
+                box = plot.bounding_box()
+                page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+                page.wait_for_timeout(300)
+                page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+                heading = page.get_by_text(f"Item #{point['item']} ·").first
+                heading.wait_for(timeout=PAGE_TIMEOUT_MS)
+                page.get_by_text("nearest neighbours in the embedding space").wait_for(
+                    timeout=10_000
+                )
+                grid = page.locator("figure").filter(has_text="d=")
+                assert grid.count() >= 5
+                assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
+                assert page.locator(".stException").count() == 0
+                folder = screenshot_folder(tmp_path)
+                for width, height in SIZES:
+                    page.set_viewport_size({"width": width, "height": height})
+                    page.wait_for_timeout(2000)
+                    plot.evaluate("e => e.scrollIntoView({block: 'start'})")
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(folder / f"inspect-selection-{width}.png"))
         finally:
             browser.close()
 
@@ -194,43 +132,44 @@ def test_compare_shows_per_class_delta_and_disagreements(
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/compare", wait_until="domcontentloaded")
-            picker = page.locator('[data-testid="stMultiSelect"] input').first
-            picker.wait_for(timeout=PAGE_TIMEOUT_MS)
-            picker.click()
-            for _ in range(6):
-                picker.press("Backspace")
-            for name in ("extra/model_a.npz", "extra/model_b.npz"):
-                picker.fill(name)
-                page.get_by_role("option", name=name).click()
-            picker.press("Escape")
-            page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(
-                timeout=PAGE_TIMEOUT_MS
-            )
-            page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
-            tab = page.get_by_role("tab", name="B right, A wrong")
-            tab.wait_for(timeout=PAGE_TIMEOUT_MS)
-            tab.click()
-            rows = page.locator("figure:visible").filter(has_text="B · #")
-            rows.first.wait_for(timeout=PAGE_TIMEOUT_MS)
-            assert page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
-            assert page.locator(".stException").count() == 0
-            folder = screenshot_folder(tmp_path)
-            for width, height in SIZES:
-                page.set_viewport_size({"width": width, "height": height})
-                page.wait_for_timeout(2000)
-                page.get_by_role("heading", name="Per-class Δ (B − A)").evaluate(
-                    "e => e.scrollIntoView({block: 'start'})"
+            with keep_page_on_failure(page, tmp_path):
+                page.goto(f"{url}/compare", wait_until="domcontentloaded")
+                picker = page.locator('[data-testid="stMultiSelect"] input').first
+                picker.wait_for(timeout=PAGE_TIMEOUT_MS)
+                picker.click()
+                for _ in range(6):
+                    picker.press("Backspace")
+                for name in ("extra/model_a.npz", "extra/model_b.npz"):
+                    picker.fill(name)
+                    page.get_by_role("option", name=name).click()
+                picker.press("Escape")
+                page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(
+                    timeout=PAGE_TIMEOUT_MS
                 )
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(folder / f"compare-perclass-{width}.png"))
-            for width, height in SIZES:
-                page.set_viewport_size({"width": width, "height": height})
-                page.wait_for_timeout(1500)
-                page.get_by_role("heading", name="Metrics (Δ against the first)").evaluate(
-                    "e => e.scrollIntoView({block: 'start'})"
+                page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
+                page.get_by_role("tab", name="B right, A wrong").wait_for(timeout=PAGE_TIMEOUT_MS)
+                rows = page.locator("figure:visible").filter(has_text="B · #")
+                open_tab(page, "B right, A wrong", rows, PAGE_TIMEOUT_MS)
+                assert (
+                    page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
                 )
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(folder / f"compare-metrics-{width}.png"))
+                assert page.locator(".stException").count() == 0
+                folder = screenshot_folder(tmp_path)
+                for width, height in SIZES:
+                    page.set_viewport_size({"width": width, "height": height})
+                    page.wait_for_timeout(2000)
+                    page.get_by_role("heading", name="Per-class Δ (B − A)").evaluate(
+                        "e => e.scrollIntoView({block: 'start'})"
+                    )
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(folder / f"compare-perclass-{width}.png"))
+                for width, height in SIZES:
+                    page.set_viewport_size({"width": width, "height": height})
+                    page.wait_for_timeout(1500)
+                    page.get_by_role("heading", name="Metrics (Δ against the first)").evaluate(
+                        "e => e.scrollIntoView({block: 'start'})"
+                    )
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(folder / f"compare-metrics-{width}.png"))
         finally:
             browser.close()

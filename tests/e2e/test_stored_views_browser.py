@@ -7,27 +7,26 @@ from the evaluation the checkpoints carry (Inspect) and from one aligned fit (Co
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO_ROOT,
+    SIZES,
+    keep_page_on_failure,
+    needs_chromium,
+    screenshot_folder,
+    serve_app,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("glyphs-margin.safetensors", "glyphs-margin-rho0.1.safetensors")
-SIZES = ((1400, 1000), (1024, 768))
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
-    ),
+    needs_chromium,
     pytest.mark.skipif(
         not all((REPO_ROOT / "checkpoints" / name).exists() for name in SHIPPED),
         reason="needs the shipped glyphs checkpoints",
@@ -35,51 +34,11 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server with an empty app cache and UMAP on; nothing but ``checkpoints/`` to open."""
-    scratch = tmp_path_factory.mktemp("stored-views-server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DML_EXPLORER_UMAP": "on",
-        "DML_EXPLORER_RUNS_DIR": str(scratch / "runs"),
-        "DML_EXPLORER_PROJECTION_CACHE": str(scratch / "projections"),
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py",
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    log = open(scratch / "streamlit.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, "streamlit exited"
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                assert time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.5)
+    with serve_app(tmp_path_factory.mktemp("stored-views-server"), DML_EXPLORER_UMAP="on") as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def projections_drawn(page, title_part: str, count: int, timeout_ms: int = 120_000) -> None:
@@ -94,8 +53,7 @@ def projections_drawn(page, title_part: str, count: int, timeout_ms: int = 120_0
 
 
 def screenshots(page, name: str, tmp_path: Path, anchor: str) -> None:
-    folder = Path(os.environ.get("DML_EXPLORER_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = screenshot_folder(tmp_path)
     for width, height in SIZES:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(1500)  # plotly relayouts to the new width
@@ -109,23 +67,22 @@ def test_inspect_and_compare_show_the_shipped_checkpoints(app_url: str, tmp_path
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
-            # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
-            projections_drawn(page, "UMAP · 4000 test items", 1)
-            assert page.get_by_text("Evaluated here once").count() == 0
-            assert page.locator(".stException").count() == 0
-            screenshots(page, "inspect", tmp_path, "Projection of the test split")
+            with keep_page_on_failure(page, tmp_path):
+                page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
+                page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
+                # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
+                projections_drawn(page, "UMAP · 4000 test items", 1)
+                assert page.get_by_text("Evaluated here once").count() == 0
+                assert page.locator(".stException").count() == 0
+                screenshots(page, "inspect", tmp_path, "Projection of the test split")
 
-            page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
-            projections_drawn(page, "from #1's layout", 2)
-            assert page.locator(".stException").count() == 0
-            screenshots(page, "compare", tmp_path, "Projections (test)")
+                page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
+                page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
+                projections_drawn(page, "from #1's layout", 2)
+                assert page.locator(".stException").count() == 0
+                screenshots(page, "compare", tmp_path, "Projections (test)")
         finally:
             browser.close()

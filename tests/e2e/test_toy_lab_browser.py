@@ -9,29 +9,19 @@ folder.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    keep_page_on_failure,
+    needs_chromium,
+    screenshot_folder,
+    serve_app,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-START_TIMEOUT = 60
 TRAIN_TIMEOUT_MS = 120_000
 SLIDER_ACTIVE = "e => e._fullLayout.sliders[0].active"
 SCROLL_TO_TOP = """e => {
@@ -43,63 +33,13 @@ SCROLL_TO_TOP = """e => {
 }"""
 """Scrolls a plot to the top of the view, below Streamlit's header."""
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"streamlit did not answer at {url} within {START_TIMEOUT} s")
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DML_EXPLORER_UMAP": "off",
-        "DML_EXPLORER_RUNS_DIR": str(tmp_path / "runs"),
-        "DML_EXPLORER_PROJECTION_CACHE": str(tmp_path / "projections"),
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py",
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+    with serve_app(tmp_path) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def slider_after(plot, milliseconds: int) -> int:
@@ -114,55 +54,55 @@ def test_side_by_side_modes_and_replay_controls(app_url: str, tmp_path: Path) ->
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
-            page.get_by_role("button", name="Train side by side").click()
-            page.get_by_text("Trained base, paper for 200 iterations").wait_for(
-                timeout=TRAIN_TIMEOUT_MS
-            )
-            for mode in ("base", "paper"):
-                panel = page.locator(f".st-key-toy-panel-{mode}")
-                for text in ("test Recall@1", "ρ@1 (lower = flatter)", "π_ratio"):
-                    expect(panel).to_contain_text(text, timeout=30_000)
-            expect(page.locator(".st-key-toy-panel-paper")).to_contain_text("vs base")
-            expect(page.locator(".st-key-toy-panel-base")).not_to_contain_text("vs base")
-            plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
-            plot.wait_for(timeout=30_000)
-            assert "singular values" in plot.inner_text()
-            buttons = plot.locator(".updatemenu-button")
-            assert buttons.all_text_contents() == ["▶ ¼×", "▶ ½×", "▶ 1×", "▶ 2×", "❚❚"]
-            last = plot.evaluate("e => e._fullLayout.sliders[0].steps.length - 1")
-            assert last >= 20 and plot.evaluate(SLIDER_ACTIVE) == last
+            with keep_page_on_failure(page, tmp_path):
+                page.goto(app_url, wait_until="domcontentloaded")
+                page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
+                page.get_by_role("button", name="Train side by side").click()
+                page.get_by_text("Trained base, paper for 200 iterations").wait_for(
+                    timeout=TRAIN_TIMEOUT_MS
+                )
+                for mode in ("base", "paper"):
+                    panel = page.locator(f".st-key-toy-panel-{mode}")
+                    for text in ("test Recall@1", "ρ@1 (lower = flatter)", "π_ratio"):
+                        expect(panel).to_contain_text(text, timeout=30_000)
+                expect(page.locator(".st-key-toy-panel-paper")).to_contain_text("vs base")
+                expect(page.locator(".st-key-toy-panel-base")).not_to_contain_text("vs base")
+                plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
+                plot.wait_for(timeout=30_000)
+                assert "singular values" in plot.inner_text()
+                buttons = plot.locator(".updatemenu-button")
+                assert buttons.all_text_contents() == ["▶ ¼×", "▶ ½×", "▶ 1×", "▶ 2×", "❚❚"]
+                last = plot.evaluate("e => e._fullLayout.sliders[0].steps.length - 1")
+                assert last >= 20 and plot.evaluate(SLIDER_ACTIVE) == last
 
-            buttons.filter(has_text="▶ 1×").click()  # at the end: replays from step 0
-            before = slider_after(plot, 100)
-            for _ in range(100):  # wait until the replay has restarted
-                if before < last - 2:
-                    break
+                buttons.filter(has_text="▶ 1×").click()  # at the end: replays from step 0
                 before = slider_after(plot, 100)
-            after = slider_after(plot, 800)
-            assert after > before, (before, after)
+                for _ in range(100):  # wait until the replay has restarted
+                    if before < last - 2:
+                        break
+                    before = slider_after(plot, 100)
+                after = slider_after(plot, 800)
+                assert after > before, (before, after)
 
-            buttons.filter(has_text="❚❚").click()
-            paused = slider_after(plot, 300)
-            assert slider_after(plot, 800) == paused
+                buttons.filter(has_text="❚❚").click()
+                paused = slider_after(plot, 300)
+                assert slider_after(plot, 800) == paused
 
-            rail = plot.locator(".slider-rail-rect").bounding_box()
-            page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)
-            assert slider_after(plot, 500) == 0, "a click at the rail's start scrubs to step 0"
-            assert "embedding at step 0 of 200" in plot.inner_text()
-            page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
-            assert slider_after(plot, 500) == last
-            assert page.locator(".stException").count() == 0
-            save_screenshots(page, tmp_path)
+                rail = plot.locator(".slider-rail-rect").bounding_box()
+                page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)
+                assert slider_after(plot, 500) == 0, "a click at the rail's start scrubs to step 0"
+                assert "embedding at step 0 of 200" in plot.inner_text()
+                page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
+                assert slider_after(plot, 500) == last
+                assert page.locator(".stException").count() == 0
+                save_screenshots(page, tmp_path)
         finally:
             browser.close()
 
 
 def save_screenshots(page, tmp_path: Path) -> None:
     """The replay at 1400×1000 and 1024×768, then in presentation mode at 1024×768."""
-    folder = Path(os.environ.get("DML_EXPLORER_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = screenshot_folder(tmp_path)
     shots = (
         (1400, 1000, False, "toy-lab-1400.png"),
         (1024, 768, False, "toy-lab-1024.png"),

@@ -1,0 +1,154 @@
+"""What every browser test imports: Debian's headless Chromium, a real ``streamlit run`` of the app on a
+free port, and waits that follow the app's own state instead of fixed sleeps.
+
+The app runs with its settings pointed into the test's temporary folder (runs, projection cache,
+checkpoint folders), so the tests never touch ``runs/`` or the user's cache.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SIZES = ((1400, 1000), (1024, 768))
+"""The two window sizes every changed page is looked at in."""
+START_TIMEOUT = 90
+RUNNING_ICON = '[data-testid="stStatusWidgetRunningIcon"]'
+"""Shown in the app's header while a script run is in progress."""
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"streamlit did not answer at {url} within {START_TIMEOUT} s")
+
+
+@contextmanager
+def serve_app(scratch: Path, **settings: str) -> Iterator[str]:
+    """``streamlit run app/main.py`` on a free port of 127.0.0.1; yields its URL.
+
+    UMAP is off, runs and the projection cache live under ``scratch`` unless ``settings`` (app
+    environment variables) say otherwise; the server's output goes to ``scratch/streamlit.log``.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DML_EXPLORER_UMAP": "off",
+        "DML_EXPLORER_RUNS_DIR": str(scratch / "runs"),
+        "DML_EXPLORER_PROJECTION_CACHE": str(scratch / "projections"),
+        **settings,
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app/main.py",
+        "--server.port", str(port), "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    with open(scratch / "streamlit.log", "wb") as log:
+        server = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, server)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def wait_until_idle(page, timeout_ms: int = 90_000, quiet_ms: int = 1_500) -> None:
+    """Wait until no script run has been in progress for ``quiet_ms`` (a click made while a run
+    is streaming its elements can be lost when the run re-renders them)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if page.locator(RUNNING_ICON).count():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_ms / 1000:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the app was still running after {timeout_ms / 1000:.0f} s")
+
+
+def open_tab(page, name: str, content, timeout_ms: int = 90_000) -> None:
+    """Select the tab ``name`` and wait for ``content`` (a locator) inside it to be visible; the
+    click is repeated if a rerun of the page put the first tab back."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    tab = page.get_by_role("tab", name=name)
+    while True:
+        wait_until_idle(page, timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)))
+        tab.click()
+        try:
+            content.first.wait_for(timeout=10_000)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+
+
+def screenshot_folder(tmp_path: Path) -> Path:
+    """``DML_EXPLORER_SCREENSHOT_DIR`` (e.g. docs/screenshots) if set, else the test's folder."""
+    folder = Path(os.environ.get("DML_EXPLORER_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextmanager
+def keep_page_on_failure(page, folder: Path) -> Iterator[None]:
+    """On an exception inside the block, keep the page's screenshot and text as
+    ``failure.png`` / ``failure.txt`` in ``folder`` (what a failed CI run leaves to look at)."""
+    try:
+        yield
+    except BaseException:
+        try:
+            page.screenshot(path=str(folder / "failure.png"), full_page=True)
+            (folder / "failure.txt").write_text(page.locator("body").inner_text(timeout=5_000))
+        except Exception:  # the page may be gone; the original error matters more
+            pass
+        raise
