@@ -398,6 +398,7 @@ class RunSummary:
     seconds: float
     history: dict[str, list[float | None]]
     selected: dict[str, float]
+    backbone: str | None = None
 
     def series(self, metric: str) -> list[float]:
         return [math.nan if v is None else v for v in self.history.get(metric, [])]
@@ -428,15 +429,25 @@ def load_summary(path: Path) -> RunSummary:
         seconds=float(document.get("train_seconds", math.nan)),
         history=history,
         selected=selected,
+        backbone=document.get("pretrained_sha256"),
     )
 
 
 def load_regime(study: Path, regime: str) -> dict[str, list[RunSummary]]:
-    """method → its summarised runs (sorted by seed), in METHODS order."""
+    """method → its summarised runs (sorted by seed), in METHODS order; ValueError when the runs
+    started from different pretrained backbones (they are not one study)."""
     by_method: dict[str, list[RunSummary]] = {m: [] for m in METHODS}
+    backbones: dict[str | None, str] = {}
     for path in sorted((study / regime).glob("*.json")):
         summary = load_summary(path)
         by_method.setdefault(summary.method, []).append(summary)
+        backbones.setdefault(summary.backbone, path.name)
+    if len(backbones) > 1:
+        raise ValueError(
+            f"{study / regime}: runs started from different backbones (e.g. "
+            + ", ".join(backbones.values())
+            + "); remove the summaries of the old one"
+        )
     return {m: sorted(runs, key=lambda r: r.seed) for m, runs in by_method.items()}
 
 
@@ -725,7 +736,10 @@ runs it tracked training progress; runs were correlated as if independent; there
 classes; and margin's β learnt at 0.5× the network's rate instead of the official 50×. This page
 replaces it: runs train to convergence (or report their last-quarter gain), epochs are chosen on
 validation classes, differences are paired by seed with intervals, and correlations are taken over
-method means.
+method means. (A first start of the fine-tune regime, 8 runs on a backbone stopped before its
+plateau and selected on validation Recall@1, was discarded unreported when the backbone was
+pretrained to its plateau and the selection moved to validation MAP@R; every summary now records the
+SHA-256 of the backbone it started from.)
 """
 
 REPRODUCING = """## Reproducing the paper on CUB200-2011, CARS196 and SOP

@@ -10,12 +10,14 @@ gives other programs; :func:`shared_class_programs` checks that none equals a be
 Training: normalised softmax (``softmax`` loss, temperature 0.05) over all pretraining classes,
 Adam (the class weights learn at the network's rate here), batches of random images with the
 benchmark's train transform; the last ``--val-samples`` images of each class are held out, and
-validation accuracy = argmax over classes of the cosine to the class weights. Training stops when
-validation accuracy has set no new best over the last quarter of the epochs
-(``dml_core.engine.stopping``), or at ``--max-epochs``. The file holds the backbone's tensors at
-the best epoch (BatchNorm statistics included; keys as in ``build_model(...).backbone``, so
-``--pretrained FILE`` loads it) and, in its header, the command that made it, the glyph spec and
-the accuracy history.
+validation accuracy = argmax over classes of the cosine to the class weights. The learning rate
+is multiplied by ``--lr-factor`` after ``--lr-patience`` epochs without a new best validation
+accuracy (``ReduceLROnPlateau``), so the accuracy settles instead of swinging by ±0.05 from epoch to
+epoch at a constant rate. Training stops when validation accuracy has set no new best over the
+last quarter of the epochs (``dml_core.engine.stopping``), or at ``--max-epochs``. The file holds
+the backbone's tensors at the best epoch (BatchNorm statistics included; keys as in
+``build_model(...).backbone``, so ``--pretrained FILE`` loads it) and, in its header, the command
+that made it, the glyph spec and the accuracy and learning-rate history.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
         ],
         lr=args.lr,
     )
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=args.lr_factor, patience=args.lr_patience
+    )
     history: list[dict[str, float]] = []
     best_state: dict[str, torch.Tensor] = {}
     metadata: dict[str, str] = {}
@@ -144,10 +149,14 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
             value.backward()
             optimizer.step()
         row = {"epoch": epoch, "val/accuracy": accuracy(model, loss, val_loader)}
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        schedule.step(row["val/accuracy"])
         if not history or row["val/accuracy"] > max(r["val/accuracy"] for r in history):
             best_state = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
         history.append(row)
-        print(f"epoch {epoch}: val accuracy {row['val/accuracy']:.4f}", flush=True)
+        print(
+            f"epoch {epoch}: val accuracy {row['val/accuracy']:.4f}, lr {row['lr']:.2g}", flush=True
+        )
         converged = should_stop(history, "val/accuracy", min_epochs=args.min_epochs)
         finished = converged or epoch == args.max_epochs
         if finished or row["val/accuracy"] == best_value(history):
@@ -209,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=4e-4)
+    p.add_argument("--lr-factor", type=float, default=0.2, help="learning-rate drop on a plateau")
+    p.add_argument("--lr-patience", type=int, default=2, help="epochs without a new best")
     p.add_argument("--min-epochs", type=int, default=8)
     p.add_argument("--max-epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)

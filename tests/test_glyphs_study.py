@@ -346,3 +346,17 @@ def test_tiny_pretraining_writes_a_backbone_that_build_model_loads(tmp_path: Pat
     loaded = model.backbone.state_dict()
     assert set(loaded) == set(stored)
     assert all(torch.equal(loaded[key], stored[key]) for key in stored)
+
+
+def test_results_refuse_runs_from_different_backbones(tmp_path: Path) -> None:
+    summaries = tmp_path / "study"
+    for seed, backbone in ((0, "aa" * 32), (1, "bb" * 32)):
+        write_fake_summary(summaries, "finetune", "margin", seed, val=[0.5], test=[0.4], rho2=0.3,
+                           pi_ratio=0.5)  # fmt: skip
+        path = summaries / "finetune" / f"margin-seed{seed}.json"
+        document = json.loads(path.read_text())
+        path.write_text(json.dumps({**document, "pretrained_sha256": backbone}))
+    with pytest.raises(ValueError, match="different backbones"):
+        study.load_regime(summaries, "finetune")
+    (summaries / "finetune" / "margin-seed1.json").unlink()
+    assert len(study.load_regime(summaries, "finetune")["margin"]) == 1
