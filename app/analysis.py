@@ -140,39 +140,58 @@ def study_rows(study: dict, metrics: Sequence[str]) -> list[dict[str, object]]:
 
 # --- Inspect: queries, ranking, confusion, colouring ----------------------------------------
 
-HEADLINE_METRICS = (
-    "recall@1",
-    "map@r",
-    "r_precision",
-    "map_c",
-    "recall@2",
-    "recall@4",
-    "recall@8",
-    "nmi",
-    "f1",
-    "rho@2",
-    "pi_ratio",
-)
-"""Metrics shown first, in this order, wherever metrics are tabled (the rest follow by name)."""
-COUNT_METRICS = frozenset(
-    {"num_classes", "num_items", "num_lone_queries", "num_truncated_queries", "neighbors_searched"}
-)
-"""Bookkeeping values of a metric dict, not metrics; tables show them last."""
+RETRIEVAL_METRICS = ("map@r", "r_precision", "map_c", "nmi", "f1")
+"""After Recall@k (ascending k), in this order, wherever metrics are tabled."""
+EMBEDDING_SPACE_METRICS = ("pi_intra", "pi_inter", "pi_ratio", "uniformity")
+"""After ρ@k (ascending k), in this order."""
+COUNT_LABELS = {
+    "num_items": "items",
+    "num_classes": "classes",
+    "num_lone_queries": "lone queries (class of one)",
+    "num_truncated_queries": "truncated queries (class > max_k)",
+    "neighbors_searched": "neighbours searched (k)",
+}
+"""Bookkeeping values of a metric dict (not metrics), in table order, with the names shown."""
+COUNT_METRICS = frozenset(COUNT_LABELS)
 QUERY_SEPARATORS = re.compile(r"[\s,;]+")
 DISTANCE_CHUNK = 1024
 
 
+def _at_k(name: str, family: str) -> int | None:
+    """``k`` of ``family@k`` (``recall@4`` → 4), else None."""
+    head, _, k = name.partition("@")
+    return int(k) if head == family and k.isdigit() else None
+
+
 def metric_order(keys: Iterable[str]) -> list[str]:
-    """Headline metrics first (``HEADLINE_METRICS`` order, with or without a ``split/``
-    prefix), then the other metrics by name, then the counts."""
+    """The one metric order of every table (with or without a ``split/`` prefix): Recall@k by
+    ascending k, MAP@R, R-precision, MAP@C, NMI, F1, then ρ@k by ascending k, π_intra, π_inter,
+    π_ratio, uniformity, then unknown names alphabetically, then the counts (``COUNT_LABELS``
+    order). Equal metrics of different splits keep alphabetical split order; duplicates drop."""
 
     def rank(key: str) -> tuple[int, int, str]:
         bare = key.rsplit("/", 1)[-1]
-        if bare in HEADLINE_METRICS:
-            return (0, HEADLINE_METRICS.index(bare), key)
-        return (2 if bare in COUNT_METRICS else 1, 0, key)
+        if (k := _at_k(bare, "recall")) is not None:
+            return (0, k, key)
+        if bare in RETRIEVAL_METRICS:
+            return (1, RETRIEVAL_METRICS.index(bare), key)
+        if (k := _at_k(bare, "rho")) is not None:
+            return (2, k, key)
+        if bare in EMBEDDING_SPACE_METRICS:
+            return (3, EMBEDDING_SPACE_METRICS.index(bare), key)
+        if bare in COUNT_LABELS:
+            return (5, list(COUNT_LABELS).index(bare), key)
+        return (4, 0, key)
 
     return sorted(dict.fromkeys(keys), key=rank)
+
+
+def metric_label(key: str) -> str:
+    """The name a table shows: counts readable (``test/num_items`` → ``test/items``), metrics
+    as stored (``recall@1``, the name the CLI, reports and docs use)."""
+    split, _, bare = key.rpartition("/")
+    label = COUNT_LABELS.get(bare, bare)
+    return f"{split}/{label}" if split else label
 
 
 def parse_query_indices(text: str, num_items: int) -> list[int]:
@@ -311,11 +330,18 @@ def confused_pairs(
 
 
 def best_result_rows(best: Mapping[str, object] | None) -> list[dict[str, object]]:
-    """A checkpoint's ``best`` record (``{"metric", "value", "epoch"}``) as table rows."""
+    """A checkpoint's ``best`` record (``{"metric", "value", "epoch"}``) as table rows; values as
+    text (a column mixing names and numbers cannot be one Arrow column)."""
     if not best:
         return []
     names = {"metric": "selected on", "value": "best value", "epoch": "at epoch"}
-    return [{"": names.get(key, key), "value": value} for key, value in best.items()]
+    return [
+        {
+            "": names.get(key, key),
+            "value": f"{value:.4f}" if isinstance(value, float) else str(value),
+        }
+        for key, value in best.items()
+    ]
 
 
 def history_rows(history: Sequence[Mapping[str, float]]) -> list[dict[str, object]]:

@@ -19,6 +19,10 @@ from dml_core.metrics import singular_value_spectrum
 
 DISAGREEMENTS_SHOWN = 5
 MEASURES = {"Recall@1 (hit@1)": "hit", "AP@R": "ap"}
+PER_CLASS_SPLIT = (5, 6)
+"""Chart : table widths of the per-class row; the table side is about 300 px at 1024 px."""
+PER_CLASS_WIDTHS = {"class": 84, "Δ": 62, "A": 54, "B": 54, "n": 40}
+"""Pixel widths of the per-class table's columns: 294 in all, under the table side at 1024 px."""
 
 
 @dataclass(frozen=True)
@@ -107,18 +111,39 @@ def per_class_panel(a: Side, b: Side, *, key: str) -> None:
         f"A = {a.name}, B = {b.name}. {better} classes got better, {worse} worse, "
         f"{len(rows) - better - worse} unchanged (mean {label} of each class's queries)."
     )
-    left, right = st.columns([3, 2])
+    left, right = st.columns(PER_CLASS_SPLIT)
     left.plotly_chart(figures.per_class_delta_figure(rows, label), key=f"{key}-chart")
     right.dataframe(
         pd.DataFrame(rows)[["class", "Δ (B − A)", "A", "B", "queries"]],
         hide_index=True,
         key=f"{key}-table",
-        column_config={
-            "A": st.column_config.NumberColumn(format="%.3f"),
-            "B": st.column_config.NumberColumn(format="%.3f"),
-            "Δ (B − A)": st.column_config.NumberColumn(format="%+.3f"),
-        },
+        column_config=per_class_columns(a.name, b.name, label),
     )
+
+
+def per_class_columns(name_a: str, name_b: str, measure: str) -> dict[str, object]:
+    """Short headers and fixed pixel widths (``PER_CLASS_WIDTHS``) so the five columns fit half
+    of the page at 1024 px; the full meaning of each is in its header's help. A class name
+    longer than its column is cut; the whole name shows in the chart and when the cell is
+    opened (double click)."""
+    widths = PER_CLASS_WIDTHS
+    return {
+        "class": st.column_config.TextColumn("class", width=widths["class"]),
+        "Δ (B − A)": st.column_config.NumberColumn(
+            "Δ", width=widths["Δ"], help=f"B − A: {measure} of B minus that of A", format="%+.3f"
+        ),
+        "A": st.column_config.NumberColumn(
+            "A", width=widths["A"], help=f"mean {measure} under A = {name_a}", format="%.3f"
+        ),
+        "B": st.column_config.NumberColumn(
+            "B", width=widths["B"], help=f"mean {measure} under B = {name_b}", format="%.3f"
+        ),
+        "queries": st.column_config.NumberColumn(
+            "n",
+            width=widths["n"],
+            help="queries of the class with a value under both A and B (lone ones left out)",
+        ),
+    }
 
 
 def disagreement_panel(a: Side, b: Side, *, key: str) -> None:

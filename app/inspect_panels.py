@@ -354,10 +354,11 @@ def history_panel(metadata: Mapping[str, Any], *, key: str) -> None:
 
 
 def metrics_table(columns: Mapping[str, Mapping[str, float]], *, key: str) -> None:
-    """Metric rows (headline first, counts last), one column per split."""
+    """Metric rows in :func:`app.analysis.metric_order` (counts last, readable), one column per
+    split."""
     keys = analysis.metric_order({k for values in columns.values() for k in values})
     frame = pd.DataFrame({name: [values.get(k) for k in keys] for name, values in columns.items()})
-    frame.index = keys
+    frame.index = [analysis.metric_label(k) for k in keys]
     st.dataframe(frame, key=key, column_config={"_index": st.column_config.TextColumn("metric")})
 
 

@@ -123,17 +123,42 @@ def test_per_item_problem_names_differing_datasets_and_items() -> None:
     assert "other items" in problem
 
 
-def test_metric_order_puts_headline_metrics_first_and_counts_last() -> None:
-    keys = ["test/nmi", "test/num_items", "test/f1", "test/map@r", "test/recall@1", "test/a"]
+DOCUMENTED_ORDER = [
+    "recall@1", "recall@2", "recall@4", "recall@8", "recall@16",
+    "map@r", "r_precision", "map_c", "nmi", "f1",
+    "rho@1", "rho@2", "pi_intra", "pi_inter", "pi_ratio", "uniformity",
+    "accuracy", "zeta",
+    "num_items", "num_classes", "num_lone_queries", "num_truncated_queries", "neighbors_searched",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metric_order_restores_the_documented_order_from_any_shuffle(seed: int) -> None:
+    shuffled = list(DOCUMENTED_ORDER)
+    np.random.default_rng(seed).shuffle(shuffled)
+    assert shuffled != DOCUMENTED_ORDER
+    assert analysis.metric_order(shuffled) == DOCUMENTED_ORDER  # unknown names kept, by name
+    prefixed = analysis.metric_order(["test/" + name for name in reversed(DOCUMENTED_ORDER)])
+    assert prefixed == ["test/" + name for name in DOCUMENTED_ORDER]
+
+
+def test_metric_order_keeps_splits_of_one_metric_together() -> None:
+    keys = ["val/map@r", "test/num_items", "test/map@r", "val/recall@1", "test/recall@1"]
     assert analysis.metric_order(keys) == [
-        "test/recall@1", "test/map@r", "test/nmi", "test/f1", "test/a", "test/num_items",
+        "test/recall@1", "val/recall@1", "test/map@r", "val/map@r", "test/num_items",
     ]  # fmt: skip
+
+
+def test_metric_label_names_counts_and_keeps_metrics() -> None:
+    assert analysis.metric_label("test/num_lone_queries") == "test/lone queries (class of one)"
+    assert analysis.metric_label("num_items") == "items"
+    assert analysis.metric_label("test/recall@1") == "test/recall@1"
 
 
 def test_best_result_and_history_are_tables() -> None:
     rows = analysis.best_result_rows({"epoch": 8, "metric": "test/recall@1", "value": 0.5})
     assert {row[""]: row["value"] for row in rows} == {
-        "at epoch": 8, "selected on": "test/recall@1", "best value": 0.5,
+        "at epoch": "8", "selected on": "test/recall@1", "best value": "0.5000",
     }  # fmt: skip
     history = [{"epoch": 1, "test/map@r": 0.1, "test/recall@1": 0.3, "test/num_items": 9}]
     table = analysis.history_rows(history)

@@ -118,7 +118,7 @@ previews = st.container()
 
 st.subheader("Metrics")
 test_metrics = {k.removeprefix("test/"): v for k, v in evaluation.metrics.items()}
-st.dataframe(pd.DataFrame({"test": test_metrics}), key="inspect-metrics")
+inspect_panels.metrics_table({"test": test_metrics}, key="inspect-metrics")
 st.caption(
     "Stored in the checkpoint when it was evaluated."
     if view.source == "stored"

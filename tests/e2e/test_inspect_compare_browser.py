@@ -155,21 +155,18 @@ def test_compare_shows_per_class_delta_and_disagreements(
                 )
                 assert page.locator(".stException").count() == 0
                 folder = screenshot_folder(tmp_path)
-                for width, height in SIZES:
-                    page.set_viewport_size({"width": width, "height": height})
-                    page.wait_for_timeout(2000)
-                    page.get_by_role("heading", name="Per-class Δ (B − A)").evaluate(
-                        "e => e.scrollIntoView({block: 'start'})"
-                    )
-                    page.wait_for_timeout(500)
-                    page.screenshot(path=str(folder / f"compare-perclass-{width}.png"))
-                for width, height in SIZES:
-                    page.set_viewport_size({"width": width, "height": height})
-                    page.wait_for_timeout(1500)
-                    page.get_by_role("heading", name="Metrics (Δ against the first)").evaluate(
-                        "e => e.scrollIntoView({block: 'start'})"
-                    )
-                    page.wait_for_timeout(500)
-                    page.screenshot(path=str(folder / f"compare-metrics-{width}.png"))
+                sections = {
+                    "perclass": "Per-class Δ (B − A)",
+                    "metrics": "Metrics (Δ against the first)",
+                }
+                for name, heading in sections.items():
+                    for width, height in SIZES:
+                        page.set_viewport_size({"width": width, "height": height})
+                        page.wait_for_timeout(2000)  # plotly relayouts to the new width
+                        page.get_by_role("heading", name=heading).evaluate(
+                            "e => e.scrollIntoView({block: 'start'})"
+                        )
+                        page.wait_for_timeout(500)
+                        page.screenshot(path=str(folder / f"compare-{name}-{width}.png"))
         finally:
             browser.close()
