@@ -40,7 +40,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-SHIPPED = ("checkpoints/glyphs-margin.safetensors", "checkpoints/glyphs-margin-rho0.1.safetensors")
+SHIPPED = (
+    "checkpoints/glyphs-finetune-margin-base.safetensors",
+    "checkpoints/glyphs-finetune-margin-rho0.35.safetensors",
+)
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -22,7 +22,10 @@ from browser_support import (
     serve_app,
 )
 
-SHIPPED = ("glyphs-margin.safetensors", "glyphs-margin-rho0.1.safetensors")
+SHIPPED = (
+    "glyphs-finetune-margin-base.safetensors",
+    "glyphs-finetune-margin-rho0.35.safetensors",
+)
 
 pytestmark = [
     pytest.mark.e2e,
