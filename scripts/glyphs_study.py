@@ -739,7 +739,7 @@ classes; and margin's β learnt at 0.5× the network's rate instead of the offic
 replaces it: runs train to convergence (or report their last-quarter gain), epochs are chosen on
 validation classes, differences are paired by seed with intervals, and correlations are taken over
 method means. (A first start of the fine-tune regime, 8 runs on a backbone stopped before its
-plateau and selected on validation Recall@1, was discarded unreported when the backbone was
+plateau and selected on validation Recall@1, was discarded when the backbone was
 pretrained to its plateau and the selection moved to validation MAP@R; every summary now records the
 SHA-256 of the backbone it started from.)
 """
