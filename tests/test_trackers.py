@@ -123,7 +123,7 @@ def test_wandb_defaults_to_offline_in_the_run_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no WANDB_MODE and no WANDB_DIR the run logs offline into ``<run>/wandb``."""
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     from dml_core.engine.loggers import Trackers
 
     for name in ("WANDB_MODE", "WANDB_DIR", "WANDB_API_KEY"):
@@ -134,5 +134,8 @@ def test_wandb_defaults_to_offline_in_the_run_directory(
     trackers.log({"test/recall@1": 0.5}, step=3)
     trackers.close()
     trackers.close()  # a second close does nothing
+    # finish() returns before wandb's service has written the run file; shutting the service
+    # down waits for it, as the exit of a training process does (the subprocess test above).
+    wandb.teardown()
     (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     assert json.loads(logged_history(run_file)[3]["test/recall@1"]) == 0.5
