@@ -22,7 +22,7 @@ from app.cache import cache_key, file_version, read_arrays, write_arrays
 from app.settings import CHECKPOINT_DIRS_VARIABLE, REPO_ROOT, allowed_roots
 from dml_core.config import TrainConfig
 from dml_core.data.splits import build_split
-from dml_core.engine.checkpoint import CheckpointError, read_metadata
+from dml_core.engine.checkpoint import CheckpointError, WeightsOnlyError, read_metadata
 from dml_core.engine.stored_evaluation import (
     StoredEvaluation,
     StoredEvaluationError,
@@ -98,6 +98,10 @@ _header_problems: dict[Path, tuple[int, int, str | None]] = {}
 (None when it was readable)."""
 
 
+WEIGHTS_ONLY = "plain weights (no DML Explorer metadata)"
+"""What :func:`_header_problem` returns for a :class:`WeightsOnlyError` file."""
+
+
 def _header_problem(path: Path) -> str | None:
     """Why the header does not parse as a DML Explorer checkpoint (None when it does): the
     :class:`CheckpointError` message without the leading path. Read once per file version."""
@@ -108,6 +112,8 @@ def _header_problem(path: Path) -> str | None:
     try:
         read_metadata(path)
         problem = None
+    except WeightsOnlyError:
+        problem = WEIGHTS_ONLY
     except CheckpointError as error:
         problem = str(error).removeprefix(f"{path} ")
     except Exception as error:  # any other unreadable header (crafted files) is listed, not raised
@@ -120,7 +126,8 @@ def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[Checkpo
     """Every readable DML Explorer checkpoint under the allowed roots, sorted by label.
 
     A header is read again only when its file's mtime or size changed. Each ``.safetensors`` file
-    whose header is unreadable adds ``"<label>: <why>"`` to ``unreadable`` when a list is given.
+    whose header is unreadable adds ``"<label>: <why>"`` to ``unreadable`` when a list is given;
+    plain weights without DML Explorer's metadata (a ``--pretrained`` backbone) are skipped.
     """
     roots = allowed_roots()
     found: dict[Path, CheckpointEntry] = {}
@@ -136,7 +143,7 @@ def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[Checkpo
                 continue
             if problem is None:
                 found.setdefault(path, CheckpointEntry(path, _label(path, roots)))
-            else:
+            elif problem is not WEIGHTS_ONLY:  # plain weights are not listed, nor a problem
                 problems.setdefault(path, f"{_label(path, roots)}: {problem}")
     if unreadable is not None:
         unreadable.extend(sorted(problems.values()))

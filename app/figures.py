@@ -113,8 +113,11 @@ def projection_figure(
     *,
     title: str = "",
     hover: Sequence[str] | None = None,
+    extent: tuple[float, float, float, float] | None = None,
 ) -> go.Figure:
-    """2-D projection coloured by class; one trace, so a selection's point indices are item rows."""
+    """2-D projection coloured by class; one trace, so a selection's point indices are item rows.
+    ``extent`` (x0, x1, y0, y1) fixes the axes, so aligned projections side by side share one
+    frame (see :func:`common_extent`). No drag mode is set: a click selects a point."""
     labels = np.asarray(labels)
     names = [class_names[int(v)] if class_names else str(int(v)) for v in labels]
     text = list(hover) if hover is not None else [f"#{i} · {n}" for i, n in enumerate(names)]
@@ -129,12 +132,24 @@ def projection_figure(
             hovertemplate="%{text}<extra></extra>",
         )
     )
-    figure.update_layout(title=title, dragmode="lasso")
+    figure.update_layout(title=title)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, scaleanchor="x")
+    if extent is not None:
+        figure.update_xaxes(range=list(extent[:2]))
+        figure.update_yaxes(range=list(extent[2:]))
     _compact(figure, 420)
     figure.update_layout(margin={"t": 40 + 20 * title.count("<br>")})  # room for each title line
     return figure
+
+
+def common_extent(layouts: Sequence[np.ndarray], pad: float = 0.04) -> tuple[float, ...]:
+    """(x0, x1, y0, y1) holding every point of ``layouts`` with a ``pad`` fraction of margin."""
+    points = np.concatenate([np.asarray(layout, dtype=np.float64) for layout in layouts])
+    low, high = points.min(axis=0), points.max(axis=0)
+    margin = pad * np.maximum(high - low, 1e-9)
+    low, high = low - margin, high + margin
+    return float(low[0]), float(high[0]), float(low[1]), float(high[1])
 
 
 def density_figure(rows: Sequence[Mapping[str, object]], title: str = "") -> go.Figure:

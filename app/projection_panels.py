@@ -64,10 +64,11 @@ def scatter(
     title: str,
     key: str,
     highlight: Sequence[int] | None = None,
+    extent: tuple[float, float, float, float] | None = None,
 ) -> list[int]:
-    """The projection; ``highlight`` rows drawn on top of the faded rest. Returns the rows the
-    user selected (click, box or lasso)."""
-    figure = figures.projection_figure(coordinates, labels, class_names, title=title)
+    """The projection (axes fixed to ``extent`` if given); ``highlight`` rows drawn on top of the
+    faded rest. Returns the rows the user selected (click, box or lasso)."""
+    figure = figures.projection_figure(coordinates, labels, class_names, title=title, extent=extent)
     if highlight:
         figure.update_traces(
             selectedpoints=list(highlight),

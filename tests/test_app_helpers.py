@@ -255,6 +255,18 @@ def test_projection_figure_is_one_trace_with_row_indices() -> None:
     assert len(figure.data) == 1
     assert list(figure.data[0].customdata) == [0, 1, 2, 3]
     assert list(figure.data[0].text) == ["#0 · x", "#1 · y", "#2 · y", "#3 · x"]
+    assert figure.layout.dragmode is None  # Streamlit's pan mode: a click selects a point
+    assert figure.layout.xaxis.range is None
+
+
+def test_aligned_projections_share_one_frame() -> None:
+    first = np.array([[0.0, 0.0], [10.0, 5.0]])
+    second = np.array([[-2.0, 1.0], [4.0, 9.0]])
+    x0, x1, y0, y1 = figures.common_extent([first, second], pad=0.1)
+    assert (x0, x1) == pytest.approx((-3.2, 11.2)) and (y0, y1) == pytest.approx((-0.9, 9.9))
+    figure = figures.projection_figure(second, np.arange(2), extent=(x0, x1, y0, y1))
+    assert list(figure.layout.xaxis.range) == [x0, x1]
+    assert list(figure.layout.yaxis.range) == [y0, y1]
 
 
 def test_retrieval_grid_borders_follow_hits() -> None:

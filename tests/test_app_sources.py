@@ -186,8 +186,12 @@ def test_unreadable_files_are_listed_with_their_reason_and_inspect_goes_on(
     with open(extra / "padded.safetensors", "ab") as handle:
         handle.write(b"tail")
     (extra / "broken.npz").write_bytes(b"not a zip archive")
+    save_file({"w": torch.zeros(2)}, str(extra / "weights.safetensors"))  # plain weights
     unreadable: list[str] = []
     found = [s.label for s in sources.discover_sources(unreadable=unreadable)]
+    # Plain weights (as the shipped --pretrained backbone) are neither listed nor "unreadable".
+    assert not [line for line in unreadable if "weights.safetensors" in line]
+    assert not [line for line in unreadable if "glyphs-backbone" in line]
     assert [label for label in found if label.startswith("extra/")] == [
         "extra/model_a.npz",
         "extra/model_b.npz",

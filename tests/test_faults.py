@@ -462,6 +462,9 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=_environment(DML_EXPLORER_CACHE=str(tmp_path / "cache")),
+        # A suite started in the background (`make test &`) inherits SIGINT ignored; Python then
+        # keeps it ignored and the Ctrl-C below would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     time.sleep(1.5)  # importing torch, or generating the glyphs: before training starts
     process.send_signal(signal.SIGINT)

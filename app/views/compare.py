@@ -144,16 +144,22 @@ highlight = st.session_state.get(HIGHLIGHT, []) if same_items else []
 last = st.session_state.setdefault(LAST_SELECTION, {})
 columns = st.columns(len(shown))
 title_width = max(16, 64 // len(shown))  # characters that fit one column's width at 1024 px
+names = {label: figures.wrap_title(label, title_width) for label in shown}
+name_lines = max(name.count("<br>") for name in names.values())
+# Aligned layouts share one frame; names padded to one line count keep the frames level.
+extent = figures.common_extent([layouts[label] for label in shown]) if same_items else None
 for position, (column, label) in enumerate(zip(columns, shown, strict=True)):
     evaluation = evaluations[label]
+    padding = "<br> " * (name_lines - names[label].count("<br>"))
     with column:
         rows = projection_panels.scatter(
             layouts[label],
             evaluation.labels,
             class_names[label],
-            title=f"{figures.wrap_title(label, title_width)}<br><sub>{title}</sub>",
+            title=f"{names[label]}{padding}<br><sub>{title}</sub>",
             key=f"compare-projection-{position}",
             highlight=highlight,
+            extent=extent,
         )
     if rows and rows != last.get(label):
         last[label] = rows

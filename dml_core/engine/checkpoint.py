@@ -41,6 +41,11 @@ class CheckpointError(ValueError):
     """A file that is not a DML Explorer checkpoint, or one that does not match the model."""
 
 
+class WeightsOnlyError(CheckpointError):
+    """A well-formed safetensors file without DML Explorer's metadata: plain weights (such as
+    ``checkpoints/glyphs-backbone.safetensors``, read by ``--pretrained``), not a checkpoint."""
+
+
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
@@ -70,8 +75,10 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def _refuse(path: Path, reason: str) -> CheckpointError:
-    return CheckpointError(
+def _refuse(
+    path: Path, reason: str, kind: type[CheckpointError] = CheckpointError
+) -> CheckpointError:
+    return kind(
         f"{path} {reason}. Expected a .safetensors checkpoint written by `python -m dml_core train`; "
         "DML Explorer never unpickles files."
     )
@@ -108,7 +115,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise _refuse(path, f"has {size - 8 - header_size - data_end} bytes after its tensor data")
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if raw is None:
-        raise _refuse(path, "is a safetensors file but not a DML Explorer checkpoint (no metadata)")
+        raise _refuse(
+            path,
+            "is a safetensors file but not a DML Explorer checkpoint (no metadata)",
+            WeightsOnlyError,
+        )
     document = _parse_json(path, raw.encode(), "metadata")
     version = document.get("format_version")
     if version != FORMAT_VERSION:

@@ -140,6 +140,22 @@ def screenshot_folder(tmp_path: Path) -> Path:
 
 
 @contextmanager
+def browser_page(folder: Path, width: int = 1400, height: int = 1000) -> Iterator:
+    """A page of a fresh headless Chromium at ``width`` × ``height``; a failure inside the block
+    leaves ``failure.png`` / ``failure.txt`` in ``folder`` (see :func:`keep_page_on_failure`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            with keep_page_on_failure(page, folder):
+                yield page
+        finally:
+            browser.close()
+
+
+@contextmanager
 def keep_page_on_failure(page, folder: Path) -> Iterator[None]:
     """On an exception inside the block, keep the page's screenshot and text as
     ``failure.png`` / ``failure.txt`` in ``folder`` (what a failed CI run leaves to look at)."""

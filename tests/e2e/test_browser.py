@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SIZES,
-    keep_page_on_failure,
+    browser_page,
     needs_chromium,
     screenshot_folder,
     serve_app,
+    wait_until_idle,
 )
 
 RUN_TIMEOUT_MS = 120_000
@@ -32,36 +31,26 @@ def app_url(tmp_path: Path) -> Iterator[str]:
 
 
 def test_toy_lab_trains_and_draws_in_chromium(app_url: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            with keep_page_on_failure(page, tmp_path):
-                page.goto(app_url, wait_until="domcontentloaded")
-                page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
-                page.get_by_role("button", name="Train", exact=True).click()
-                page.locator(".js-plotly-plot").filter(has_text="embedding at step").first.wait_for(
-                    timeout=60_000
-                )
-                page.get_by_text("Trained base for 200 iterations").wait_for(timeout=60_000)
-                page.locator(".js-plotly-plot").filter(has_text="singular values").first.wait_for(
-                    timeout=30_000
-                )
-                assert page.locator(".stException").count() == 0
-                screenshot = tmp_path / "toy_lab.png"
-                page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(tmp_path, 1400, 1100) as page:
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Train", exact=True).click()
+        page.locator(".js-plotly-plot").filter(has_text="embedding at step").first.wait_for(
+            timeout=60_000
+        )
+        page.get_by_text("Trained base for 200 iterations").wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot").filter(has_text="singular values").first.wait_for(
+            timeout=30_000
+        )
+        assert page.locator(".stException").count() == 0
+        screenshot = tmp_path / "toy_lab.png"
+        page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
 
 
-def open_train_page(browser, app_url: str, width: int = 1400, height: int = 1000):
-    page = browser.new_page(viewport={"width": width, "height": height})
+def open_train_page(page, app_url: str) -> None:
     page.goto(f"{app_url}/train", wait_until="domcontentloaded")
     page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
-    return page
 
 
 def choose(page, label: str, option: str) -> None:
@@ -72,6 +61,9 @@ def choose(page, label: str, option: str) -> None:
     box.click()
     page.get_by_role("option", name=option, exact=True).first.click()
     expect(box).to_have_value(option)
+    # The choice reruns the page (a preset rebuilds the form); acting before that run has ended
+    # can be undone by it.
+    wait_until_idle(page)
 
 
 def start_run(page, name: str) -> None:
@@ -90,46 +82,32 @@ def overlay_names(page) -> list[str]:
 def test_two_runs_started_one_after_the_other_both_appear_live(
     app_url: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = open_train_page(browser, app_url)
-            with keep_page_on_failure(page, tmp_path):
-                choose(page, "preset (sets the defaults below)", "toy")
-                start_run(page, "first")
-                start_run(page, "second")
-                for name in ("first", "second"):
-                    page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
-                assert overlay_names(page) == ["first", "second"]
-                curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
-                curves.wait_for(timeout=30_000)
-                assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
-                assert page.locator(".stException").count() == 0
-                save_screenshots(page, tmp_path)
-        finally:
-            browser.close()
+    with browser_page(tmp_path) as page:
+        open_train_page(page, app_url)
+        choose(page, "preset (sets the defaults below)", "toy")
+        start_run(page, "first")
+        start_run(page, "second")
+        for name in ("first", "second"):
+            page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
+        assert overlay_names(page) == ["first", "second"]
+        curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
+        curves.wait_for(timeout=30_000)
+        assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
+        assert page.locator(".stException").count() == 0
+        save_screenshots(page, tmp_path)
 
 
 def test_a_run_failing_at_launch_appears_with_its_error(app_url: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = open_train_page(browser, app_url)
-            with keep_page_on_failure(page, tmp_path):
-                choose(page, "preset (sets the defaults below)", "toy")
-                choose(page, "dataset", "cub200")
-                start_run(page, "no-cub")
-                alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
-                alert.wait_for(timeout=RUN_TIMEOUT_MS)
-                assert "no-cub" in alert.inner_text()
-                assert "error: dataset 'cub200' needs root" in alert.inner_text()
-                assert overlay_names(page) == ["no-cub"]
-        finally:
-            browser.close()
+    with browser_page(tmp_path) as page:
+        open_train_page(page, app_url)
+        choose(page, "preset (sets the defaults below)", "toy")
+        choose(page, "dataset", "cub200")
+        start_run(page, "no-cub")
+        alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
+        alert.wait_for(timeout=RUN_TIMEOUT_MS)
+        assert "no-cub" in alert.inner_text()
+        assert "error: dataset 'cub200' needs root" in alert.inner_text()
+        assert overlay_names(page) == ["no-cub"]
 
 
 def save_screenshots(page, tmp_path: Path) -> None:

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SIZES,
-    keep_page_on_failure,
+    browser_page,
     needs_chromium,
     open_tab,
     screenshot_folder,
@@ -80,93 +78,71 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_clicking_a_point_in_inspect_shows_its_neighbours(
     served: tuple[str, Path], tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, extra = served
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            with keep_page_on_failure(page, tmp_path):
-                page.goto(f"{url}/inspect", wait_until="domcontentloaded")
-                field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
-                field.wait_for(timeout=PAGE_TIMEOUT_MS)
-                field.fill(str(extra / "model_a.npz"))
-                field.press("Enter")
-                plot = page.locator(".js-plotly-plot").filter(has_text="PCA ·").first
-                plot.wait_for(timeout=PAGE_TIMEOUT_MS)
-                wait_until_idle(page, PAGE_TIMEOUT_MS)
-                plot.scroll_into_view_if_needed()
-                point = plot.evaluate(POINT_POSITION)
-                box = plot.bounding_box()
-                page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
-                page.wait_for_timeout(300)
-                page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
-                heading = page.get_by_text(f"Item #{point['item']} ·").first
-                heading.wait_for(timeout=PAGE_TIMEOUT_MS)
-                page.get_by_text("nearest neighbours in the embedding space").wait_for(
-                    timeout=10_000
-                )
-                grid = page.locator("figure").filter(has_text="d=")
-                assert grid.count() >= 5
-                assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
-                assert page.locator(".stException").count() == 0
-                folder = screenshot_folder(tmp_path)
-                for width, height in SIZES:
-                    page.set_viewport_size({"width": width, "height": height})
-                    page.wait_for_timeout(2000)
-                    plot.evaluate("e => e.scrollIntoView({block: 'start'})")
-                    page.wait_for_timeout(500)
-                    page.screenshot(path=str(folder / f"inspect-selection-{width}.png"))
-        finally:
-            browser.close()
+    with browser_page(tmp_path) as page:
+        page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+        field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
+        field.wait_for(timeout=PAGE_TIMEOUT_MS)
+        field.fill(str(extra / "model_a.npz"))
+        field.press("Enter")
+        plot = page.locator(".js-plotly-plot").filter(has_text="PCA ·").first
+        plot.wait_for(timeout=PAGE_TIMEOUT_MS)
+        wait_until_idle(page, PAGE_TIMEOUT_MS)
+        plot.scroll_into_view_if_needed()
+        point = plot.evaluate(POINT_POSITION)
+        box = plot.bounding_box()
+        page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+        page.wait_for_timeout(300)
+        page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+        heading = page.get_by_text(f"Item #{point['item']} ·").first
+        heading.wait_for(timeout=PAGE_TIMEOUT_MS)
+        page.get_by_text("nearest neighbours in the embedding space").wait_for(timeout=10_000)
+        grid = page.locator("figure").filter(has_text="d=")
+        assert grid.count() >= 5
+        assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
+        assert page.locator(".stException").count() == 0
+        folder = screenshot_folder(tmp_path)
+        for width, height in SIZES:
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(2000)
+            plot.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(folder / f"inspect-selection-{width}.png"))
 
 
 def test_compare_shows_per_class_delta_and_disagreements(
     served: tuple[str, Path], tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, _ = served
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            with keep_page_on_failure(page, tmp_path):
-                page.goto(f"{url}/compare", wait_until="domcontentloaded")
-                picker = page.locator('[data-testid="stMultiSelect"] input').first
-                picker.wait_for(timeout=PAGE_TIMEOUT_MS)
-                picker.click()
-                for _ in range(6):
-                    picker.press("Backspace")
-                for name in ("extra/model_a.npz", "extra/model_b.npz"):
-                    picker.fill(name)
-                    page.get_by_role("option", name=name).click()
-                picker.press("Escape")
-                page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(
-                    timeout=PAGE_TIMEOUT_MS
+    with browser_page(tmp_path) as page:
+        page.goto(f"{url}/compare", wait_until="domcontentloaded")
+        picker = page.locator('[data-testid="stMultiSelect"] input').first
+        picker.wait_for(timeout=PAGE_TIMEOUT_MS)
+        picker.click()
+        for _ in range(6):
+            picker.press("Backspace")
+        for name in ("extra/model_a.npz", "extra/model_b.npz"):
+            picker.fill(name)
+            page.get_by_role("option", name=name).click()
+        picker.press("Escape")
+        page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(timeout=PAGE_TIMEOUT_MS)
+        page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
+        page.get_by_role("tab", name="B right, A wrong").wait_for(timeout=PAGE_TIMEOUT_MS)
+        rows = page.locator("figure:visible").filter(has_text="B · #")
+        open_tab(page, "B right, A wrong", rows, PAGE_TIMEOUT_MS)
+        assert page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
+        assert page.locator(".stException").count() == 0
+        folder = screenshot_folder(tmp_path)
+        sections = {
+            "perclass": "Per-class Δ (B − A)",
+            "metrics": "Metrics (Δ against the first)",
+        }
+        for name, heading in sections.items():
+            for width, height in SIZES:
+                page.set_viewport_size({"width": width, "height": height})
+                page.wait_for_timeout(2000)  # plotly relayouts to the new width
+                page.get_by_role("heading", name=heading).evaluate(
+                    "e => e.scrollIntoView({block: 'start'})"
                 )
-                page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
-                page.get_by_role("tab", name="B right, A wrong").wait_for(timeout=PAGE_TIMEOUT_MS)
-                rows = page.locator("figure:visible").filter(has_text="B · #")
-                open_tab(page, "B right, A wrong", rows, PAGE_TIMEOUT_MS)
-                assert (
-                    page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
-                )
-                assert page.locator(".stException").count() == 0
-                folder = screenshot_folder(tmp_path)
-                sections = {
-                    "perclass": "Per-class Δ (B − A)",
-                    "metrics": "Metrics (Δ against the first)",
-                }
-                for name, heading in sections.items():
-                    for width, height in SIZES:
-                        page.set_viewport_size({"width": width, "height": height})
-                        page.wait_for_timeout(2000)  # plotly relayouts to the new width
-                        page.get_by_role("heading", name=heading).evaluate(
-                            "e => e.scrollIntoView({block: 'start'})"
-                        )
-                        page.wait_for_timeout(500)
-                        page.screenshot(path=str(folder / f"compare-{name}-{width}.png"))
-        finally:
-            browser.close()
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(folder / f"compare-{name}-{width}.png"))

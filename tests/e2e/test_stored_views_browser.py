@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO_ROOT,
     SIZES,
-    keep_page_on_failure,
+    browser_page,
     needs_chromium,
     screenshot_folder,
     serve_app,
@@ -67,25 +65,17 @@ def screenshots(page, name: str, tmp_path: Path, anchor: str) -> None:
 
 
 def test_inspect_and_compare_show_the_shipped_checkpoints(app_url: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    with browser_page(tmp_path) as page:
+        page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
+        # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
+        projections_drawn(page, "UMAP · 4000 test items", 1)
+        assert page.get_by_text("Evaluated here once").count() == 0
+        assert page.locator(".stException").count() == 0
+        screenshots(page, "inspect", tmp_path, "Projection of the test split")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            with keep_page_on_failure(page, tmp_path):
-                page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
-                page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
-                # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
-                projections_drawn(page, "UMAP · 4000 test items", 1)
-                assert page.get_by_text("Evaluated here once").count() == 0
-                assert page.locator(".stException").count() == 0
-                screenshots(page, "inspect", tmp_path, "Projection of the test split")
-
-                page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
-                page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
-                projections_drawn(page, "from #1's layout", 2)
-                assert page.locator(".stException").count() == 0
-                screenshots(page, "compare", tmp_path, "Projections (test)")
-        finally:
-            browser.close()
+        page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
+        projections_drawn(page, "from #1's layout", 2)
+        assert page.locator(".stException").count() == 0
+        screenshots(page, "compare", tmp_path, "Projections (test)")
