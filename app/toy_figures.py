@@ -268,13 +268,20 @@ def replay_figure(
     )
     figure.update_yaxes(range=[0, 1.18], dtick=0.25, tickformat=NUMBER_FORMAT, **spectrum_row)
     if three_d:
-        axis = {"range": [-AXIS_LIMIT, AXIS_LIMIT], "dtick": 1, "title": ""}
+        # No tick labels: at the cube's corners those of two axes overlap, and the unit sphere
+        # already gives the scale. The camera stands far enough back to keep the whole cube.
+        axis = {
+            "range": [-AXIS_LIMIT, AXIS_LIMIT],
+            "dtick": 1,
+            "title": "",
+            "showticklabels": False,
+        }
         figure.update_scenes(
             xaxis=axis,
             yaxis=axis,
             zaxis=axis,
             aspectmode="cube",
-            camera={"eye": {"x": 1.35, "y": 1.35, "z": 0.9}},
+            camera={"eye": {"x": 1.6, "y": 1.6, "z": 1.05}},
             uirevision="toy",
         )
     else:
