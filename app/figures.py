@@ -31,6 +31,10 @@ def _compact(figure: go.Figure, height: int = 360) -> go.Figure:
     return figure
 
 
+LEGEND_WIDTH = 34
+"""Characters of a legend line that fit half the page at 1024 px (longer names wrap)."""
+
+
 def spectrum_figure(
     spectra: Mapping[str, np.ndarray], *, log_scale: bool = False, title: str = ""
 ) -> go.Figure:
@@ -38,7 +42,8 @@ def spectrum_figure(
     each in a distinct colour, the legend above the plot (it never narrows the axes)."""
     figure = go.Figure()
     everything: list[float] = []
-    for index, (name, spectrum) in enumerate(spectra.items()):
+    names = [wrap_title(name, LEGEND_WIDTH) for name in spectra]
+    for index, (name, spectrum) in enumerate(zip(names, spectra.values(), strict=True)):
         values = np.asarray(spectrum, dtype=np.float64)
         everything += values.tolist()
         figure.add_trace(
@@ -57,7 +62,7 @@ def spectrum_figure(
     else:
         figure.update_yaxes(title="s̃_i")
     text = title or ("spectrum (log)" if log_scale else "spectrum")
-    legend_rows = len(spectra)  # long names wrap to one row each on narrow plots
+    legend_rows = sum(name.count("<br>") + 1 for name in names)  # one entry per row when narrow
     figure.update_layout(
         title={"text": text, "y": 0.99, "yref": "container", "yanchor": "top"},
         legend=TOP_LEGEND,

@@ -247,6 +247,10 @@ def test_spectrum_figure_plots_the_values_on_the_chosen_scale() -> None:
     assert [t.name for t in linear.data] == ["a", "b"]
     assert np.allclose(linear.data[0].y, spectrum) and list(linear.data[0].x) == [1, 2, 3]
     assert figures.spectrum_figure({"a": spectrum}, log_scale=True).layout.yaxis.type == "log"
+    long = "checkpoints/glyphs-finetune-margin-rho0.35.safetensors"
+    wrapped = figures.spectrum_figure({long: spectrum, "b": spectrum})
+    assert wrapped.data[0].name.replace("<br>", "") == long and "<br>" in wrapped.data[0].name
+    assert wrapped.layout.margin.t > linear.layout.margin.t  # room for the extra legend line
 
 
 def test_projection_figure_is_one_trace_with_row_indices() -> None:
