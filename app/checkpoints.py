@@ -143,7 +143,7 @@ def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[Checkpo
                 continue
             if problem is None:
                 found.setdefault(path, CheckpointEntry(path, _label(path, roots)))
-            elif problem is not WEIGHTS_ONLY:  # plain weights are not listed, nor a problem
+            elif problem != WEIGHTS_ONLY:  # plain weights are not listed, nor a problem
                 problems.setdefault(path, f"{_label(path, roots)}: {problem}")
     if unreadable is not None:
         unreadable.extend(sorted(problems.values()))
