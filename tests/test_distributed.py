@@ -92,3 +92,74 @@ def test_two_process_step_equals_single_process_step(tmp_path: Path) -> None:
         for k, v in Trainer(TrainConfig.from_dict(CONFIG)).model.state_dict().items()
     )
     assert moved, "the step changed the weights (otherwise the comparison proves nothing)"
+
+
+RESUME_WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    import torch
+    import dml_core.engine.trainer as trainer_module
+    from dml_core.config import TrainConfig
+    from dml_core.engine.trainer import Trainer
+
+    settle = trainer_module.settle_pending
+
+    def slow_settle(run_dir):
+        time.sleep(3)  # a slow disk on rank 0: the other ranks must not read `last` before it
+        return settle(run_dir)
+
+    trainer_module.settle_pending = slow_settle
+    out = sys.argv[1]
+    config = TrainConfig.from_dict(json.loads(open(out + "/config.json").read()))
+    trainer = Trainer(config, out, resume=True, progress=False)
+    weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    with open(f"{out}/../rank{trainer.context.rank}.json", "w") as handle:
+        json.dump({"step": trainer.step, "weights": weights.tolist()}, handle)
+    trainer.close()
+    trainer.context.shutdown()
+    """
+)
+
+
+@pytest.mark.slow
+def test_every_rank_resumes_from_the_checkpoint_rank_0_settles(tmp_path: Path) -> None:
+    """A crash after the commit point leaves the new ``last`` pending (``save_run_checkpoint``);
+    on resume rank 0 moves it into place, and no rank may read ``last`` before that."""
+    import json
+    import shutil
+
+    from dml_core.engine.checkpoint import LAST_FILE, PENDING_LAST
+
+    out = tmp_path / "run"
+    config = {**CONFIG, "eval_every": 1}
+    Trainer(TrainConfig.from_dict(config), out, progress=False).run()
+    first_last = (out / LAST_FILE).read_bytes()
+    two_epochs = {**config, "epochs": 2}
+    (out / "config.json").write_text(json.dumps(two_epochs))
+    Trainer(TrainConfig.from_dict(two_epochs), out, resume=True, progress=False).run()
+    # The crash: epoch 2's state is committed, its `last` not yet moved into place.
+    (out / LAST_FILE).rename(out / PENDING_LAST)
+    (out / LAST_FILE).write_bytes(first_last)
+    reference = tmp_path / "reference"
+    shutil.copytree(out, reference)
+    expected = Trainer(TrainConfig.from_dict(two_epochs), reference, resume=True, progress=False)
+    expected.close()
+    expected_weights = torch.cat([p.detach().flatten() for p in expected.model.parameters()])
+
+    script = tmp_path / "worker.py"
+    script.write_text(RESUME_WORKER)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "--standalone", str(script), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (out / PENDING_LAST).exists()
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got["step"] == expected.step
+        np.testing.assert_array_equal(np.array(got["weights"], np.float32), expected_weights)
+    assert (out / LAST_FILE).read_bytes() != first_last  # the comparison is not vacuous

@@ -41,6 +41,11 @@ class DistContext:
             dist.init_process_group(backend=backend)
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
+    def wait_for_all(self) -> None:
+        """Return once every rank has reached this call (a no-op in one process)."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+
     def shutdown(self) -> None:
         """Wait for every rank, then tear the process group down (a gloo group left alive at
         interpreter exit can abort the process)."""

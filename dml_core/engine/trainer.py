@@ -125,6 +125,8 @@ class Trainer:
                 raise
         try:
             if resume:
+                # Rank 0 settled an interrupted checkpoint above: no rank reads `last` before.
+                self.context.wait_for_all()
                 self._load_state()
             # Trackers (a W&B run, a TensorBoard writer) open only once every check has passed.
             self.events, self.trackers = open_logs(self.config, self.context, self.out_dir)
