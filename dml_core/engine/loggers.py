@@ -47,7 +47,8 @@ class Trackers:
             self._wandb_run.log(values, step=step)
 
     def close(self) -> None:
-        """Flush and close every tracker; a second call does nothing."""
+        """Flush and close every tracker; a second call does nothing. W&B's service may finish
+        writing the offline run file after ``finish()`` returns (at the latest at process exit)."""
         for writer in self._writers:
             writer.close()
         self._writers = []
