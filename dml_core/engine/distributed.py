@@ -49,8 +49,8 @@ class DistContext:
     def shutdown(self) -> None:
         """Wait for every rank, then tear the process group down (a gloo group left alive at
         interpreter exit can abort the process)."""
+        self.wait_for_all()
         if self.enabled and dist.is_initialized():
-            dist.barrier()
             dist.destroy_process_group()
 
     def local_slice(self, batch: list[int]) -> list[int]:
