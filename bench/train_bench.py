@@ -3,7 +3,11 @@
     python bench/train_bench.py --steps 30
 
 Times ``Trainer.steps()`` after a warm-up, without evaluation; also times one evaluation pass
-(test + eval_train embeddings and all metrics).
+(test + eval_train embeddings and all metrics). ``--end-of-run`` times instead what a run does after
+its last epoch (``store_run_evaluations``: the stored section in ``best`` and ``last``), embedding
+both checkpoints again from their files versus keeping the embeddings the trainer's evaluations made.
+
+    python bench/train_bench.py --end-of-run --repeats 3
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from dml_core.config import TrainConfig
+from dml_core.engine.evaluation import embed_checkpoint
+from dml_core.engine.stored_evaluation import store_run_evaluations
 from dml_core.engine.trainer import Trainer
 from dml_core.presets import preset
 
@@ -26,8 +34,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--end-of-run", action="store_true", help="time the end of a run instead")
+    parser.add_argument("--repeats", type=int, default=3, help="with --end-of-run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.end_of_run:
+        print(json.dumps(end_of_run(args.repeats), indent=2))
+        return
 
     config = TrainConfig.from_dict({**preset("glyphs"), "epochs": 1000, "eval_every": 1000})
     started = time.perf_counter()
@@ -67,6 +80,30 @@ def main() -> None:
             indent=2,
         )
     )
+
+
+def end_of_run(repeats: int) -> dict[str, object]:
+    """Median seconds of ``store_run_evaluations`` on a short ``glyphs`` run, both ways."""
+    config = TrainConfig.from_dict({**preset("glyphs"), "epochs": 1, "max_steps_per_epoch": 2})
+    with tempfile.TemporaryDirectory() as folder:
+        run_dir = Path(folder) / "run"
+        Trainer(config, run_dir, progress=False).run()
+        kept = {k: embed_checkpoint(run_dir / f"{k}.safetensors", "test") for k in ("best", "last")}
+        timings: dict[str, list[float]] = {"embedded_again": [], "kept_from_evaluation": []}
+        for _ in range(repeats):
+            for name, embedded in (("embedded_again", None), ("kept_from_evaluation", kept)):
+                started = time.perf_counter()
+                store_run_evaluations(run_dir, "cpu", embedded)
+                timings[name].append(time.perf_counter() - started)
+    medians = {name: statistics.median(times) for name, times in timings.items()}
+    return {
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "preset": "glyphs",
+        "test_items": len(kept["last"].labels),
+        "repeats": repeats,
+        **{f"{name}_median_seconds": round(value, 2) for name, value in medians.items()},
+        "ratio": round(medians["embedded_again"] / medians["kept_from_evaluation"], 2),
+    }
 
 
 if __name__ == "__main__":

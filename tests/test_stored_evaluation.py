@@ -148,6 +148,43 @@ def test_training_ends_with_the_section_in_best_and_last(tmp_path: Path) -> None
     assert snapshot["pca"].shape == (len(snapshot["labels"]), 2)
 
 
+def test_the_end_of_a_run_stores_the_embeddings_its_evaluations_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``best`` and ``last`` saved right after an evaluation keep that evaluation's test embeddings
+    (nothing is embedded again); a ``last`` saved after a stop mid-epoch, whose weights moved since,
+    is embedded again from its file."""
+    import dml_core.engine.stored_evaluation as stored
+
+    embedded_again: list[str] = []
+    real_embed = stored.embed_checkpoint
+
+    def counting_embed(path: Path, *args: object, **kwargs: object) -> object:
+        embedded_again.append(Path(path).name)
+        return real_embed(path, *args, **kwargs)
+
+    monkeypatch.setattr(stored, "embed_checkpoint", counting_embed)
+    config = TrainConfig.from_dict({**preset("toy"), "epochs": 3, "eval_every": 1})
+    Trainer(config, tmp_path / "whole").run()
+    assert embedded_again == []
+
+    trainer = Trainer(config, tmp_path / "stopped")
+    evaluated = False
+    for event in trainer.steps():
+        evaluated = evaluated or event["kind"] == "eval"
+        if evaluated and event["kind"] == "step":
+            trainer.request_stop()
+    assert embedded_again == ["last.safetensors"]
+    for kind in ("best", "last"):
+        path = tmp_path / "stopped" / f"{kind}.safetensors"
+        recomputed = real_embed(path, "test", device="cpu")
+        np.testing.assert_allclose(
+            read_evaluation(path).embeddings.astype(np.float32),
+            recomputed.embeddings.numpy(),
+            atol=1e-3,
+        )
+
+
 def test_embed_and_project_store_the_section_and_skip_foreign_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

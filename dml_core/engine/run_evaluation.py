@@ -19,6 +19,7 @@ from dml_core.config import TrainConfig
 from dml_core.engine.distributed import DistContext
 from dml_core.engine.evaluation import (
     SNAPSHOT_AUTO_LIMIT,
+    CheckpointEmbeddings,
     compute_embeddings,
     split_metrics,
     subsample_indices,
@@ -81,6 +82,14 @@ class RunEvaluator:
             metrics.update(split_metrics("val", *val_split, ks, rho_spectrum=spectrum))
         self.last_test_embeddings = (test_embeddings, test_labels, test_rows)
         return metrics
+
+    def last_test_split(self) -> CheckpointEmbeddings:
+        """The last evaluation's test embeddings as ``embed_checkpoint`` would give them for a
+        checkpoint of the model at that moment (so the end of the run stores them as they are)."""
+        embeddings, labels, rows = self.last_test_embeddings
+        return CheckpointEmbeddings(
+            embeddings, labels, np.asarray(rows), self.test_set, self.config
+        )
 
     def write_snapshot(self, out_dir: Path | None, epoch: int) -> str | None:
         """The last test embeddings (a fixed subsample) as ``snapshots/epoch_NNN.npz``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,16 +275,25 @@ def evaluate_and_store(
     return store_embedded(path, embedded, split, umap)
 
 
-def store_run_evaluations(run_dir: str | Path, device: str | torch.device = "auto") -> list[Path]:
-    """At the end of training: the section in ``best`` and ``last`` of a run folder. A failure
-    here never fails the run (the app computes a missing section): it is one warning."""
+def store_run_evaluations(
+    run_dir: str | Path,
+    device: str | torch.device = "auto",
+    embedded: Mapping[str, CheckpointEmbeddings] | None = None,
+) -> list[Path]:
+    """At the end of training: the section in ``best`` and ``last`` of a run folder. ``embedded``
+    holds the test embeddings the trainer already computed for a kind with exactly the saved
+    weights (its evaluation at that step); other kinds are embedded again from their file. A
+    failure here never fails the run (the app computes a missing section): it is one warning."""
     written = []
     for kind in ("best", "last"):
         path = Path(run_dir) / f"{kind}.safetensors"
         if not path.is_file():
             continue
         try:
-            evaluate_and_store(path, device=device)
+            if embedded and kind in embedded:
+                store_embedded(path, embedded[kind])
+            else:
+                evaluate_and_store(path, device=device)
             written.append(path)
         except Exception as error:  # the run is finished and its weights are safe
             warnings.warn(f"{path}: the evaluation section was not stored ({error})", stacklevel=2)

@@ -28,7 +28,12 @@ from dml_core.engine.assembly import assemble_run, open_logs
 from dml_core.engine.batches import TrainBatches
 from dml_core.engine.checkpoint import run_header, save_run_checkpoint, settle_pending
 from dml_core.engine.distributed import DistContext, gather_global_batch
-from dml_core.engine.evaluation import autocast_context, compute_embeddings, resolve_device
+from dml_core.engine.evaluation import (
+    CheckpointEmbeddings,
+    autocast_context,
+    compute_embeddings,
+    resolve_device,
+)
 from dml_core.engine.run_evaluation import RunEvaluator, fill_dropped_rows, has_converged
 from dml_core.engine.run_folder import (
     capture_train_state,
@@ -101,6 +106,10 @@ class Trainer:
         }
         self.last_loss: torch.Tensor | None = None
         self._stop_requested = False
+        self._test_embedded_at: int | None = None
+        """Step of the evaluator's last test embeddings."""
+        self._saved_test_splits: dict[str, CheckpointEmbeddings] = {}
+        """Per checkpoint kind, the test embeddings of exactly its saved weights, when known."""
         self.evaluator = RunEvaluator(
             self.model,
             self.config,
@@ -204,7 +213,7 @@ class Trainer:
             # The evaluation travels with best/last (docs/DESIGN.md §6, stored evaluation).
             from dml_core.engine.stored_evaluation import store_run_evaluations
 
-            store_run_evaluations(self.out_dir, device=self.device)
+            store_run_evaluations(self.out_dir, self.device, self._saved_test_splits)
         end_reason = "converged" if converged else "finished"
         yield self.events.write(
             "done",
@@ -326,6 +335,7 @@ class Trainer:
             # Rank 0 alone evaluates and writes; the others wait at the next collective.
             return {"kind": "eval", "epoch": self.epoch, "step": self.step, "metrics": {}}
         metrics = self.evaluate()
+        self._test_embedded_at = self.step
         self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
         snapshot = self.evaluator.write_snapshot(self.out_dir, self.epoch)
         selected = self.best["metric"]
@@ -381,6 +391,10 @@ class Trainer:
         save_run_checkpoint(
             self.out_dir, self.checkpoint_header(kind), self.model, self.loss, state
         )
+        if self._test_embedded_at == self.step:
+            self._saved_test_splits[kind] = self.evaluator.last_test_split()
+        else:  # trained on since the last evaluation: embedded again at the end
+            self._saved_test_splits.pop(kind, None)
 
     def _load_state(self) -> None:
         """Continue from ``last.safetensors`` and ``train_state.pt`` (no pickle involved); the
