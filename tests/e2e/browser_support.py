@@ -139,6 +139,30 @@ def screenshot_folder(tmp_path: Path) -> Path:
     return folder
 
 
+SCROLL_BELOW_HEADER = """e => {
+  e.scrollIntoView({block: 'start'});
+  let box = e.parentElement;
+  while (box && !(['auto', 'scroll'].includes(getComputedStyle(box).overflowY)
+                  && box.scrollHeight > box.clientHeight)) box = box.parentElement;
+  (box || window).scrollBy(0, -70);
+}"""
+"""Scrolls an element to the top of the view, below Streamlit's header."""
+
+
+def screenshot_at_sizes(page, tmp_path: Path, name: str, anchor, sizes=SIZES) -> None:
+    """``<name>-<width>.png`` in :func:`screenshot_folder` at each window size, with ``anchor`` (a
+    locator) at the top of the view, once plotly has laid the page out for the new width."""
+    folder = screenshot_folder(tmp_path)
+    for width, height in sizes:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(2000)  # plotly relayouts to the new width
+        anchor.evaluate(SCROLL_BELOW_HEADER)
+        page.wait_for_timeout(500)
+        path = folder / f"{name}-{width}.png"
+        page.screenshot(path=str(path))
+        assert path.stat().st_size > 10_000, path
+
+
 @contextmanager
 def browser_page(folder: Path, width: int = 1400, height: int = 1000) -> Iterator:
     """A page of a fresh headless Chromium at ``width`` × ``height``; a failure inside the block

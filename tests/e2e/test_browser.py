@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from browser_support import (
-    SIZES,
     browser_page,
     needs_chromium,
-    screenshot_folder,
+    screenshot_at_sizes,
     serve_app,
     wait_until_idle,
 )
@@ -94,7 +93,7 @@ def test_two_runs_started_one_after_the_other_both_appear_live(
         curves.wait_for(timeout=30_000)
         assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
         assert page.locator(".stException").count() == 0
-        save_screenshots(page, tmp_path)
+        screenshot_at_sizes(page, tmp_path, "train", page.get_by_text("runs to overlay").first)
 
 
 def test_a_run_failing_at_launch_appears_with_its_error(app_url: str, tmp_path: Path) -> None:
@@ -108,16 +107,3 @@ def test_a_run_failing_at_launch_appears_with_its_error(app_url: str, tmp_path: 
         assert "no-cub" in alert.inner_text()
         assert "error: dataset 'cub200' needs root" in alert.inner_text()
         assert overlay_names(page) == ["no-cub"]
-
-
-def save_screenshots(page, tmp_path: Path) -> None:
-    """The Train page's live section, at each size of :data:`browser_support.SIZES`."""
-    folder = screenshot_folder(tmp_path)
-    for width, height in SIZES:
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(2000)  # plotly relayouts to the new width
-        page.locator('[data-testid="stMultiSelect"]').first.scroll_into_view_if_needed()
-        page.get_by_text("runs to overlay").first.evaluate("e => e.scrollIntoView()")
-        path = folder / f"train-{width}.png"
-        page.screenshot(path=str(path))
-        assert path.stat().st_size > 10_000

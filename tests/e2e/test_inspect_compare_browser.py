@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_support import (
-    SIZES,
     browser_page,
     needs_chromium,
     open_tab,
-    screenshot_folder,
+    screenshot_at_sizes,
     serve_app,
     wait_until_idle,
 )
@@ -101,13 +100,7 @@ def test_clicking_a_point_in_inspect_shows_its_neighbours(
         assert grid.count() >= 5
         assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
         assert page.locator(".stException").count() == 0
-        folder = screenshot_folder(tmp_path)
-        for width, height in SIZES:
-            page.set_viewport_size({"width": width, "height": height})
-            page.wait_for_timeout(2000)
-            plot.evaluate("e => e.scrollIntoView({block: 'start'})")
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(folder / f"inspect-selection-{width}.png"))
+        screenshot_at_sizes(page, tmp_path, "inspect-selection", plot)
 
 
 def test_compare_shows_per_class_delta_and_disagreements(
@@ -132,17 +125,10 @@ def test_compare_shows_per_class_delta_and_disagreements(
         open_tab(page, "B right, A wrong", rows, PAGE_TIMEOUT_MS)
         assert page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
         assert page.locator(".stException").count() == 0
-        folder = screenshot_folder(tmp_path)
         sections = {
             "perclass": "Per-class Δ (B − A)",
             "metrics": "Metrics (Δ against the first)",
         }
         for name, heading in sections.items():
-            for width, height in SIZES:
-                page.set_viewport_size({"width": width, "height": height})
-                page.wait_for_timeout(2000)  # plotly relayouts to the new width
-                page.get_by_role("heading", name=heading).evaluate(
-                    "e => e.scrollIntoView({block: 'start'})"
-                )
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(folder / f"compare-{name}-{width}.png"))
+            anchor = page.get_by_role("heading", name=heading)
+            screenshot_at_sizes(page, tmp_path, f"compare-{name}", anchor)

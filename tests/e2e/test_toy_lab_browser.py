@@ -16,20 +16,12 @@ import pytest
 from browser_support import (
     browser_page,
     needs_chromium,
-    screenshot_folder,
+    screenshot_at_sizes,
     serve_app,
 )
 
 TRAIN_TIMEOUT_MS = 120_000
 SLIDER_ACTIVE = "e => e._fullLayout.sliders[0].active"
-SCROLL_TO_TOP = """e => {
-  e.scrollIntoView({block: 'start'});
-  let box = e.parentElement;
-  while (box && !(['auto', 'scroll'].includes(getComputedStyle(box).overflowY)
-                  && box.scrollHeight > box.clientHeight)) box = box.parentElement;
-  (box || window).scrollBy(0, -70);
-}"""
-"""Scrolls a plot to the top of the view, below Streamlit's header."""
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
 
@@ -94,21 +86,8 @@ def test_side_by_side_modes_and_replay_controls(app_url: str, tmp_path: Path) ->
 
 def save_screenshots(page, tmp_path: Path) -> None:
     """The replay at 1400×1000 and 1024×768, then in presentation mode at 1024×768."""
-    folder = screenshot_folder(tmp_path)
-    shots = (
-        (1400, 1000, False, "toy-lab-1400.png"),
-        (1024, 768, False, "toy-lab-1024.png"),
-        (1024, 768, True, "toy-lab-presentation-1024.png"),
-    )
-    for width, height, presentation, name in shots:
-        page.set_viewport_size({"width": width, "height": height})
-        if presentation:
-            page.get_by_text("presentation mode", exact=True).click()
-            page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
-        page.wait_for_timeout(2500)  # plotly relayouts to the new width
-        plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
-        plot.evaluate(SCROLL_TO_TOP)
-        page.wait_for_timeout(500)
-        path = folder / name
-        page.screenshot(path=str(path))
-        assert path.stat().st_size > 10_000
+    plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
+    screenshot_at_sizes(page, tmp_path, "toy-lab", plot)
+    page.get_by_text("presentation mode", exact=True).click()
+    page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
+    screenshot_at_sizes(page, tmp_path, "toy-lab-presentation", plot, sizes=((1024, 768),))
