@@ -122,7 +122,9 @@ def projection_figure(
 ) -> go.Figure:
     """2-D projection coloured by class; one trace, so a selection's point indices are item rows.
     ``extent`` (x0, x1, y0, y1) fixes the axes, so aligned projections side by side share one
-    frame (see :func:`common_extent`). No drag mode is set: a click selects a point."""
+    frame (see :func:`common_extent`); the equal aspect then narrows the plot area, never widens
+    the ranges (plotly would keep a widened range and zoom out at each resize). No drag mode is
+    set: a click selects a point."""
     labels = np.asarray(labels)
     names = [class_names[int(v)] if class_names else str(int(v)) for v in labels]
     text = list(hover) if hover is not None else [f"#{i} · {n}" for i, n in enumerate(names)]
@@ -141,8 +143,8 @@ def projection_figure(
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, scaleanchor="x")
     if extent is not None:
-        figure.update_xaxes(range=list(extent[:2]))
-        figure.update_yaxes(range=list(extent[2:]))
+        figure.update_xaxes(range=list(extent[:2]), constrain="domain")
+        figure.update_yaxes(range=list(extent[2:]), constrain="domain")
     _compact(figure, 420)
     figure.update_layout(margin={"t": 40 + 20 * title.count("<br>")})  # room for each title line
     return figure

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from browser_support import (
     REPO_ROOT,
-    SIZES,
     browser_page,
     needs_chromium,
-    screenshot_folder,
+    screenshot_at_sizes,
     serve_app,
 )
 
@@ -53,17 +52,6 @@ def projections_drawn(page, title_part: str, count: int, timeout_ms: int = 120_0
     )
 
 
-def screenshots(page, name: str, tmp_path: Path, anchor: str) -> None:
-    folder = screenshot_folder(tmp_path)
-    for width, height in SIZES:
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(1500)  # plotly relayouts to the new width
-        page.get_by_text(anchor).first.evaluate("e => e.scrollIntoView()")
-        path = folder / f"{name}-{width}.png"
-        page.screenshot(path=str(path))
-        assert path.stat().st_size > 10_000
-
-
 def test_inspect_and_compare_show_the_shipped_checkpoints(app_url: str, tmp_path: Path) -> None:
     with browser_page(tmp_path) as page:
         page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
@@ -72,10 +60,18 @@ def test_inspect_and_compare_show_the_shipped_checkpoints(app_url: str, tmp_path
         projections_drawn(page, "UMAP · 4000 test items", 1)
         assert page.get_by_text("Evaluated here once").count() == 0
         assert page.locator(".stException").count() == 0
-        screenshots(page, "inspect", tmp_path, "Projection of the test split")
+        anchor = page.get_by_text("Projection of the test split").first
+        screenshot_at_sizes(page, tmp_path, "inspect", anchor)
 
         page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
         page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
         projections_drawn(page, "from #1's layout", 2)
         assert page.locator(".stException").count() == 0
-        screenshots(page, "compare", tmp_path, "Projections (test)")
+        frames = page.locator(".js-plotly-plot").filter(has_text="from #1's layout")
+        axis_ranges = "e => [e._fullLayout.xaxis.range, e._fullLayout.yaxis.range]"
+        before = [frames.nth(i).evaluate(axis_ranges) for i in range(2)]
+        anchor = page.get_by_text("Projections (test)").first
+        screenshot_at_sizes(page, tmp_path, "compare", anchor)
+        # The aligned projections share one frame, and resizing the window does not zoom out.
+        assert before[0] == before[1]
+        assert [frames.nth(i).evaluate(axis_ranges) for i in range(2)] == before
