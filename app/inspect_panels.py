@@ -166,7 +166,7 @@ def selection_details(
             "to click."
         )
         return
-    left, right = st.columns([5, 1])
+    left, right = st.columns([3, 1])  # the button's label fits at 1024 px
     if right.button("clear selection", key=f"{key}-clear"):
         st.session_state[f"{key}-selected"] = []
         st.rerun()
