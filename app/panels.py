@@ -130,4 +130,17 @@ def density_panel(
     rows = analysis.density_table(per_class_density(embeddings, labels), class_names)
     left, right = st.columns([3, 2])
     left.plotly_chart(figures.density_figure(rows), key=f"{key}-density")
-    right.dataframe(pd.DataFrame(rows), hide_index=True, height=360)
+    right.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        height=360,
+        column_config={
+            "pi_intra": st.column_config.NumberColumn(
+                "π_intra", help="mean intra-class distance (1 − cos)", format="%.3f"
+            ),
+            "nearest class": st.column_config.TextColumn("nearest"),
+            "distance to nearest class": st.column_config.NumberColumn(
+                "to nearest", help="distance to the nearest class mean (1 − cos)", format="%.3f"
+            ),
+        },
+    )
