@@ -387,29 +387,37 @@ def _bad_inputs(tmp: Path, toy_run: Path) -> dict[str, tuple[list[str], str]]:
 
 
 def test_every_bad_input_is_one_line_and_a_non_zero_exit(tmp_path: Path, toy_run: Path) -> None:
+    """Each command line in its own process, forked from one that imported the CLI once
+    (``forked_cli.py``); what those imports print would reach every user, so it must be nothing.
+    One case also runs as a fresh ``python -m dml_core``, with and without ``--debug``."""
     cases = _bad_inputs(tmp_path, toy_run)
-
-    def run(args: list[str]) -> subprocess.CompletedProcess:
-        return _cli(*args, cwd=tmp_path)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(cases, pool.map(run, [args for args, _ in cases.values()]), strict=True))
+    forked = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("forked_cli.py"))],
+        input=json.dumps([{"args": args, "cwd": str(tmp_path)} for args, _ in cases.values()]),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_environment(),
+    )
+    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
+    results = dict(zip(cases, json.loads(forked.stdout), strict=True))
     wrong = {}
     for name, (_, fragment) in cases.items():
         result = results[name]
-        lines = result.stderr.splitlines()
+        lines = result["stderr"].splitlines()
         if not (
-            result.returncode != 0
+            result["returncode"] != 0
             and len(lines) == 1
             and lines[0].startswith("error: ")
             and fragment in lines[0]
-            and "weights_only" not in result.stderr
+            and "weights_only" not in result["stderr"]
         ):
-            wrong[name] = (result.returncode, result.stderr[-1500:])
+            wrong[name] = (result["returncode"], result["stderr"][-1500:])
     assert not wrong, wrong
     assert not (tmp_path / "PWNED").exists()  # no pickle was ever executed
-    # --debug shows the traceback.
     args, _ = cases["--device tpu9"]
+    fresh = _cli(*args, cwd=tmp_path)
+    assert (fresh.returncode, fresh.stderr) == tuple(results["--device tpu9"].values())
     debug = _cli(*args, "--debug", cwd=tmp_path)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
 

@@ -1,0 +1,74 @@
+"""Many ``python -m dml_core`` command lines at the cost of one start: imports the CLI and the
+trainer once, then forks one child per command line, so each still runs in its own process (its
+exit status, its own stderr, nothing left over from the one before) without importing torch again.
+
+    python tests/forked_cli.py < cases.json
+
+Reads a JSON list of ``{"args": [...], "cwd": "..."}``; prints a JSON list of ``{"returncode",
+"stderr"}`` in the order of the cases. Its own stderr holds only what the imports printed (a fresh
+process would print that too). Two children run at a time. Used by ``test_faults.py`` (the
+bad-input test: 27 command lines, each an import of torch otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+PARALLEL = 2
+
+
+def child(args: list[str], cwd: str, stderr_path: Path) -> None:
+    """In the forked process: run ``main(args)`` as ``python -m dml_core`` would; never returns."""
+    code = 1
+    try:
+        os.chdir(cwd)
+        descriptor = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(descriptor, 2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        from dml_core.cli import main
+
+        code = main(args)
+    except SystemExit as error:  # argparse's usage errors
+        code = error.code if isinstance(error.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run_all(cases: list[dict]) -> list[dict]:
+    results: list[dict | None] = [None] * len(cases)
+    with tempfile.TemporaryDirectory() as folder:
+        running: dict[int, int] = {}  # pid -> case index
+        pending = list(range(len(cases)))
+        while pending or running:
+            while pending and len(running) < PARALLEL:
+                index = pending.pop(0)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    case = cases[index]
+                    child(case["args"], case["cwd"], Path(folder) / f"{index}.err")
+                running[pid] = index
+            pid, status = os.wait()
+            index = running.pop(pid)
+            stderr = (Path(folder) / f"{index}.err").read_text(errors="replace")
+            results[index] = {"returncode": os.waitstatus_to_exitcode(status), "stderr": stderr}
+    return results
+
+
+if __name__ == "__main__":
+    # Imported once, before the forks.
+    import dml_core.cli
+    import dml_core.engine.trainer  # noqa: F401
+
+    print(json.dumps(run_all(json.load(sys.stdin))))
