@@ -4,10 +4,11 @@ exit status, its own stderr, nothing left over from the one before) without impo
 
     python tests/forked_cli.py < cases.json
 
-Reads a JSON list of ``{"args": [...], "cwd": "..."}``; prints a JSON list of ``{"returncode",
-"stderr"}`` in the order of the cases. Its own stderr holds only what the imports printed (a fresh
-process would print that too). Two children run at a time. Used by ``test_faults.py`` (the
-bad-input test: 27 command lines, each an import of torch otherwise).
+Reads a JSON list of ``{"args": [...], "cwd": "...", "env": {...}}`` (``env`` optional, added to
+the environment); prints a JSON list of ``{"returncode", "stderr"}`` in the order of the cases. Its
+own stderr holds only what the imports printed (a fresh process would print that too). Two
+children run at a time. Used by ``test_faults.py`` (the bad-input test's 27 command lines and the
+14 faulted runs, each an import of torch otherwise).
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ from pathlib import Path
 PARALLEL = 2
 
 
-def child(args: list[str], cwd: str, stderr_path: Path) -> None:
-    """In the forked process: run ``main(args)`` as ``python -m dml_core`` would; never returns."""
+def child(case: dict, stderr_path: Path) -> None:
+    """In the forked process: run ``main(case["args"])`` as ``python -m dml_core`` would, in
+    ``case["cwd"]`` with ``case["env"]`` added to the environment; never returns."""
     code = 1
     try:
-        os.chdir(cwd)
+        os.chdir(case["cwd"])
+        os.environ.update(case.get("env", {}))
         descriptor = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(descriptor, 2)
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 1)
         from dml_core.cli import main
 
-        code = main(args)
+        code = main(case["args"])
     except SystemExit as error:  # argparse's usage errors
         code = error.code if isinstance(error.code, int) else 1
     except BaseException:
@@ -56,8 +59,7 @@ def run_all(cases: list[dict]) -> list[dict]:
                 sys.stderr.flush()
                 pid = os.fork()
                 if pid == 0:
-                    case = cases[index]
-                    child(case["args"], case["cwd"], Path(folder) / f"{index}.err")
+                    child(cases[index], Path(folder) / f"{index}.err")
                 running[pid] = index
             pid, status = os.wait()
             index = running.pop(pid)

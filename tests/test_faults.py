@@ -18,7 +18,6 @@ import struct
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -95,6 +94,23 @@ def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedP
     )
 
 
+def _forked_cli(cases: list[dict]) -> list[dict]:
+    """``{"returncode", "stderr"}`` of ``python -m dml_core`` for each case (``args``, ``cwd``,
+    optional ``env``), each in its own process forked from one that imported the CLI once
+    (``forked_cli.py``), two at a time; what those imports print would reach every user, so it
+    must be nothing."""
+    forked = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("forked_cli.py"))],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_environment(),
+    )
+    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
+    return json.loads(forked.stdout)
+
+
 def _one_thread_run(config: dict, out: Path, *, resume: bool = False) -> Trainer:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -115,26 +131,23 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def faulted(tmp_path_factory: pytest.TempPathFactory, reference: Path) -> dict[str, tuple]:
-    """Every fault's run folder and (exit status, stderr), the child processes two at a time."""
+    """Every fault's run folder and (exit status, stderr): one ``train`` process per fault."""
     root = tmp_path_factory.mktemp("faulted")
     config_file = root / "tiny.json"
     config_file.write_text(json.dumps(TINY))
-
-    def run(spec: str) -> tuple[Path, int, str]:
-        out = root / spec.replace("@", "_").replace(":", "_").replace(".", "_")
-        result = _cli(
-            "train",
-            "--config",
-            str(config_file),
-            "--out",
-            str(out),
-            "--no-progress",
-            env=_environment(DML_EXPLORER_FAULT=spec),
-        )
-        return out, result.returncode, result.stderr
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(KILLS + INTERRUPTS, pool.map(run, KILLS + INTERRUPTS), strict=True))
+    specs = KILLS + INTERRUPTS
+    outs = [root / spec.replace("@", "_").replace(":", "_").replace(".", "_") for spec in specs]
+    train = ["train", "--config", str(config_file), "--no-progress", "--out"]
+    results = _forked_cli(
+        [
+            {"args": [*train, str(out)], "cwd": str(root), "env": {"DML_EXPLORER_FAULT": spec}}
+            for spec, out in zip(specs, outs, strict=True)
+        ]
+    )
+    return {
+        spec: (out, result["returncode"], result["stderr"])
+        for spec, out, result in zip(specs, outs, results, strict=True)
+    }
 
 
 def _assert_same_run(out: Path, reference: Path) -> None:
@@ -387,20 +400,11 @@ def _bad_inputs(tmp: Path, toy_run: Path) -> dict[str, tuple[list[str], str]]:
 
 
 def test_every_bad_input_is_one_line_and_a_non_zero_exit(tmp_path: Path, toy_run: Path) -> None:
-    """Each command line in its own process, forked from one that imported the CLI once
-    (``forked_cli.py``); what those imports print would reach every user, so it must be nothing.
-    One case also runs as a fresh ``python -m dml_core``, with and without ``--debug``."""
+    """Each command line in its own process (``_forked_cli``); one also as a fresh
+    ``python -m dml_core``, with and without ``--debug``."""
     cases = _bad_inputs(tmp_path, toy_run)
-    forked = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("forked_cli.py"))],
-        input=json.dumps([{"args": args, "cwd": str(tmp_path)} for args, _ in cases.values()]),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=_environment(),
-    )
-    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
-    results = dict(zip(cases, json.loads(forked.stdout), strict=True))
+    forked = _forked_cli([{"args": args, "cwd": str(tmp_path)} for args, _ in cases.values()])
+    results = dict(zip(cases, forked, strict=True))
     wrong = {}
     for name, (_, fragment) in cases.items():
         result = results[name]
