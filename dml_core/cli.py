@@ -97,21 +97,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dml_core.engine.trainer import Trainer
-
     if args.resume:
-        run_dir = Path(args.resume)
-        config_path = run_dir / "config.json"
+        out = Path(args.resume)
+        config_path = out / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"cannot resume {run_dir}: it holds no config.json")
+            raise FileNotFoundError(f"cannot resume {out}: it holds no config.json")
         config = TrainConfig.from_dict(load_config_file(config_path))
-        trainer = Trainer(
-            config, run_dir, resume=True, progress=False if args.no_progress else None
-        )
     else:
         config = config_from_args(args)
         out = args.out or f"runs/{config.dataset}-{config.loss}-seed{config.seed}"
-        trainer = Trainer(config, out, progress=False if args.no_progress else None)
+    config.validate()  # a bad value is one line before the trainer's imports (torchvision, data)
+    from dml_core.engine.trainer import Trainer
+
+    progress = False if args.no_progress else None
+    trainer = Trainer(config, out, resume=bool(args.resume), progress=progress)
     final = trainer.run()
     trainer.context.shutdown()
     if trainer.context.is_main:
