@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import traceback
 from pathlib import Path
 
 PARALLEL = 2
+CHILD_SECONDS = 300
+"""A child still running after this long is killed (SIGALRM), as ``subprocess.run(timeout=)``."""
 
 
 def child(case: dict, stderr_path: Path) -> None:
@@ -28,6 +31,7 @@ def child(case: dict, stderr_path: Path) -> None:
     ``case["cwd"]`` with ``case["env"]`` added to the environment; never returns."""
     code = 1
     try:
+        signal.alarm(CHILD_SECONDS)
         os.chdir(case["cwd"])
         os.environ.update(case.get("env", {}))
         descriptor = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
