@@ -21,11 +21,9 @@ from dml_core.interop import FORMATS
 from dml_core.metrics import singular_value_spectrum
 
 NEIGHBORS_SHOWN = 8
-SELECTION_PREVIEW = 24
 WORST_SHOWN = 4
 CONFUSION_K = 5
 CONFUSED_PAIRS = 8
-UMAP_POLL_SECONDS = 1.0
 THUMBNAIL_PIXELS = 64
 
 
@@ -192,7 +190,7 @@ def selection_details(
             )
         )
         return
-    preview = list(selected)[:SELECTION_PREVIEW]
+    preview = list(selected)[: panels.SELECTION_PREVIEW]
     classes = len({int(labels[i]) for i in selected})
     left.markdown(
         f"**{len(selected)} selected** from {classes} classes; "
@@ -211,17 +209,13 @@ def file_projection(
         if coordinates is not None:
             return coordinates, "UMAP"
         if umap_enabled():
-            _watch_umap(projection_id, embeddings)
+            panels.rerun_when_ready(
+                lambda: umap_projection(projection_id, embeddings) is not None,
+                "UMAP is computing in the background; PCA until it is ready.",
+            )
         else:
             st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
     return pca_2d(embeddings), "PCA"
-
-
-@st.fragment(run_every=UMAP_POLL_SECONDS)
-def _watch_umap(projection_id: str, embeddings: np.ndarray) -> None:
-    if umap_projection(projection_id, embeddings) is not None:
-        st.rerun(scope="app")
-    st.caption("UMAP is computing in the background; PCA until it is ready.")
 
 
 # --- retrieval, worst queries, confusion -------------------------------------------------------

@@ -19,8 +19,10 @@ from app.settings import umap_enabled
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.metrics import per_class_density
 
-UMAP_POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0
+"""How often a page asks whether a background job (a UMAP) has finished."""
 SELECTION_PREVIEW = 24
+"""Thumbnails shown of a selection."""
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -71,8 +73,11 @@ def projection_panel(
         st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
         method = "PCA"
     elif method == "UMAP" and coordinates is None:
-        _pending_umap(projection_key, embeddings, labels, class_names, key, title)
-        return
+        rerun_when_ready(
+            lambda: umap_projection(projection_key, embeddings) is not None,
+            "UMAP is computing in the background; PCA until it is ready.",
+        )
+        method = "PCA"
     if coordinates is None:
         coordinates = pca_2d(embeddings)
     figure = figures.projection_figure(
@@ -83,35 +88,20 @@ def projection_panel(
     )
     selected = list(event.selection.point_indices) if event else []
     if selected and image_uri is not None:
-        st.caption(f"{len(selected)} selected; the first {min(len(selected), SELECTION_PREVIEW)}:")
         preview = selected[:SELECTION_PREVIEW]
-        st.html(
-            "".join(
-                f'<img src="{image_uri(i)}" width="56" title="#{i} {class_names[int(labels[i])]}" '
-                'style="margin:2px"/>'
-                for i in preview
-            )
-        )
+        st.caption(f"{len(selected)} selected; the first {len(preview)}:")
+        st.html(figures.thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
     elif image_uri is not None:
         st.caption("Box/lasso-select or click points to see their images.")
 
 
-@st.fragment(run_every=UMAP_POLL_SECONDS)
-def _pending_umap(
-    projection_key: str,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    key: str,
-    title: str,
-) -> None:
-    if umap_projection(projection_key, embeddings) is not None:
+@st.fragment(run_every=POLL_SECONDS)
+def rerun_when_ready(ready: Callable[[], bool], message: str) -> None:
+    """Poll ``ready`` every second while a background job runs (and only then); rerun the page
+    when it turns true."""
+    if ready():
         st.rerun(scope="app")
-    st.caption("UMAP is computing in the background; PCA until it is ready.")
-    figure = figures.projection_figure(
-        pca_2d(embeddings), labels, class_names, title=f"{title} PCA".strip()
-    )
-    st.plotly_chart(figure, key=f"{key}-pending")
+    st.caption(message)
 
 
 def unreadable_files(unreadable: Sequence[str]) -> None:

@@ -13,14 +13,11 @@ from urllib.parse import quote
 import numpy as np
 import streamlit as st
 
-from app import analysis, figures, player
+from app import analysis, figures, panels, player
 from app.checkpoints import CheckpointView, checkpoint_evaluation, dataset_problem, split_dataset
 from app.projection import background
 from app.settings import umap_enabled
 from dml_core.engine.stored_evaluation import StoredEvaluation
-
-POLL_SECONDS = 1.0
-SELECTION_PREVIEW = 24
 
 
 @st.cache_resource(
@@ -95,24 +92,9 @@ def thumbnails(
     if image_uri is None:
         st.caption(f"{len(rows)} selected. {dataset_note or 'No images for this dataset.'}")
         return
-    preview = list(rows)[:SELECTION_PREVIEW]
+    preview = list(rows)[: panels.SELECTION_PREVIEW]
     st.caption(f"{len(rows)} selected; the first {len(preview)}:")
-    st.html(
-        "".join(
-            f'<img src="{image_uri(i)}" width="56" title="#{i} {class_names[int(labels[i])]}" '
-            'style="margin:2px"/>'
-            for i in preview
-        )
-    )
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def rerun_when_ready(ready: Callable[[], bool], message: str) -> None:
-    """Poll ``ready`` every second while a background job runs (and only then); rerun the page
-    when it turns true."""
-    if ready():
-        st.rerun(scope="app")
-    st.caption(message)
+    st.html(figures.thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
 
 
 def snapshot_player(
@@ -144,7 +126,7 @@ def snapshot_player(
                 )
 
             ready()
-            rerun_when_ready(
+            panels.rerun_when_ready(
                 ready, "The aligned UMAP of the snapshots is computing; PCA until then."
             )
             method = "PCA (aligned)"

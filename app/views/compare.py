@@ -132,7 +132,7 @@ else:
             pending.append(key)
     title = "UMAP from #1's layout" if same_items else "UMAP"
     if any(layout is None for layout in layouts.values()):
-        projection_panels.rerun_when_ready(
+        panels.rerun_when_ready(
             lambda: all(is_cached(key) for key in pending),
             "The aligned UMAPs are computing; PCA (rotated onto the first) until then.",
         )

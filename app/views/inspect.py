@@ -103,7 +103,7 @@ elif method == "UMAP" and umap_enabled():
         coordinates, shown = computed, "UMAP"
     else:
         shown = "PCA (UMAP computing)"
-        projection_panels.rerun_when_ready(
+        panels.rerun_when_ready(
             lambda: is_cached(umap_key), "UMAP is computing in the background; PCA until then."
         )
 selected = inspect_panels.projection_explorer(
