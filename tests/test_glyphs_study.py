@@ -135,7 +135,7 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
 
     finetune = section(page, "finetune")
     assert "**45 of 45 runs finished** (45 converged by the rule, 0 stopped" in finetune
-    assert "remain" not in finetune
+    assert "remain" not in finetune and "provisional" not in finetune
     assert "**Claim 1: methods perform alike under the fair protocol: holds.**" in finetune
     assert "**Claim 2: ρ-regularization raises Recall@1 for triplet-family losses: holds.**" in (
         finetune
@@ -159,6 +159,7 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
         "39 remain; continue them with `python scripts/glyphs_study.py run --regime scratch`"
         in (scratch)
     )
+    assert "the verdicts below are provisional" in scratch
     # margin + ρ is 0.05 below margin on both seeds: the interval lies below 0.
     assert "ρ-regularization raises Recall@1 for triplet-family losses: fails.**" in scratch
     row = next(line for line in scratch.splitlines() if line.startswith("| margin-rho0.35 −"))
