@@ -209,10 +209,7 @@ def file_projection(
         if coordinates is not None:
             return coordinates, "UMAP"
         if umap_enabled():
-            panels.rerun_when_ready(
-                lambda: umap_projection(projection_id, embeddings) is not None,
-                "UMAP is computing in the background; PCA until it is ready.",
-            )
+            panels.rerun_when_umap_ready(projection_id, embeddings)
         else:
             st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
     return pca_2d(embeddings), "PCA"

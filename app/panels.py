@@ -73,10 +73,7 @@ def projection_panel(
         st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
         method = "PCA"
     elif method == "UMAP" and coordinates is None:
-        rerun_when_ready(
-            lambda: umap_projection(projection_key, embeddings) is not None,
-            "UMAP is computing in the background; PCA until it is ready.",
-        )
+        rerun_when_umap_ready(projection_key, embeddings)
         method = "PCA"
     if coordinates is None:
         coordinates = pca_2d(embeddings)
@@ -88,9 +85,7 @@ def projection_panel(
     )
     selected = list(event.selection.point_indices) if event else []
     if selected and image_uri is not None:
-        preview = selected[:SELECTION_PREVIEW]
-        st.caption(f"{len(selected)} selected; the first {len(preview)}:")
-        st.html(figures.thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
+        selection_preview(selected, labels, class_names, image_uri)
     elif image_uri is not None:
         st.caption("Box/lasso-select or click points to see their images.")
 
@@ -102,6 +97,26 @@ def rerun_when_ready(ready: Callable[[], bool], message: str) -> None:
     if ready():
         st.rerun(scope="app")
     st.caption(message)
+
+
+def rerun_when_umap_ready(projection_key: str, embeddings: np.ndarray) -> None:
+    """:func:`rerun_when_ready` on the background UMAP of ``embeddings`` under ``projection_key``."""
+    rerun_when_ready(
+        lambda: umap_projection(projection_key, embeddings) is not None,
+        "UMAP is computing in the background; PCA until it is ready.",
+    )
+
+
+def selection_preview(
+    rows: Sequence[int],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    image_uri: Callable[[int], str],
+) -> None:
+    """The first :data:`SELECTION_PREVIEW` images of a selection, each with its index and class."""
+    preview = list(rows)[:SELECTION_PREVIEW]
+    st.caption(f"{len(rows)} selected; the first {len(preview)}:")
+    st.html(figures.thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
 
 
 def unreadable_files(unreadable: Sequence[str]) -> None:

@@ -92,9 +92,7 @@ def thumbnails(
     if image_uri is None:
         st.caption(f"{len(rows)} selected. {dataset_note or 'No images for this dataset.'}")
         return
-    preview = list(rows)[: panels.SELECTION_PREVIEW]
-    st.caption(f"{len(rows)} selected; the first {len(preview)}:")
-    st.html(figures.thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
+    panels.selection_preview(rows, labels, class_names, image_uri)
 
 
 def snapshot_player(
