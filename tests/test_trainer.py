@@ -207,61 +207,49 @@ def test_the_callers_config_is_not_changed(tmp_path: Path) -> None:
     assert set(saved["dataset_options"]) > set(before["dataset_options"])
 
 
-# Measured on the code before the trainer was split (engine/assembly.py, engine/checkpoint.py), with
-# one CPU thread: a refactoring that changes the order of construction (RNG draws), the batches
-# or the loop changes these numbers.
-PINNED_TOY = {
-    50: {"test/recall@1": 0.65, "test/map@r": 0.3491926591926592,
-         "train/rho@1": 0.45401072793182157, "train/pi_ratio": 0.015065723420408806},
-    100: {"test/recall@1": 0.4666666666666667, "test/map@r": 0.2918383336240479,
-          "train/rho@1": 0.4409377735408338, "train/pi_ratio": 0.012277799064785258},
-    150: {"test/recall@1": 0.7, "test/map@r": 0.42985448414019845,
-          "train/rho@1": 0.31773899295457514, "train/pi_ratio": 0.010137574487881044},
-    200: {"test/recall@1": 0.65, "test/map@r": 0.46254117905903613,
-          "train/rho@1": 0.37405658193239255, "train/pi_ratio": 0.007784244108914267},
-}  # fmt: skip
-PINNED_GLYPHS = {
-    1: {"test/recall@1": 0.25, "test/map@r": 0.13275226757369615,
-        "train/rho@1": 1.219847774038417, "train/pi_ratio": 1.9429721790807328},
-    2: {"test/recall@1": 0.3541666666666667, "test/map@r": 0.14614512471655328,
-        "train/rho@1": 1.3370279193979147, "train/pi_ratio": 1.491980897356055},
-}  # fmt: skip
-"""Epoch 2 re-pinned when margin's β went from an absolute 5e-4 to 50× the network's rate (issue
-15); with ``loss_lr=5e-4`` the run still gives the values pinned before (0.16209608843537415,
-1.3091148969371125, 1.4908413607875362; last loss 0.5856720209121704)."""
+# The loss of each of the first steps, measured with one CPU thread: a refactoring that changes the
+# order of construction (RNG draws for the weights, the sampler, the miner), the batches or the loop
+# changes them by far more than the tolerance. Only the first steps are pinned because training is
+# chaotic: scaling the initial weights by 1 + 1e-7·N(0, 1) moves these losses by at most 3e-6
+# (relative) but later evaluations by several per cent, so a CPU with other rounding (AVX2 against
+# AVX-512 kernels) reproduces the first steps, not the metrics after a few hundred steps.
+PINNED_TOY_LOSSES = [
+    0.04264228045940399, 0.03268564119935036, 0.04802654683589935, 0.02922549471259117,
+    0.036104049533605576, 0.03597355633974075, 0.03149592876434326, 0.027282534167170525,
+    0.03003012016415596, 0.03393252193927765,
+]  # fmt: skip
+PINNED_GLYPHS_LOSSES = [0.9586206674575806, 0.7927972078323364, 0.48276031017303467]
+"""With margin's β at an absolute ``loss_lr=5e-4`` instead of 50× the network's rate (issue 15)
+the second and third losses are 0.8365 and 0.5052."""
+PINNED_TOLERANCE = 1e-4
 
 
-def _pinned_run(values: dict) -> Trainer:
-    """Train on one CPU thread: a convolution's sums, hence a CNN run, depend on the thread count."""
+def _first_losses(values: dict, count: int) -> list[float]:
+    """Train on one CPU thread (a convolution's sums depend on the thread count); the first losses."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    trainer = Trainer(TrainConfig.from_dict({**values, "device": "cpu", "log_every": 1}))
+    losses: list[float] = []
     try:
-        trainer = Trainer(TrainConfig.from_dict({**values, "device": "cpu"}))
-        trainer.run()
+        for event in trainer.steps():
+            if event["kind"] == "step":
+                losses.append(event["loss"])
+            if len(losses) == count:
+                break
     finally:
+        trainer.close()
         torch.set_num_threads(threads)
-    return trainer
+    return losses
 
 
-def _assert_history(trainer: Trainer, pinned: dict[int, dict[str, float]]) -> None:
-    history = {row["epoch"]: row for row in trainer.history}
-    assert sorted(history) == sorted(pinned)
-    for epoch, expected in pinned.items():
-        got = {key: history[epoch][key] for key in expected}
-        assert got == pytest.approx(expected, rel=1e-6, abs=1e-6), epoch
+def test_toy_preset_with_a_fixed_seed_gives_the_pinned_losses() -> None:
+    losses = _first_losses(preset("toy"), len(PINNED_TOY_LOSSES))
+    assert losses == pytest.approx(PINNED_TOY_LOSSES, rel=PINNED_TOLERANCE)
 
 
-def test_toy_preset_with_a_fixed_seed_gives_the_pinned_metrics() -> None:
-    trainer = _pinned_run(preset("toy"))
-    _assert_history(trainer, PINNED_TOY)
-    assert float(trainer.last_loss) == pytest.approx(0.014512591063976288, rel=1e-6)
-    assert trainer.best == {"metric": "test/recall@1", "value": 0.7, "epoch": 150}
-
-
-def test_glyphs_run_with_a_fixed_seed_gives_the_pinned_metrics() -> None:
-    trainer = _pinned_run({**TINY_GLYPHS, "eval_every": 1, "snapshots": "off"})
-    _assert_history(trainer, PINNED_GLYPHS)
-    assert float(trainer.last_loss) == pytest.approx(0.39937689900398254, rel=1e-6)
+def test_glyphs_run_with_a_fixed_seed_gives_the_pinned_losses() -> None:
+    losses = _first_losses({**TINY_GLYPHS, "snapshots": "off"}, len(PINNED_GLYPHS_LOSSES))
+    assert losses == pytest.approx(PINNED_GLYPHS_LOSSES, rel=PINNED_TOLERANCE)
 
 
 def test_loss_parameter_rates_are_relative_to_the_network_rate() -> None:
