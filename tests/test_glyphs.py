@@ -22,6 +22,7 @@ from dml_core.data.glyphs import (
     load_glyphs,
     quadratic_as_cubic,
 )
+from dml_core.data.subset import ClassSubset
 from dml_core.io import atomic_save_npz
 
 SMALL = {"num_classes": 12, "samples_per_class": 6, "image_size": 32}
@@ -129,6 +130,23 @@ def test_dataset_splits_labels_and_items() -> None:
     assert torch.equal(eval_train[4][0], eval_train[4][0])
     images, labels, indices = next(iter(DataLoader(train, batch_size=8, shuffle=True)))
     assert images.shape == (8, 1, 32, 32) and labels.dtype == indices.dtype == torch.int64
+
+
+def test_evaluation_splits_come_whole_equal_to_their_items() -> None:
+    """``tensors()`` (the evaluation's fast path) equals the items one by one, for the glyph
+    splits and a validation subset of them; a random or custom transform gives None."""
+    for split in ("test", "eval_train"):
+        dataset = build_dataset("glyphs", split=split, **SMALL)
+        inputs, labels = dataset.tensors()
+        assert torch.equal(inputs, torch.stack([dataset[i][0] for i in range(len(dataset))]))
+        assert torch.equal(labels, torch.as_tensor(dataset.labels)) and labels.dtype == torch.int64
+    subset = ClassSubset(dataset, [1, 4])
+    inputs, labels = subset.tensors()
+    assert torch.equal(inputs, torch.stack([subset[i][0] for i in range(len(subset))]))
+    assert labels.tolist() == [subset[i][1] for i in range(len(subset))]
+    assert build_dataset("glyphs", split="train", **SMALL).tensors() is None
+    custom = build_dataset("glyphs", split="test", transform=lambda picture: picture, **SMALL)
+    assert custom.tensors() is None and ClassSubset(custom, [0, 1]).tensors() is None
 
 
 def test_disk_cache_written_and_read_back(private_cache: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from dml_core.data.base import DATASETS, DMLDataset, Item, Transform, check_split, class_half
@@ -266,6 +267,16 @@ class GlyphsDataset(DMLDataset):
         )
         self.transform = default_transforms("glyph", split) if transform is None else transform
         self.input_shape = (1, self.spec.image_size, self.spec.image_size)
+        self._fixed_transform = transform is None and split != "train"
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The whole split at once, (N, 1, H, W) float32 and labels (N,) int64, equal to the items
+        one by one, when the transform is the default deterministic one (not ``train``); else None.
+        The default transform acts on a batch as on one image, so evaluation skips the loader."""
+        if not self._fixed_transform:
+            return None
+        pictures = torch.from_numpy(self.images).unsqueeze(1)
+        return self.transform(pictures), torch.from_numpy(self.labels.copy())
 
     def __getitem__(self, index: int) -> Item:
         picture = Image.fromarray(self.images[index])

@@ -42,6 +42,14 @@ class ClassSubset(Dataset):
         position = int(np.searchsorted(self.base_indices, returned))
         return tensor, int(self.labels[index]), position
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The subset's items at once, when ``base`` gives its whole split (else None)."""
+        tensors = getattr(self.base, "tensors", None)
+        whole = tensors() if callable(tensors) else None
+        if whole is None:
+            return None
+        return whole[0][torch.as_tensor(self.base_indices)], torch.from_numpy(self.labels)
+
     def image_path(self, index: int) -> str | None:
         return self.base.image_path(int(self.base_indices[index]))
 

@@ -59,9 +59,11 @@ def autocast_context(device: torch.device, amp: str) -> Any:
 
 
 def in_memory_inputs(dataset: Any) -> torch.Tensor | None:
-    """All inputs as one tensor for datasets that hold them (the toy), else None."""
+    """All inputs as one tensor for datasets that give their whole split at once (``tensors()``:
+    the toy; glyphs under their deterministic evaluation transform), else None."""
     tensors = getattr(dataset, "tensors", None)
-    return tensors()[0] if callable(tensors) else None
+    whole = tensors() if callable(tensors) else None
+    return None if whole is None else whole[0]
 
 
 def _memory_format(model: torch.nn.Module) -> torch.memory_format:
