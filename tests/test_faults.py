@@ -485,6 +485,36 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path: Path) -> None:
     assert stderr.splitlines() and len(stderr.splitlines()) == 1 and "interrupted" in stderr
 
 
+STICKY_INTERRUPT = """
+import ctypes, sys
+from dml_core.__main__ import _exit_interrupted
+run_string = ctypes.pythonapi.PyRun_String
+run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+run_string.restype = ctypes.py_object
+try:
+    run_string(b"raise KeyboardInterrupt", 257, {}, {})  # 257: Py_file_input
+except KeyboardInterrupt:
+    pass
+_exit_interrupted() if sys.argv[1] == "ours" else sys.exit(130)
+"""
+
+
+def test_an_interrupt_caught_after_c_code_ran_python_still_exits_130(tmp_path: Path) -> None:
+    """The flaky case of the test above, made certain: a KeyboardInterrupt raised inside
+    ``PyRun_String`` and caught leaves CPython's sticky flag set; under ``-m`` a plain
+    ``sys.exit(130)`` then dies by SIGINT, ``_exit_interrupted`` still exits 130."""
+    (tmp_path / "sticky_interrupt.py").write_text(STICKY_INTERRUPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+
+    def status(way: str) -> int:
+        command = [sys.executable, "-m", "sticky_interrupt", way]
+        return subprocess.run(command, env=env, capture_output=True, timeout=120).returncode
+
+    if status("plain") != -signal.SIGINT:
+        pytest.skip("this CPython returns a caught interrupt's status under -m")
+    assert status("ours") == 130
+
+
 def test_resume_cleans_temporary_files_left_by_a_kill(toy_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
