@@ -150,6 +150,11 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
     row = next(line for line in finetune.splitlines() if line.startswith("| margin-rho0.35 −"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "5" and abs(float(cells[2]) - 0.03) < 0.003 and cells[4] == "holds"
+    # The mechanism column: ρ@2 = 1 − R@1 here, so ρ lowered train ρ@2 by as much as it raised R@1.
+    estimate, interval = cells[5].split(" ", 1)
+    low, high = (float(v) for v in interval.strip("[]").split(", "))
+    r1_low, r1_high = (float(v) for v in cells[3].strip("[]").split(", "))
+    assert float(estimate) == -float(cells[2]) and (low, high) == (-r1_high, -r1_low)
 
     scratch = section(page, "scratch")
     assert "**6 of 45 runs finished** (0 converged by the rule, 6 stopped at the epoch cap)" in (
@@ -163,8 +168,9 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
     # margin + ρ is 0.05 below margin on both seeds: the interval lies below 0.
     assert "ρ-regularization raises Recall@1 for triplet-family losses: fails.**" in scratch
     row = next(line for line in scratch.splitlines() if line.startswith("| margin-rho0.35 −"))
-    assert row.rstrip().endswith("| fails |")
-    assert "| triplet-rho0.35 − triplet | 0 | – | – | inconclusive |" in scratch
+    # ρ@2 0.35 with ρ against 0.30 without on both seeds: a zero-width interval above 0.
+    assert row.rstrip().endswith("| fails | +0.0500 [+0.0500, +0.0500] |")
+    assert "| triplet-rho0.35 − triplet | 0 | – | – | inconclusive | – |" in scratch
     # The last-quarter gain of a run still rising at its cap: 0.50 − 0.45.
     assert "| margin seed 0 | epoch cap | 4 | 4 | +0.0500 |" in scratch
     assert "Train-split Recall@1 was not recorded" in scratch
