@@ -673,14 +673,14 @@ def regime_section(study: Path, regime: str) -> list[str]:
         f"{finished - converged} stopped at the epoch cap).",
     ]
     if finished < total:
-        lines += [
+        lines[-1] += (
             f" {total - finished} remain; continue them with "
             f"`python scripts/glyphs_study.py run --regime {regime}` (or in pieces, "
             f"`--shard i/n` for i = 1…n), then `python scripts/glyphs_study.py results`. Until "
             f"every method has its {len(SEEDS)} seeds the verdicts below are provisional: an "
             "interval over 2 or 3 seeds rests on 1 or 2 degrees of freedom, and a verdict may "
-            "still change.",
-        ]
+            "still change."
+        )
     if finished == 0:
         return [*lines, ""]
     claim1, claim1_lines = claim_alike(by_method)
