@@ -144,6 +144,7 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
     # Every run with its selected epoch (the 4th evaluation) and a zero last-quarter gain.
     assert finetune.count("| converged | 6 | 4 | +0.0000 |") == 45
     assert "| train R@1 |" in finetune  # train Recall@1 is shown next to test
+    assert "| margin | 5 | 0 |" in finetune  # no run reached the epoch cap
     # ρ@2 = 1 − R@1 exactly: the method means are perfectly anti-monotone.
     assert "| train/rho@2 | 9 | -1.00 [-1.00, -1.00] | -1.00 [-1.00, -1.00] | -0.80 |" in finetune
     # Claim 2's table: margin ρ0.35 − margin ≈ +0.03 on 5 seeds, interval above 0.
@@ -173,6 +174,7 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
     assert "| triplet-rho0.35 − triplet | 0 | – | – | inconclusive | – |" in scratch
     # The last-quarter gain of a run still rising at its cap: 0.50 − 0.45.
     assert "| margin seed 0 | epoch cap | 4 | 4 | +0.0500 |" in scratch
+    assert "| margin | 2 | 2 (+0.0500) |" in scratch  # both at the cap, median gain 0.05
     assert "Train-split Recall@1 was not recorded" in scratch
     # Only 3 methods with ≥ 2 runs: correlations are computed, the pairs without data are not.
     assert "| train/rho@2 | 3 |" in scratch
