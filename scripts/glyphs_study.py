@@ -524,7 +524,7 @@ def method_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
 
 
 def at_the_cap(runs: list[RunSummary]) -> str:
-    """ "k (+median last-quarter gain)" over the runs stopped by the epoch cap; "0" when none."""
+    """The runs stopped by the epoch cap and their median last-quarter gain, as "k (+g)"."""
     gains = [r.gain for r in runs if r.stop != "converged"]
     return f"{len(gains)} ({float(np.median(gains)):+.4f})" if gains else "0"
 
