@@ -37,11 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from dml_core.engine.events import read_events
 from dml_core.engine.stopping import last_quarter_gain, should_stop
-from dml_core.io import atomic_write_bytes, atomic_write_json
+from dml_core.io import atomic_write, atomic_write_bytes, atomic_write_json
 from dml_core.statistics import (
     PairedDifference,
     combine_verdicts,
@@ -666,7 +672,53 @@ def trajectory_table(by_method: dict[str, list[RunSummary]]) -> list[str]:
     return lines
 
 
-def regime_section(study: Path, regime: str) -> list[str]:
+PNG_OPTIONS = {"format": "png", "dpi": 72, "metadata": {"Software": None}}
+"""No matplotlib version in the file: the same summaries give the same bytes."""
+
+
+def curves_figure(by_method: dict[str, list[RunSummary]], regime: str) -> Figure:
+    """One panel per method: each seed's validation MAP@R per evaluation, the selected epoch as a
+    dot; solid lines converged by the rule, dashed ones stopped at the epoch cap."""
+    methods = [m for m, runs in by_method.items() if runs]
+    columns_ = 3
+    rows = math.ceil(len(methods) / columns_)
+    figure, axes = plt.subplots(
+        rows, columns_, figsize=(11, 2.6 * rows), sharex=True, sharey=True, squeeze=False
+    )
+    for panel, method in itertools.zip_longest(axes.flat, methods):
+        if method is None:
+            panel.set_visible(False)
+            continue
+        for r in by_method[method]:
+            epochs, values = r.series("epoch"), r.series(SELECTION_METRIC)
+            style = "-" if r.stop == "converged" else "--"
+            (line,) = panel.plot(epochs, values, style, linewidth=1.2, label=f"seed {r.seed}")
+            panel.plot(
+                [r.selected_epoch], [r.selected[SELECTION_METRIC]], "o", color=line.get_color()
+            )
+        panel.set_title(method, fontsize=10)
+        panel.grid(alpha=0.3)
+    for panel in axes[-1]:
+        panel.set_xlabel("epoch")
+    for panel in axes[:, 0]:
+        panel.set_ylabel("val MAP@R")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    figure.suptitle(
+        f"Regime {regime}: validation MAP@R per evaluation (dot: selected epoch; dashed: "
+        "stopped at the epoch cap)",
+        fontsize=11,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def curves_paragraph(figure_link: str | None) -> list[str]:
+    if figure_link is None:
+        return []
+    return [f"![validation MAP@R of every run per evaluation]({figure_link})", ""]
+
+
+def regime_section(study: Path, regime: str, figure_link: str | None = None) -> list[str]:
     settings = REGIMES[regime]
     by_method = load_regime(study, regime)
     finished = sum(len(runs) for runs in by_method.values())
@@ -739,6 +791,7 @@ def regime_section(study: Path, regime: str) -> list[str]:
         "",
         "### Every run",
         "",
+        *curves_paragraph(figure_link),
         *run_table(by_method),
         "",
     ]
@@ -808,16 +861,27 @@ Published Recall@1 to compare with (mean ± std over 5 seeds; Roth et al. 2020):
 """
 
 
-def results_page(study: Path) -> str:
+def results_page(study: Path, figure_links: dict[str, str] | None = None) -> str:
     sections = [PREAMBLE]
     for regime in REGIMES:
-        sections.append("\n".join(regime_section(study, regime)))
+        link = (figure_links or {}).get(regime)
+        sections.append("\n".join(regime_section(study, regime, link)))
     sections.append(REPRODUCING)
     return "\n".join(sections)
 
 
 def results(study: Path, out: Path) -> str:
-    page = results_page(study)
+    """Write the page and, beside the summaries, each regime's curves (``<regime>-curves.png``)."""
+    links = {}
+    for regime in REGIMES:
+        by_method = load_regime(study, regime)
+        if any(by_method.values()):
+            path = study / f"{regime}-curves.png"
+            figure = curves_figure(by_method, regime)
+            atomic_write(path, lambda temporary, f=figure: f.savefig(temporary, **PNG_OPTIONS))
+            plt.close(figure)
+            links[regime] = Path(os.path.relpath(path, out.parent)).as_posix()
+    page = results_page(study, links)
     atomic_write_bytes(out, page.encode())
     return page
 

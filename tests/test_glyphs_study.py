@@ -181,6 +181,30 @@ def test_results_from_a_full_and_a_partial_study(tmp_path: Path) -> None:
     assert "| margin − multisimilarity | 0 | – | – | – | inconclusive |" in scratch
 
 
+def test_results_draw_every_run_of_a_regime_from_its_summary(tmp_path: Path) -> None:
+    summaries = tmp_path / "study"
+    partial_scratch_study(summaries)
+    out = tmp_path / "docs" / "RESULTS.md"
+    out.parent.mkdir()
+    page = study.results(summaries, out)
+    # Only the regime with runs gets a figure, beside the summaries, linked from the page's folder.
+    assert (summaries / "scratch-curves.png").stat().st_size > 10_000
+    assert not (summaries / "finetune-curves.png").exists()
+    assert "![validation MAP@R of every run per evaluation](../study/scratch-curves.png)" in page
+    by_method = study.load_regime(summaries, "scratch")
+    figure = study.curves_figure(by_method, "scratch")
+    panels = [a for a in figure.axes if a.get_visible()]
+    assert [a.get_title() for a in panels] == ["margin", "margin-rho0.35", "triplet"]
+    for panel, method in zip(panels, ["margin", "margin-rho0.35", "triplet"], strict=True):
+        runs = by_method[method]
+        lines = panel.get_lines()  # per run: its curve, then its selected epoch
+        assert len(lines) == 2 * len(runs)
+        for run, curve, dot in zip(runs, lines[::2], lines[1::2], strict=True):
+            assert list(curve.get_ydata()) == run.series(study.SELECTION_METRIC)
+            assert curve.get_linestyle() == "--"  # every run here stopped at the epoch cap
+            assert list(dot.get_xdata()) == [run.selected_epoch]
+
+
 def test_results_with_no_summaries_say_what_remains(tmp_path: Path) -> None:
     page = study.results(tmp_path / "empty", tmp_path / "RESULTS.md")
     assert page.count("**0 of 45 runs finished**") == 2
