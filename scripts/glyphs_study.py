@@ -712,6 +712,24 @@ def curves_figure(by_method: dict[str, list[RunSummary]], regime: str) -> Figure
     return figure
 
 
+def kept_first_evaluation(by_method: dict[str, list[RunSummary]]) -> str:
+    """A sentence naming the runs whose selected epoch is their first evaluation ("" if none):
+    validation never beat its starting value before the rule stopped them."""
+    names = [
+        f"{r.method} seed {r.seed}"
+        for runs in by_method.values()
+        for r in runs
+        if r.history.get("epoch") and r.selected_epoch == r.history["epoch"][0]
+    ]
+    if not names:
+        return ""
+    return (
+        f" Selected at their first evaluation: {', '.join(names)}. Validation MAP@R never beat "
+        "its first value before the rule stopped the run (see the curves below), "
+        "so such a run describes its starting point more than its method."
+    )
+
+
 def curves_paragraph(figure_link: str | None) -> list[str]:
     if figure_link is None:
         return []
@@ -748,6 +766,7 @@ def regime_section(study: Path, regime: str, figure_link: str | None = None) -> 
         )
     if finished == 0:
         return [*lines, ""]
+    lines[-1] += kept_first_evaluation(by_method)
     claim1, claim1_lines = claim_alike(by_method)
     claim2, claim2_lines = claim_rho(by_method)
     claim3, claim3_lines = claim_correlation(by_method)

@@ -205,6 +205,18 @@ def test_results_draw_every_run_of_a_regime_from_its_summary(tmp_path: Path) -> 
             assert list(dot.get_xdata()) == [run.selected_epoch]
 
 
+def test_a_run_selected_at_its_first_evaluation_is_named(tmp_path: Path) -> None:
+    summaries = tmp_path / "study"
+    partial_scratch_study(summaries)
+    assert "Selected at their first evaluation" not in study.results_page(summaries)
+    write_fake_summary(
+        summaries, "scratch", "softmax", 0, val=[0.5, 0.3, 0.4, 0.45], test=[0.7] * 4,
+        rho2=0.2, pi_ratio=1.0,
+    )  # fmt: skip
+    page = study.results_page(summaries)
+    assert "Selected at their first evaluation: softmax seed 0. Validation MAP@R never" in page
+
+
 def test_results_with_no_summaries_say_what_remains(tmp_path: Path) -> None:
     page = study.results(tmp_path / "empty", tmp_path / "RESULTS.md")
     assert page.count("**0 of 45 runs finished**") == 2
