@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dml_core.engine.events import EventLog
 
@@ -215,6 +216,33 @@ def test_a_run_selected_at_its_first_evaluation_is_named(tmp_path: Path) -> None
     )  # fmt: skip
     page = study.results_page(summaries)
     assert "Selected at their first evaluation: softmax seed 0. Validation MAP@R never" in page
+
+
+@pytest.mark.slow
+def test_the_fine_tune_caveat_holds_seed_0_starts_with_the_pretraining_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's caveat: the backbone was pretrained with the script's default seed 0, so a
+    fine-tune run of seed 0 (and only it) initialises its new head as the pretraining did."""
+    from safetensors import safe_open
+
+    from dml_core.config import TrainConfig
+    from dml_core.engine.trainer import Trainer
+    from dml_core.models import build_model
+    from dml_core.presets import GLYPHS_BACKBONE, preset
+
+    assert "Seed 0 is not like the others" in study.REGIMES["finetune"].caveat
+    with safe_open(str(GLYPHS_BACKBONE), "pt") as backbone:
+        assert "--seed" not in backbone.metadata()["command"]  # the script's default: 0
+    values = preset("glyphs-finetune")
+    torch.manual_seed(0)  # as scripts/pretrain_glyphs_backbone.py does before building its model
+    pretraining_head = build_model("small_cnn", values["embed_dim"], in_channels=1).head.weight
+    monkeypatch.setenv("DML_EXPLORER_CACHE", str(tmp_path))
+    for seed in (0, 1):
+        trainer = Trainer(TrainConfig.from_dict({**values, "device": "cpu", "seed": seed}))
+        head = trainer.model.state_dict()["head.weight"]
+        trainer.close()
+        assert torch.equal(head, pretraining_head) == (seed == 0)
 
 
 def test_results_with_no_summaries_say_what_remains(tmp_path: Path) -> None:
