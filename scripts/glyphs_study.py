@@ -159,12 +159,11 @@ REGIMES = {
         ),
         caveat=(
             "**Seed 0 is not like the others.** The backbone was pretrained with seed 0 (the "
-            "pretraining script's default), so "
-            "at seed 0 the new embedding head starts exactly where the pretraining's head started, "
-            "the head its trunk learnt with: for every method seed 0 starts above seeds 1–4 (see "
-            "the curves) and has the best test Recall@1. Pairing by seed cancels this in every "
-            "difference below; it stays in the method means and widens the bootstrap of the "
-            "correlations."
+            "pretraining script's default), so at seed 0 the new embedding head starts exactly "
+            "where the pretraining's head started, the head its trunk learnt with: for every "
+            "method seed 0 starts above seeds 1–4 (see the curves) and has the best test "
+            "Recall@1. Pairing by seed cancels this in every difference below; it stays in the "
+            "method means and widens the bootstrap of the correlations."
         ),
     ),
     "scratch": Regime(
