@@ -40,6 +40,13 @@ Transform = Callable[[Any], Any]
 Item = tuple[torch.Tensor, int, int]
 
 
+def whole_split(dataset: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``dataset.tensors()`` (all inputs and labels at once) where it has one that answers, else
+    None: the toy always, glyphs under their deterministic evaluation transform."""
+    tensors = getattr(dataset, "tensors", None)
+    return tensors() if callable(tensors) else None
+
+
 class CorruptImageWarning(UserWarning):
     """Images were missing or could not be decoded and were dropped from a split."""
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dml_core.data.base import whole_split
+
 
 class ClassSubset(Dataset):
     """View of ``base`` restricted to ``classes`` (labels of ``base``); indices are the subset's."""
@@ -44,8 +46,7 @@ class ClassSubset(Dataset):
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The subset's items at once, when ``base`` gives its whole split (else None)."""
-        tensors = getattr(self.base, "tensors", None)
-        whole = tensors() if callable(tensors) else None
+        whole = whole_split(self.base)
         if whole is None:
             return None
         return whole[0][torch.as_tensor(self.base_indices)], torch.from_numpy(self.labels)

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dml_core.config import TrainConfig
+from dml_core.data.base import whole_split
 from dml_core.data.splits import build_split
 from dml_core.engine.checkpoint import load_checkpoint
 from dml_core.engine.projection import pca_2d
@@ -59,10 +60,9 @@ def autocast_context(device: torch.device, amp: str) -> Any:
 
 
 def in_memory_inputs(dataset: Any) -> torch.Tensor | None:
-    """All inputs as one tensor for datasets that give their whole split at once (``tensors()``:
-    the toy; glyphs under their deterministic evaluation transform), else None."""
-    tensors = getattr(dataset, "tensors", None)
-    whole = tensors() if callable(tensors) else None
+    """All inputs as one tensor for datasets that give their whole split at once
+    (``whole_split``), else None."""
+    whole = whole_split(dataset)
     return None if whole is None else whole[0]
 
 
