@@ -729,7 +729,7 @@ def kept_first_evaluation(by_method: dict[str, list[RunSummary]]) -> str:
         f"{r.method} seed {r.seed}"
         for runs in by_method.values()
         for r in runs
-        if r.history.get("epoch") and r.selected_epoch == r.history["epoch"][0]
+        if r.selected_epoch == r.history["epoch"][0]  # load_summary refuses empty histories
     ]
     if not names:
         return ""
@@ -746,9 +746,10 @@ def curves_paragraph(figure_link: str | None) -> list[str]:
     return [f"![validation MAP@R of every run per evaluation]({figure_link})", ""]
 
 
-def regime_section(study: Path, regime: str, figure_link: str | None = None) -> list[str]:
+def regime_section(
+    regime: str, by_method: dict[str, list[RunSummary]], figure_link: str | None = None
+) -> list[str]:
     settings = REGIMES[regime]
-    by_method = load_regime(study, regime)
     finished = sum(len(runs) for runs in by_method.values())
     total = len(all_tasks(regime))
     converged = sum(r.stop == "converged" for runs in by_method.values() for r in runs)
@@ -891,27 +892,27 @@ Published Recall@1 to compare with (mean ± std over 5 seeds; Roth et al. 2020):
 """
 
 
-def results_page(study: Path, figure_links: dict[str, str] | None = None) -> str:
+def results_page(study: Path, figures_for: Path | None = None) -> str:
+    """The page from the summaries alone; with ``figures_for`` (the page's folder) each regime
+    with runs also gets its curves drawn beside the summaries (``<regime>-curves.png``), linked."""
     sections = [PREAMBLE]
     for regime in REGIMES:
-        link = (figure_links or {}).get(regime)
-        sections.append("\n".join(regime_section(study, regime, link)))
+        by_method = load_regime(study, regime)
+        link = None
+        if figures_for is not None and any(by_method.values()):
+            path = study / f"{regime}-curves.png"
+            figure = curves_figure(by_method, regime)
+            atomic_write(path, lambda temporary, f=figure: f.savefig(temporary, **PNG_OPTIONS))
+            plt.close(figure)
+            link = Path(os.path.relpath(path, figures_for)).as_posix()
+        sections.append("\n".join(regime_section(regime, by_method, link)))
     sections.append(REPRODUCING)
     return "\n".join(sections)
 
 
 def results(study: Path, out: Path) -> str:
-    """Write the page and, beside the summaries, each regime's curves (``<regime>-curves.png``)."""
-    links = {}
-    for regime in REGIMES:
-        by_method = load_regime(study, regime)
-        if any(by_method.values()):
-            path = study / f"{regime}-curves.png"
-            figure = curves_figure(by_method, regime)
-            atomic_write(path, lambda temporary, f=figure: f.savefig(temporary, **PNG_OPTIONS))
-            plt.close(figure)
-            links[regime] = Path(os.path.relpath(path, out.parent)).as_posix()
-    page = results_page(study, links)
+    """Write the page and its figures (``results_page``)."""
+    page = results_page(study, figures_for=out.parent)
     atomic_write_bytes(out, page.encode())
     return page
 
