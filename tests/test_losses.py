@@ -65,15 +65,22 @@ def loop_triplet(x, rows, margin=0.2, distance=squared_dist):
     )
 
 
-def loop_margin(x, rows, labels, beta, margin=0.2):
-    total, active = 0.0, 0
+def loop_margin(x, rows, labels, beta, margin=0.2, normalization="active_triplets", nu=0.0):
+    """The official criteria/margin.py term by term: Σ_T (pos + neg) / N + ν Σ_T β_{y_a}, N the
+    triplets with pos > 0 or neg > 0 (its sum of two bool tensors is a logical or), 0 when N = 0;
+    ``"active_terms"``: N counts every non-zero term instead."""
+    total, count, beta_sum = 0.0, 0, 0.0
     for a, p, n in rows:
         b = beta[labels[a]]
         pos = max(0.0, dist(x[a], x[p]) - b + margin)
         neg = max(0.0, b - dist(x[a], x[n]) + margin)
         total += pos + neg
-        active += int(pos > 0) + int(neg > 0)
-    return total / max(active, 1)
+        beta_sum += b
+        if normalization == "active_triplets":
+            count += 1 if (pos > 0 or neg > 0) else 0
+        else:
+            count += int(pos > 0) + int(neg > 0)
+    return (total / count if count else 0.0) + nu * beta_sum
 
 
 def loop_contrastive(x, rows):
@@ -263,15 +270,92 @@ def test_triplet_rows_include_push_triplets(batch):
     assert (rows[:, 0] == rows[:, 1]).any() and (rows[:, 0] != rows[:, 1]).any()
 
 
-def test_margin_matches_loop_with_per_class_beta(batch):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"normalization": "active_terms"}, {"nu": 0.01}],
+    ids=["official", "terms", "nu"],
+)
+def test_margin_matches_loop_with_per_class_beta(batch, options):
     x, labels = batch
-    loss = make_loss("margin")
+    loss = make_loss("margin", **options)
     with torch.no_grad():
         loss.beta.copy_(torch.linspace(0.9, 1.4, NUM_CLASSES, dtype=torch.float64))
     rows = tuples_for(loss, x, labels)
     xs, row_list = as_lists(x, rows)
-    expected = loop_margin(xs, row_list, labels.tolist(), loss.beta.detach().numpy())
-    assert loss(x, labels, rows).item() == pytest.approx(expected, rel=1e-9)
+    expected = loop_margin(xs, row_list, labels.tolist(), loss.beta.detach().numpy(), **options)
+    assert loss(x, labels, rows).item() == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    assert loss.float()(x.float(), labels, rows).item() == pytest.approx(expected, abs=1e-6)
+
+
+def fixed_margin_batch() -> tuple[torch.Tensor, torch.Tensor, dict[str, list[list[int]]]]:
+    """Points on a line; class 0's β = 1 and m = 0.2, so a positive term is active beyond 0.8 and
+    a negative term below 1.2. Rows: positive term only (0.2), negative only (0.2), both (0.4),
+    neither."""
+    x = torch.tensor([[0.0, 0], [1.0, 0], [0.5, 0], [2.0, 0], [-1.0, 0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    rows = {"pos": [0, 1, 3], "neg": [0, 2, 4], "both": [0, 1, 4], "none": [0, 2, 3]}
+    return x, labels, rows
+
+
+@pytest.mark.parametrize(
+    ("kinds", "by_triplets", "by_terms"),
+    [
+        (("pos", "neg", "both", "none"), 0.8 / 3, 0.8 / 4),  # N: 3 triplets, 4 terms
+        (("both",), 0.4, 0.2),
+        (("pos", "neg"), 0.2, 0.2),
+        (("none",), 0.0, 0.0),  # N = 0: the loss is 0 and its gradient finite
+    ],
+)
+def test_margin_official_count_on_fixed_triplets(kinds, by_triplets, by_terms):
+    x, labels, named = fixed_margin_batch()
+    row_list = [named[kind] for kind in kinds]
+    rows = torch.tensor(row_list)
+    beta = np.ones(2)
+    for normalization, by_hand in (("active_triplets", by_triplets), ("active_terms", by_terms)):
+        expected = loop_margin(
+            x.numpy(), row_list, labels.tolist(), beta, normalization=normalization
+        )
+        assert expected == pytest.approx(by_hand, abs=1e-12)
+        loss = build_loss("margin", num_classes=2, beta=1.0, normalization=normalization).double()
+        inputs = x.clone().requires_grad_(True)
+        value = loss(inputs, labels, rows)
+        assert value.item() == pytest.approx(expected, abs=1e-6), normalization
+        value.backward()
+        assert torch.isfinite(inputs.grad).all() and torch.isfinite(loss.beta.grad).all()
+
+
+def test_margin_official_form_is_larger_by_terms_per_active_triplet():
+    """On random embeddings the official value / the active-terms value = #active terms /
+    #active triplets, counted here from the loop; it lies in [1, 2] and exceeds 1 whenever some
+    triplet has both terms active."""
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(4)
+    ratios = []
+    for _ in range(5):
+        x = F.normalize(
+            torch.randn(len(labels), DIM, generator=generator, dtype=torch.float64), dim=1
+        )
+        rows = build_miner("distance", rho=0.3, seed=2)(x, labels)
+        official = make_loss("margin")(x, labels, rows).item()
+        by_terms = make_loss("margin", normalization="active_terms")(x, labels, rows).item()
+        terms = triplets = 0
+        for a, p, n in rows.tolist():
+            pos = dist(x[a].numpy(), x[p].numpy()) - 1.2 + 0.2 > 0
+            neg = 1.2 - dist(x[a].numpy(), x[n].numpy()) + 0.2 > 0
+            terms += int(pos) + int(neg)
+            triplets += int(pos or neg)
+        assert official / by_terms == pytest.approx(terms / triplets, rel=1e-9)
+        assert 1.0 <= official / by_terms <= 2.0
+        ratios.append(official / by_terms)
+    assert max(ratios) > 1.0
+
+
+def test_margin_rejects_an_unknown_normalization():
+    with pytest.raises(
+        ValueError,
+        match=r"^normalization must be one of active_triplets, active_terms, got 'mean'$",
+    ):
+        build_loss("margin", num_classes=2, normalization="mean")
 
 
 def test_quadruplet_matches_loop_and_fourth_samples_are_valid(batch):
@@ -440,9 +524,10 @@ def pair_tuple(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def test_matches_pml_where_definitions_agree(batch):
-    """Triplet (plain mean), contrastive (mean of each pair term), margin (learned β, divided by the
-    non-zero terms), SNR (triplet hinge on the SNR distance, averaged over non-zero terms; its
-    regulariser switched off), multi-similarity (pml's miner with ε = 0.1, all anchors valid)."""
+    """Triplet (plain mean), contrastive (mean of each pair term), margin's ``active_terms`` option
+    (learned β, divided by the non-zero terms), SNR (triplet hinge on the SNR distance, averaged
+    over non-zero terms; its regulariser switched off), multi-similarity (pml's miner with
+    ε = 0.1, all anchors valid)."""
     x, labels = batch
     rows = tuples_for(make_loss("triplet"), x, labels)
     triplets = tuple(rows.unbind(dim=1))
@@ -469,7 +554,7 @@ def test_matches_pml_where_definitions_agree(batch):
         ),
         (
             "margin",
-            {},
+            {"normalization": "active_terms"},
             pml_losses.MarginLoss(
                 margin=0.2, beta=1.2, learn_beta=True, num_classes=NUM_CLASSES
             ).double(),
@@ -618,6 +703,33 @@ def test_float32_close_to_float64(batch):
         assert ours(x.float(), labels, rows).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+TUPLE_LOSSES = {
+    "triplet",
+    "margin",
+    "contrastive",
+    "snr",
+    "quadruplet",
+    "npair",
+    "angular",
+    "lifted",
+}
+"""Losses on a miner's tuples, as the paper's method table has them."""
+RHO_LOSSES = {"triplet", "margin", "contrastive", "snr", "quadruplet"}
+"""The triplet losses, which ρ-regularization applies to."""
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_forward_asks_tuples_of_tuple_losses_only(batch, name):
+    x, labels = batch
+    loss = make_loss(name)
+    if name in TUPLE_LOSSES:
+        with pytest.raises(ValueError, match=r"needs \w+ tuples from a miner"):
+            loss(x, labels)
+    else:
+        with pytest.raises(ValueError, match=r"; pass no triplets$"):
+            loss(x, labels, torch.zeros(1, 3, dtype=torch.long))
+
+
 def test_class_attributes_and_param_lr_multipliers():
     kinds = {name: cls.miner_kind for name, cls in LOSSES.items()}
     assert kinds == {
@@ -626,9 +738,9 @@ def test_class_attributes_and_param_lr_multipliers():
         "multisimilarity": None, "proxynca": None, "softmax": None, "arcface": None,
         "softtriple": None, "histogram": None,
     }  # fmt: skip
-    for cls in LOSSES.values():
-        assert cls.requires_miner == (cls.miner_kind is not None)
-        assert cls.accepts_rho == (cls.miner_kind == "triplet")
+    # Written out (the paper's method table), not derived from miner_kind as __init_subclass__ is.
+    assert {name for name, cls in LOSSES.items() if cls.requires_miner} == TUPLE_LOSSES
+    assert {name for name, cls in LOSSES.items() if cls.accepts_rho} == RHO_LOSSES
     # The official code's absolute rates (β 5e-4, …) at its network lr 1e-5, as multipliers.
     names = ("margin", "proxynca", "softmax", "arcface", "softtriple")
     multipliers = {n: make_loss(n).param_lr_multiplier for n in names}
