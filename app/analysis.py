@@ -329,16 +329,21 @@ def confused_pairs(
     ]
 
 
+def _value_text(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def best_result_rows(best: Mapping[str, object] | None) -> list[dict[str, object]]:
     """A checkpoint's ``best`` record (``{"metric", "value", "epoch"}``) as table rows; values as
-    text (a column mixing names and numbers cannot be one Arrow column)."""
+    text (a column mixing names and numbers cannot be one Arrow column); a value the checkpoint
+    does not record (None: imported checkpoints) reads "not recorded"."""
     if not best:
         return []
     names = {"metric": "selected on", "value": "best value", "epoch": "at epoch"}
     return [
         {
             "": names.get(key, key),
-            "value": f"{value:.4f}" if isinstance(value, float) else str(value),
+            "value": "not recorded" if value is None else _value_text(value),
         }
         for key, value in best.items()
     ]

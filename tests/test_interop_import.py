@@ -17,8 +17,10 @@ import torch
 import torchvision
 from torch import nn
 
+from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import load_checkpoint, read_metadata
 from dml_core.interop import UnsafePickleError, import_checkpoint, load_restricted
+from dml_core.interop.official import official_config_values
 from dml_core.models import build_model
 
 
@@ -80,6 +82,7 @@ def official_opt() -> argparse.Namespace:
 def test_official_checkpoint_imports_and_embeds_like_the_original(tmp_path: Path) -> None:
     torch.manual_seed(0)
     opt = official_opt()
+    opt.batch_mining, opt.miner_rho_distance_cp = "rho_distance", 0.35
     network = OfficialResNet50(opt).eval()
     source = tmp_path / "checkpoint_Test_e_recall@1.pth.tar"
     torch.save(
@@ -113,6 +116,64 @@ def test_official_checkpoint_imports_and_embeds_like_the_original(tmp_path: Path
     assert mapping["missing"] == [] and mapping["unexpected"] == []
     assert all(key.startswith("layer_blocks.") for key in mapping["ignored"])
     assert result.summary()["keys"]["matched"] == mapping["matched"]
+    assert (config["miner"], config["rho"]) == ("distance", 0.35)  # rho_distance, cp 0.35
+    assert origin["opt"]["batch_mining"] == "rho_distance"
+    from app.analysis import best_result_rows
+
+    shown = {row[""]: row["value"] for row in best_result_rows(metadata["best"])}
+    assert set(shown.values()) == {"not recorded"} and len(shown) == 3
+
+
+def test_official_opt_maps_every_field_with_a_counterpart() -> None:
+    """Values chosen away from every default, so a field that is not mapped shows."""
+    opt = vars(official_opt()) | {
+        "batch_mining": "rho_distance",
+        "miner_rho_distance_cp": 0.4,
+        "miner_rho_distance_lower_cutoff": 0.6,
+        "miner_distance_lower_cutoff": 0.9,
+        "loss_margin_margin": 0.25,
+        "loss_margin_beta": 1.1,
+        "loss_margin_beta_lr": 0.002,
+        "loss_triplet_margin": 0.7,
+        "decay": 0.001,
+        "optim": "sgd",
+        "kernels": 3,
+        "scheduler": "step",
+        "tau": [40, 80],
+        "gamma": 0.5,
+        "use_tv_split": True,
+        "tv_split_by_samples": False,
+        "tv_split_perc": 0.75,
+        "storage_metrics": ["e_recall@2"],
+        "data_sampler": "class_random",
+        "seed": 0,
+    }
+    values, unmapped = official_config_values(opt)
+    config = TrainConfig.from_dict(values)
+    assert (config.loss, config.miner, config.rho) == ("margin", "distance", 0.4)
+    assert config.miner_options == {"lower_cutoff": 0.6}  # rho_distance's own cut-off
+    assert config.loss_options == {"margin": 0.25, "beta": 1.1}  # not triplet's margin
+    assert config.loss_lr == 0.002
+    assert (config.dataset, config.data_root) == ("cub200", "/data/cub200")
+    assert (config.batch_size, config.samples_per_class, config.epochs) == (112, 2, 150)
+    assert (config.lr, config.weight_decay, config.optimizer) == (1e-05, 0.001, "sgd")
+    assert (config.scheduler, config.lr_milestones, config.lr_gamma) == ("step", [40, 80], 0.5)
+    assert (config.seed, config.num_workers, config.val_classes) == (0, 3, 0.25)
+    assert config.best_metric == "recall@2" and config.sampler == "class_random"
+    assert unmapped == {}
+
+    plain, _ = official_config_values(opt | {"batch_mining": "distance"})
+    assert (plain["miner"], plain["rho"], plain["miner_options"]) == (
+        "distance",
+        0.0,
+        {"lower_cutoff": 0.9},
+    )
+    softmax, _ = official_config_values(opt | {"loss": "softmax", "loss_softmax_lr": 3e-4})
+    assert (softmax["miner"], softmax["rho"], softmax["loss_lr"]) == (None, 0.0, 3e-4)
+    other, unmapped = official_config_values(opt | {"batch_mining": "parametric"})
+    assert unmapped == {"batch_mining": "parametric"} and other["miner"] == "distance"
+    _, unmapped = official_config_values(opt | {"loss": "moco"})
+    assert unmapped == {"loss": "moco"}
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])

@@ -33,13 +33,10 @@ import torch
 
 from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import save_checkpoint
+from dml_core.interop.official import official_config, official_model_options
 from dml_core.interop.restricted_pickle import load_restricted, refuse_torchscript
 from dml_core.models import ARCHS, EmbeddingModel, build_model
-from dml_core.presets import PRESETS
 
-OFFICIAL_DATASETS = {"cub200": "cub200", "cars196": "cars196", "online_products": "sop"}
-"""Dataset names of the official code → this project's."""
-OFFICIAL_LOSSES = {"softtriplet": "softtriple"}
 SECRET_FIELD = re.compile(r"key|token|secret|password", re.IGNORECASE)
 DEFAULT_DATASET = {"mlp": "toy_diagonal", "small_cnn": "glyphs"}
 """Dataset recorded for a plain import when none is given (ResNets: ``imagefolder``)."""
@@ -230,45 +227,6 @@ def json_safe_opt(opt: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def official_model_options(opt: dict[str, Any], arch: str | None) -> dict[str, Any]:
-    """``build_model`` options from the official ``opt.arch`` (``resnet50_frozen_normalize``)."""
-    official_arch = str(opt.get("arch", ""))
-    if not official_arch.startswith("resnet50"):
-        raise ValueError(
-            f"official checkpoint of arch {official_arch!r}: only ResNet50 ('resnet50…') maps "
-            "onto this project's architectures"
-        )
-    if arch not in (None, "resnet50"):
-        raise ValueError(f"the official checkpoint is a ResNet50, not {arch!r}")
-    return {
-        "arch": "resnet50",
-        "normalize": "normalize" in official_arch,
-        "frozen_bn": "frozen" in official_arch,
-    }
-
-
-def official_config(opt: dict[str, Any], model: EmbeddingModel) -> TrainConfig:
-    """The closest TrainConfig: the paper preset of the dataset and loss, with the run's values."""
-    dataset = OFFICIAL_DATASETS.get(str(opt.get("dataset")), "imagefolder")
-    loss = OFFICIAL_LOSSES.get(str(opt.get("loss")), str(opt.get("loss")))
-    values = dict(PRESETS.get(f"paper-{dataset}-{loss}", {"dataset": dataset, "image_size": 224}))
-    for ours, theirs in (
-        ("seed", "seed"),
-        ("batch_size", "bs"),
-        ("epochs", "n_epochs"),
-        ("samples_per_class", "samples_per_class"),
-    ):
-        if isinstance(opt.get(theirs), int) and opt[theirs] >= 1:
-            values[ours] = opt[theirs]
-    if isinstance(opt.get("lr"), float):
-        values["lr"] = opt["lr"]
-    if isinstance(opt.get("source_path"), str):
-        values["data_root"] = opt["source_path"]
-    values.update(model.config(), pretrained=None)
-    values.pop("in_channels")
-    return TrainConfig.from_dict(values)
-
-
 def plain_config(model: EmbeddingModel, dataset: str | None, data_root: str | None) -> TrainConfig:
     name = dataset or DEFAULT_DATASET.get(model.arch, "imagefolder")
     values: dict[str, Any] = {"dataset": name, "data_root": data_root, "pretrained": None}
@@ -332,8 +290,9 @@ def import_checkpoint(
     )
     mapped, mapping = map_state_dict(read.state, model, allow_partial=allow_partial)
     model.load_state_dict(mapped, strict=False)
+    unmapped: dict[str, Any] = {}
     if read.opt is not None:
-        config = official_config(read.opt, model)
+        config, unmapped = official_config(read.opt, model)
         if dataset is not None or data_root is not None:
             config = config.replace(
                 **({"dataset": dataset} if dataset else {}),
@@ -355,6 +314,7 @@ def import_checkpoint(
     }
     if read.opt is not None:
         provenance["opt"] = json_safe_opt(read.opt)
+        provenance["unmapped"] = json_safe_opt(unmapped)
     epoch = read.opt.get("epoch") if read.opt is not None else None
     header = {
         "kind": "imported",
