@@ -5,6 +5,10 @@ presets follow the paper's protocol (docs/DESIGN.md §5); which miner each loss 
 :mod:`dml_core.methods`, the one place that knows. ``glyphs-finetune`` fine-tunes the glyph
 backbone the way the paper fine-tunes ResNet50; ``glyphs`` trains the same network from scratch.
 All but ``toy`` compute ρ@k on the official code's d − 1 singular values.
+
+This module imports no torch (``python -m dml_core --help`` lists the presets): the loss names and
+their miners are written out in ``PAPER_MINERS``; tests/test_presets.py checks them against the
+loss registry and :func:`dml_core.methods.default_miner`.
 """
 
 from __future__ import annotations
@@ -15,13 +19,51 @@ from pathlib import Path
 from typing import Any
 
 from dml_core.config import TrainConfig, load_config_file
-from dml_core.methods import OTHER_LOSSES, TRIPLET_MINER_LOSSES, default_miner
 
 PAPER_DATASETS = {"cub200": 150, "cars196": 150, "sop": 100}
 """Epochs of the paper's protocol per dataset."""
 
-PAPER_PUSH_PROBABILITY = {"cub200": 0.35, "cars196": 0.35, "sop": 0.15}
-"""The official code's ρ (rho_distance) push probabilities per dataset."""
+PAPER_MINERS: dict[str, str | None] = {
+    **dict.fromkeys(("contrastive", "margin", "quadruplet", "snr", "triplet"), "distance"),
+    "angular": "npair",
+    "npair": "npair",
+    "lifted": "lifted",
+    **dict.fromkeys(
+        ("arcface", "histogram", "multisimilarity", "proxynca", "softmax", "softtriple"), None
+    ),
+}
+"""Every registered loss and its miner under the paper's protocol (``methods.default_miner``),
+written out so that the presets need no torch; "distance" marks the triplet losses ρ applies to."""
+
+OFFICIAL_PUSH_PROBABILITIES: tuple[tuple[str, str, float | None, float], ...] = (
+    ("cub200", "margin", 1.2, 0.35),  # --group CUBreg_Margin_b12_Distance_3
+    ("cub200", "margin", 0.6, 0.4),  # CUBreg_Margin_b06_Distance, --loss_margin_beta 0.6
+    ("cub200", "triplet", None, 0.4),  # CUBreg_Triplet_Distance_3
+    ("cub200", "contrastive", None, 0.4),  # CUBreg_Contrastive
+    ("cub200", "snr", None, 0.3),  # CUBreg_SNR_Distance _3
+    ("cars196", "margin", 1.2, 0.35),  # CARreg_Margin_b12_Distance
+    ("cars196", "margin", 0.6, 0.35),  # CARreg_Margin_b06_Distance
+    ("cars196", "triplet", None, 0.35),  # CARreg_Triplet_Distance
+    ("cars196", "contrastive", None, 0.35),  # CARreg_Contrastive
+    ("cars196", "snr", None, 0.35),  # CARreg_SNR_Distance
+    ("sop", "margin", 1.2, 0.15),  # SOPreg_Margin_b12_Distance
+    ("sop", "margin", 0.6, 0.15),  # SOPreg_Margin_b06_Distance
+    ("sop", "triplet", None, 0.15),  # SOPreg_Triplet_Distance
+    ("sop", "contrastive", None, 0.15),  # SOPreg_Contrastive
+    ("sop", "snr", None, 0.15),  # SOPreg_SNR_Distance
+)
+"""(dataset, loss, margin's initial β or None, push probability) of every ρ-regularized run of the
+official sample-run script of Roth et al. (2020): Confusezius/Revisiting_Deep_Metric_Learning_PyTorch,
+``ICML2020_RevisitDML_SampleRuns.sh`` (later ``Sample_Runs/``), its "Specturm-Regularized Ranking
+Losses" sections, ``--batch_mining rho_distance --miner_rho_distance_cp P``. The script has no
+ρ-regularized quadruplet run, so there is no ``paper-*-quadruplet-rho`` preset."""
+
+PAPER_PUSH_PROBABILITY = {
+    (dataset, loss): push
+    for dataset, loss, beta, push in OFFICIAL_PUSH_PROBABILITIES
+    if beta in (None, 1.2)  # margin's default β 1.2; the other losses have none
+}
+"""The official push probability of each (dataset, loss) at the losses' default options."""
 
 GLYPHS_BACKBONE = (
     Path(__file__).resolve().parents[1] / "checkpoints" / "glyphs-backbone.safetensors"
@@ -42,7 +84,7 @@ def _paper_preset(dataset: str, loss: str, push_probability: float = 0.0) -> dic
         "frozen_bn": True,
         "embed_dim": 128,
         "loss": loss,
-        "miner": default_miner(loss),
+        "miner": PAPER_MINERS[loss],
         "rho": push_probability,
         "sampler": "class_random",
         "samples_per_class": 2,
@@ -130,11 +172,11 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "snapshots": "off",
         },
     }
-    for dataset, push in PAPER_PUSH_PROBABILITY.items():
-        for loss in TRIPLET_MINER_LOSSES + OTHER_LOSSES:
+    for dataset in PAPER_DATASETS:
+        for loss in sorted(PAPER_MINERS):
             presets[f"paper-{dataset}-{loss}"] = _paper_preset(dataset, loss)
-        for loss in TRIPLET_MINER_LOSSES:
-            presets[f"paper-{dataset}-{loss}-rho"] = _paper_preset(dataset, loss, push)
+    for (dataset, loss), push in PAPER_PUSH_PROBABILITY.items():
+        presets[f"paper-{dataset}-{loss}-rho"] = _paper_preset(dataset, loss, push)
     return presets
 
 
