@@ -72,6 +72,11 @@ class TrainConfig:
     the last quarter of at least 4 evaluations (``dml_core.engine.stopping.should_stop``)."""
     early_stop_min_epochs: int = 0
     """Epochs trained before ``early_stop`` may stop a run."""
+    early_stop_min_delta: float = 0.0
+    """``early_stop`` stops when the last fraction of the evaluations improved the metric by no
+    more than this."""
+    early_stop_fraction: float = 0.25
+    """The last fraction of the evaluations ``early_stop`` looks at (in (0, 1))."""
     rho_spectrum: str = "full"
     """Singular values ρ@k uses: "full" (all) or "official" (the d − 1 largest, as the official
     code's TruncatedSVD); see ``dml_core.metrics.embedding_space``."""
@@ -126,6 +131,12 @@ class TrainConfig:
             problems.append(f"rho_spectrum must be full or official, got {self.rho_spectrum!r}")
         if self.early_stop_min_epochs < 0:
             problems.append(f"early_stop_min_epochs must be >= 0, got {self.early_stop_min_epochs}")
+        if self.early_stop_min_delta < 0:
+            problems.append(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}")
+        if not 0 < self.early_stop_fraction < 1:
+            problems.append(
+                f"early_stop_fraction must be in (0, 1), got {self.early_stop_fraction}"
+            )
         if self.loss_lr_multiplier is not None and not self.loss_lr_multiplier > 0:
             problems.append(f"loss_lr_multiplier must be positive, got {self.loss_lr_multiplier}")
         if self.snapshots not in ("auto", "on", "off"):

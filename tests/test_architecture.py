@@ -42,7 +42,16 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("methods", ("dml_core.methods", "dml_core.presets")),
     ("engine", ("dml_core.engine",)),
-    ("interface", ("dml_core.interop", "dml_core.report", "dml_core.cli", "dml_core.__main__")),
+    (
+        "interface",
+        (
+            "dml_core.interop",
+            "dml_core.report",
+            "dml_core.study",
+            "dml_core.cli",
+            "dml_core.__main__",
+        ),
+    ),
     ("toy", ("toy",)),
     ("app", ("app",)),
 ]

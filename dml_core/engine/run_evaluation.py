@@ -119,6 +119,8 @@ def has_converged(
         history,
         metric,
         min_epochs=config.early_stop_min_epochs,
+        min_delta=config.early_stop_min_delta,
+        fraction=config.early_stop_fraction,
         lower_is_better=lower_is_better(metric),
     )
     if context.enabled:

@@ -1,11 +1,17 @@
-"""When a run has converged: the study's stopping rule, a pure function of the evaluation history.
+"""Which evaluation of a run is its best, and when a run has converged: pure functions of the
+evaluation history, shared by the trainer (``best``, ``early_stop``), ``report`` and the study.
 
-**Rule.** Let n be the number of evaluations so far and w = ⌈n/4⌉ (the last quarter of them,
-at least one). Stop when the run has trained at least ``min_epochs`` epochs, has n ≥ 4
-evaluations, and none of the last w evaluations sets a new best of the monitored metric (the
-validation Recall@1): max over the last w ≤ max over the first n − w (+ ``min_delta``). The
-patience grows with the run: a run whose best came at evaluation p stops at the first n with
-n − ⌈n/4⌉ ≥ p, i.e. after about p/3 more evaluations.
+**Selection.** The selected evaluation of a run for a metric is the first one whose value beats
+every earlier value (``dml_core.metrics.direction.improves``: higher is better except for ρ@k,
+π_ratio and uniformity; NaN never beats anything): the best value, ties to the earliest. This is
+the trainer's ``best.safetensors`` rule folded over the whole history (``best_index``).
+
+**Rule.** Let n be the number of evaluations so far and w = ⌈f·n⌉ (the last fraction f of them,
+a quarter by default, at least one). Stop when the run has trained at least ``min_epochs``
+epochs, has n ≥ 4 evaluations, and the last w evaluations improve the monitored metric (the run's
+selection metric, ``--best-metric`` on the selection split) by no more than ``min_delta`` over
+the best of the first n − w. The patience grows with the run: a run whose best came at evaluation
+p stops at the first n with n − ⌈n/4⌉ ≥ p, i.e. after about p/3 more evaluations.
 
 **Last-quarter gain** = best over all n evaluations − best over the first n − w: 0 for a run the
 rule stopped, > 0 for one still improving when it ended (at its epoch cap).
@@ -17,8 +23,30 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dml_core.metrics.direction import improves
+
 MIN_EVALUATIONS = 4
 QUARTER = 0.25
+_METRIC_OF_DIRECTION = {True: "rho@2", False: "recall@1"}
+"""A metric that improves downwards / upwards, for ``best_index`` when only the direction is given."""
+
+
+def best_index(values: Sequence[float | None], metric: str) -> int | None:
+    """Index of the selected value of ``metric`` (best, ties to the earliest; None and NaN never
+    best), None when no value is finite: the trainer's ``improves`` applied in order."""
+    best: float | None = None
+    chosen = None
+    for index, value in enumerate(values):
+        value = math.nan if value is None else float(value)
+        if improves(metric, value, best):
+            best, chosen = value, index
+    return chosen
+
+
+def selected_row(history: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
+    """The evaluation (one mapping per evaluation) at ``best_index`` of ``metric``, else None."""
+    index = best_index([row.get(metric) for row in history], metric)
+    return None if index is None else history[index]
 
 
 def _values(history: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
@@ -37,10 +65,9 @@ def _split(values: list[float], fraction: float) -> tuple[list[float], list[floa
 
 
 def _best(values: list[float], lower_is_better: bool) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan
-    return min(finite) if lower_is_better else max(finite)
+    """The selected value (``best_index``) of ``values``; NaN when none is finite."""
+    index = best_index(values, _METRIC_OF_DIRECTION[lower_is_better])
+    return math.nan if index is None else values[index]
 
 
 def last_quarter_gain(
