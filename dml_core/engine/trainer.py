@@ -43,12 +43,14 @@ from dml_core.engine.run_folder import (
 )
 from dml_core.engine.terminal import progress_bar, stop_on_signals
 from dml_core.io import FolderLock, clean_temp_files
+from dml_core.metrics._inputs import EmbeddingRangeError
 from dml_core.metrics.direction import improves
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss (or, checked at each epoch end, a weight) became NaN or infinite; the last good
-    checkpoint is kept."""
+    """The loss (or, checked at each epoch end, a weight) became NaN or infinite, or an evaluation's
+    embeddings left the range metrics accept (``EmbeddingRangeError``); the last good checkpoint is
+    kept."""
 
 
 class Trainer:
@@ -317,11 +319,10 @@ class Trainer:
         cap = self.config.max_steps_per_epoch
         return len(self.sampler) if cap is None else min(len(self.sampler), cap)
 
-    def _raise_non_finite(self) -> None:
+    def _raise_non_finite(self, what: str = "the loss or the weights became non-finite") -> None:
         raise NonFiniteLossError(
-            f"the loss or the weights became non-finite at epoch {self.epoch}, step {self.step}; "
-            "the run stopped and the last good checkpoint was kept. Lower --lr, or check the data "
-            "for broken inputs."
+            f"{what} at epoch {self.epoch}, step {self.step}; the run stopped and the last good "
+            "checkpoint was kept. Lower --lr, or check the data for broken inputs."
         )
 
     # --- evaluation, snapshots, checkpoints -----------------------------------------------------
@@ -334,7 +335,10 @@ class Trainer:
         if not self.context.is_main:
             # Rank 0 alone evaluates and writes; the others wait at the next collective.
             return {"kind": "eval", "epoch": self.epoch, "step": self.step, "metrics": {}}
-        metrics = self.evaluate()
+        try:
+            metrics = self.evaluate()
+        except EmbeddingRangeError as error:  # diverged: finite weights, embeddings out of range
+            self._raise_non_finite(f"the run diverged ({error})")
         self._test_embedded_at = self.step
         self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
         snapshot = self.evaluator.write_snapshot(self.out_dir, self.epoch)
