@@ -43,9 +43,9 @@ SNAPSHOT_QUERIES = 3
 st.title("Train")
 st.caption(
     "Each run is `python -m dml_core train` in the background, writing to `runs/<name>/`. "
-    "Start one with ρ and one without to watch the spectra part ways: on glyphs, contrastive "
-    "with ρ = 0.2 flattens the train spectrum clearly (ρ@2 0.84 → 0.47), margin hardly at all "
-    "(docs/RESULTS.md)."
+    "Start one with ρ and one without to compare their spectra: ρ-regularization is meant to "
+    "flatten the train spectrum (a lower ρ@k); how far it does on glyphs, loss by loss, is "
+    "measured in docs/RESULTS.md."
 )
 
 
