@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -320,9 +321,10 @@ def test_missing_and_unexpected_keys_are_reported_and_refused(tmp_path: Path) ->
         match=r"missing keys \['backbone\.4\.weight'\], unexpected keys \['backbone\.extra\.weight'\]",
     ):
         import_checkpoint(tmp_path / "partial.pth", tmp_path / "out.safetensors")
-    result = import_checkpoint(
-        tmp_path / "partial.pth", tmp_path / "out.safetensors", allow_partial=True
-    )
+    with pytest.warns(UserWarning, match="1 of 24 backbone tensors are at random initialisation"):
+        result = import_checkpoint(
+            tmp_path / "partial.pth", tmp_path / "out.safetensors", allow_partial=True
+        )
     assert result.mapping.missing == ["backbone.4.weight"]
     assert result.mapping.unexpected == ["backbone.extra.weight"]
     assert read_metadata(tmp_path / "out.safetensors")["source"]["key_mapping"]["missing"] == [
@@ -367,3 +369,147 @@ def test_cli_import_prints_the_key_report(
     assert main(["import", str(evil), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("error: refused: the pickle calls posix.system")
     assert not (tmp_path / "pwned").exists()
+
+
+class PMLExampleMLP(nn.Module):
+    """The embedder of PyTorch-Metric-Learning's examples, rebuilt here: ReLU then Linear per
+    layer (no ReLU before the first), the layers in ``net`` and the last one also reachable as
+    ``last_linear``, so its state dict holds ``net.0.*`` and the alias ``last_linear.*``."""
+
+    def __init__(self, layer_sizes: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for position, (size_in, size_out) in enumerate(itertools.pairwise(layer_sizes)):
+            if position > 0:
+                layers.append(nn.ReLU(inplace=False))
+            layers.append(nn.Linear(size_in, size_out))
+        self.net = nn.Sequential(*layers)
+        self.last_linear = self.net[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def pml_models(seed: int) -> dict[str, nn.Module]:
+    """PML's usual pair: a torchvision ResNet18 trunk with ``fc = Identity`` and an MLP embedder;
+    BatchNorm statistics moved away from their initial values by a few training-mode passes."""
+    torch.manual_seed(seed)
+    trunk = torchvision.models.resnet18(weights=None)
+    trunk.fc = nn.Identity()
+    with torch.no_grad():
+        for _ in range(2):
+            trunk(torch.randn(4, 3, 32, 32) * 2 + 0.5)
+    return {"trunk": trunk.eval(), "embedder": PMLExampleMLP([512, 32]).eval()}
+
+
+def pml_forward(models: dict[str, nn.Module], inputs: torch.Tensor) -> torch.Tensor:
+    """PML's own inference: trunk → embedder → L2 normalisation (``InferenceModel``)."""
+    from pytorch_metric_learning.utils.inference import InferenceModel
+
+    inference = InferenceModel(models["trunk"], models["embedder"], data_device=torch.device("cpu"))
+    return inference.get_embeddings(inputs)
+
+
+@pytest.mark.slow
+def test_pml_pair_and_saved_models_folder_embed_like_pml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytorch_metric_learning.utils import common_functions as pml_functions
+
+    from dml_core.cli import main
+
+    folder = tmp_path / "saved_models"
+    folder.mkdir()
+    best, latest = pml_models(0), pml_models(1)
+    # What PML's logging hook leaves: the best epoch (2) and the latest (3).
+    pml_functions.save_dict_of_models(best, "best2", str(folder))
+    pml_functions.save_dict_of_models(latest, 3, str(folder))
+    assert {p.name for p in folder.iterdir()} == {
+        "trunk_best2.pth",
+        "embedder_best2.pth",
+        "trunk_3.pth",
+        "embedder_3.pth",
+    }
+    inputs = torch.randn(3, 3, 64, 64)
+
+    def embeds_like(path: Path, models: dict[str, nn.Module]) -> None:
+        model, metadata = load_checkpoint(path)
+        with torch.no_grad():
+            ours = model.eval()(inputs)
+        assert torch.allclose(ours, pml_forward(models, inputs), atol=1e-5)
+        assert metadata["source"]["format"] == "pml" and model.arch == "resnet18"
+
+    # Two files, given embedder first: the names say which is which.
+    pair = import_checkpoint(
+        [folder / "embedder_best2.pth", folder / "trunk_best2.pth"], tmp_path / "pair.safetensors"
+    )
+    embeds_like(tmp_path / "pair.safetensors", best)
+    assert pair.mapping.missing == [] and pair.mapping.unexpected == []
+    assert pair.model_config["embed_dim"] == 32 and pair.model_config["normalize"]
+    assert pair.source["file"] == "trunk_best2.pth + embedder_best2.pth"
+    assert [f["file"] for f in pair.source["files"]] == ["trunk_best2.pth", "embedder_best2.pth"]
+    for entry in pair.source["files"]:
+        digest = hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest()
+        assert entry["sha256"] == digest
+
+    assert main(["import", str(folder), "--out", str(tmp_path / "best.safetensors")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["files"] == "trunk_best2.pth + embedder_best2.pth" and "warning" not in printed
+    embeds_like(tmp_path / "best.safetensors", best)
+    argv = ["import", str(folder), "--iteration", "latest", "--out", str(tmp_path / "3.st")]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == "trunk_3.pth + embedder_3.pth"
+    embeds_like(tmp_path / "3.st", latest)
+    argv[3] = "5"
+    assert main(argv) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "no trunk_/embedder_ pair for iteration '5' (PML saved_models holding: 3, best2); "
+            "pass --iteration best, latest, N or bestN"
+        )
+    )
+
+    # The trunk alone says how to import it; the embedder alone, forced onto a ResNet18 with
+    # --allow-partial, says in one line that the backbone stays random.
+    assert main(["import", str(folder / "trunk_3.pth"), "--out", str(tmp_path / "x.st")]) == 2
+    assert "import TRUNK.pth EMBEDDER.pth" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="the backbone is entirely at random initialisation"):
+        alone = import_checkpoint(
+            folder / "embedder_3.pth",
+            tmp_path / "alone.safetensors",
+            arch="resnet18",
+            allow_partial=True,
+        )
+    assert "backbone is entirely at random" in alone.summary()["warning"]
+    assert read_metadata(tmp_path / "alone.safetensors")["source"]["random_init"]
+
+
+def test_a_pml_embedder_of_several_layers_is_refused(tmp_path: Path) -> None:
+    torch.save(build_model("mlp", 4).backbone.state_dict(), tmp_path / "trunk_1.pth")
+    torch.save(PMLExampleMLP([30, 16, 4]).state_dict(), tmp_path / "embedder_1.pth")
+    with pytest.raises(
+        ValueError, match=r"has the layers \['net\.0', 'net\.2'\]: only an embedder"
+    ):
+        import_checkpoint(tmp_path, tmp_path / "out.safetensors", iteration="1")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_pml_pair_of_this_projects_mlp_is_exact(tmp_path: Path) -> None:
+    """A trunk that is the toy's MLP backbone: no BatchNorm, so the comparison is exact."""
+    torch.manual_seed(4)
+    trunk = build_model("mlp", 2).backbone
+    embedder = PMLExampleMLP([30, 2])
+    torch.save(trunk.state_dict(), tmp_path / "trunk.pth")
+    torch.save(embedder.state_dict(), tmp_path / "embedder.pth")
+    result = import_checkpoint(
+        [tmp_path / "trunk.pth", tmp_path / "embedder.pth"], tmp_path / "out.safetensors"
+    )
+    assert result.mapping.ignored == [] and len(result.mapping.matched) == 6
+    model, metadata = load_checkpoint(tmp_path / "out.safetensors")
+    inputs = torch.randn(5, 2)
+    with torch.no_grad():
+        expected = nn.functional.normalize(embedder(trunk(inputs)), dim=1)
+        assert torch.equal(model.eval()(inputs), expected)
+    assert metadata["config"]["dataset"] == "toy_diagonal"

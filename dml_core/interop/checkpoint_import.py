@@ -25,6 +25,8 @@ import hashlib
 import math
 import pickle
 import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import torch
 
 from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import save_checkpoint
+from dml_core.interop import pml
 from dml_core.interop.official import official_config, official_model_options
 from dml_core.interop.restricted_pickle import load_restricted, refuse_torchscript
 from dml_core.models import ARCHS, EmbeddingModel, build_model
@@ -79,7 +82,9 @@ class ImportResult:
             "format": self.source_format,
             **self.model_config,
             "keys": self.mapping.summary(),
+            "files": self.source["file"],
             "sha256": self.source["sha256"],
+            **({"warning": self.source["random_init"]} if "random_init" in self.source else {}),
         }
 
 
@@ -237,8 +242,46 @@ def plain_config(model: EmbeddingModel, dataset: str | None, data_root: str | No
     return TrainConfig.from_dict(values)
 
 
+def read_sources(
+    sources: Sequence[Path], iteration: str | None
+) -> tuple[SourceCheckpoint, list[Path]]:
+    """One file as ``read_source``; a PML trunk and embedder, or a PML ``saved_models`` folder
+    (``pml.find_pair`` at ``iteration``), merged into one state dict of format ``pml``."""
+    if len(sources) == 1 and not Path(sources[0]).is_dir():
+        if iteration is not None:
+            raise ValueError("iteration (--iteration) picks files in a PML saved_models folder")
+        return read_source(sources[0]), [Path(sources[0])]
+    if len(sources) == 1:
+        trunk, embedder = pml.find_pair(Path(sources[0]), iteration)
+    elif len(sources) == 2:
+        trunk, embedder = pml.order_pair(Path(sources[0]), Path(sources[1]))
+    else:
+        raise ValueError(f"expected one checkpoint or a PML trunk and embedder, got {len(sources)}")
+    parts = [read_source(trunk), read_source(embedder)]
+    if any(part.opt is not None for part in parts):
+        raise ValueError("a checkpoint of the paper's official code is imported alone")
+    state = pml.merge_pair(
+        parts[0].state, parts[1].state, trunk_name=trunk.name, embedder_name=embedder.name
+    )
+    return SourceCheckpoint(state, None, "pml"), [trunk, embedder]
+
+
+def random_parts(mapping: KeyMapping) -> str | None:
+    """One line when ``allow_partial`` left trained parameters at their random initialisation."""
+    missing = [k for k in mapping.missing if not k.endswith("num_batches_tracked")]
+    parts = []
+    for prefix, name in (("backbone.", "backbone"), ("head.", "embedding layer (head)")):
+        total = len([k for k in mapping.matched + missing if k.startswith(prefix)])
+        left = len([k for k in missing if k.startswith(prefix)])
+        if left == total and left:
+            parts.append(f"the {name} is entirely at random initialisation")
+        elif left:
+            parts.append(f"{left} of {total} {name} tensors are at random initialisation")
+    return "; ".join(parts) + " (missing from the file)" if parts else None
+
+
 def import_checkpoint(
-    source: str | Path,
+    source: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
     arch: str | None = None,
@@ -247,15 +290,20 @@ def import_checkpoint(
     dataset: str | None = None,
     data_root: str | None = None,
     allow_partial: bool = False,
+    iteration: str | None = None,
 ) -> ImportResult:
     """Convert ``source`` into a checkpoint at ``out`` that ``load_checkpoint`` and the app open.
 
-    ``arch``: inferred from the keys when None. ``normalize``/``frozen_bn``: from ``opt.arch`` for
-    official files, else True/True unless given. ``dataset``/``data_root``: recorded in the config
-    so evaluation and the app can embed a split (official files: from ``opt``).
+    ``source``: one file; or a PML trunk and embedder (two files, or a ``saved_models`` folder
+    with ``iteration``: ``best`` by default, ``latest``, ``N`` or ``bestN``). ``arch``: inferred
+    from the keys when None. ``normalize``/``frozen_bn``: from ``opt.arch`` for official files,
+    else True/True unless given. ``dataset``/``data_root``: recorded in the config so evaluation
+    and the app can embed a split (official files: from ``opt``). ``allow_partial`` keeps going
+    with missing keys, with a warning naming what stays random.
     """
-    source = Path(source)
-    read = read_source(source)
+    sources = [source] if isinstance(source, str | Path) else list(source)
+    read, files = read_sources([Path(s) for s in sources], iteration)
+    source = files[0] if len(files) == 1 else Path(sources[0])
     shapes = {}
     for key, value in read.state.items():
         target = target_key(key)
@@ -272,7 +320,8 @@ def import_checkpoint(
     head = shapes.get("head.weight")
     if head is None or len(head) != 2:
         raise ValueError(
-            f"{source}: no embedding layer (fc, last_linear or head weight of shape (d, features))"
+            f"{source}: no embedding layer (fc, last_linear or head weight of shape (d, features)); "
+            "a PML trunk is imported with its embedder: import TRUNK.pth EMBEDDER.pth"
         )
     embed_dim = head[0]
     if read.opt is not None and read.opt.get("embed_dim") not in (None, embed_dim):
@@ -300,11 +349,14 @@ def import_checkpoint(
             )
     else:
         config = plain_config(model, dataset, data_root)
+    files_read = [
+        {"file": f.name, "sha256": file_sha256(f), "bytes": f.stat().st_size} for f in files
+    ]
     provenance: dict[str, Any] = {
         "format": read.source_format,
-        "file": source.name,
-        "sha256": file_sha256(source),
-        "bytes": source.stat().st_size,
+        "file": " + ".join(f["file"] for f in files_read),
+        "sha256": " + ".join(f["sha256"] for f in files_read),
+        "bytes": sum(f["bytes"] for f in files_read),
         "key_mapping": {
             "matched": len(mapping.matched),
             "missing": mapping.missing,
@@ -312,6 +364,12 @@ def import_checkpoint(
             "ignored": mapping.ignored,
         },
     }
+    if len(files_read) > 1:
+        provenance["files"] = files_read
+    random_note = random_parts(mapping)
+    if random_note:
+        warnings.warn(f"{source}: {random_note}", stacklevel=2)
+        provenance["random_init"] = random_note
     if read.opt is not None:
         provenance["opt"] = json_safe_opt(read.opt)
         provenance["unmapped"] = json_safe_opt(unmapped)
