@@ -1,5 +1,5 @@
 """The command line: ``train``, ``evaluate``, ``embed``, ``project`` (store a checkpoint's
-evaluation), ``report``, ``import`` and ``export``.
+evaluation), ``report``, ``import``, ``export`` and ``study`` (``run``, ``status``, ``results``).
 
 Errors a user can cause (a bad path, an unknown name, an incompatible loss and miner, a foreign
 checkpoint, a bad config file, a full disk, a folder another run holds) print one line
@@ -77,13 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="write OUT.md and OUT.csv as well")
 
     imported = commands.add_parser("import", help="a checkpoint trained elsewhere → .safetensors")
-    imported.add_argument("source", help="official .pth/.tar, a state dict, or .safetensors")
+    imported.add_argument(
+        "source",
+        nargs="+",
+        help="official .pth/.tar, a state dict, .safetensors; or a PML trunk and embedder "
+        "(TRUNK.pth EMBEDDER.pth, or PML's saved_models folder)",
+    )
     imported.add_argument("--out", required=True, help="the .safetensors file to write")
     imported.add_argument("--arch", help="resnet50, resnet18, small_cnn, mlp (default: inferred)")
     imported.add_argument("--dataset", help="dataset recorded in the config (evaluate, app)")
     imported.add_argument("--data-root")
     imported.add_argument("--no-normalize", action="store_true", help="no L2 normalisation")
     imported.add_argument("--allow-partial", action="store_true", help="accept missing keys")
+    imported.add_argument(
+        "--iteration", help="in a PML saved_models folder: best (default), latest, N or bestN"
+    )
 
     export = commands.add_parser("export", help="embeddings → TensorBoard projector, parquet, CSV")
     export.add_argument("source", help="a .safetensors checkpoint or an embedding file")
@@ -93,7 +101,62 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--labels", help="the labels file of .npy embeddings")
     export.add_argument("--data-root")
     export.add_argument("--device", default="auto")
+    _study_parser(commands)
     return parser
+
+
+def _study_parser(commands: argparse._SubParsersAction) -> None:
+    study = commands.add_parser("study", help="run a study file's runs, show them, write results")
+    actions = study.add_subparsers(dest="study_command", required=True)
+    run = actions.add_parser("run", help="train the missing runs of a study (or of one shard)")
+    run.add_argument("study_file", metavar="STUDY.yaml")
+    run.add_argument(
+        "--shard", help="i/n: every n-th task from the i-th (default: the Slurm array's, else 1/1)"
+    )
+    run.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
+    run.add_argument("--out", help="where runs and summaries go (default: the study file's)")
+    status = actions.add_parser("status", help="finished / running / missing per method and seed")
+    status.add_argument("study_file", metavar="STUDY.yaml")
+    status.add_argument("--out", help="the --out DIR the study runs with")
+    results = actions.add_parser("results", help="one page (Markdown), curves and CSV")
+    results.add_argument("study_files", nargs="+", metavar="STUDY.yaml")
+    results.add_argument("--out", help="the page to write (default: print it)")
+    results.add_argument(
+        "--from",
+        dest="folders",
+        action="append",
+        metavar="DIR",
+        help="the --out DIR each study ran with, in order (default: the study files' folders)",
+    )
+
+
+def _study(args: argparse.Namespace) -> int:
+    from dml_core.study import load_spec
+    from dml_core.study.runner import run, status_lines
+
+    if args.study_command == "results":
+        from dml_core.study.page import results_page, write_results
+
+        folders = args.folders or [None] * len(args.study_files)
+        if len(folders) != len(args.study_files):
+            raise ValueError(
+                f"--from given {len(folders)} time(s) for {len(args.study_files)} study file(s)"
+            )
+        specs = [
+            load_spec(path).with_output(folder)
+            for path, folder in zip(args.study_files, folders, strict=True)
+        ]
+        if args.out:
+            write_results(specs, Path(args.out))
+            print(f"wrote {args.out}")
+        else:
+            print(results_page(specs))
+        return 0
+    spec = load_spec(args.study_file).with_output(args.out)
+    if args.study_command == "status":
+        print("\n".join(status_lines(spec, args.out)))
+        return 0
+    return 0 if run(spec, args.shard, args.jobs) == 0 else 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -210,6 +273,7 @@ def _import(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         data_root=args.data_root,
         allow_partial=args.allow_partial,
+        iteration=args.iteration,
     )
     print(json.dumps(result.summary(), indent=2))
     return 0
@@ -239,6 +303,7 @@ COMMANDS = {
     "report": _report,
     "import": _import,
     "export": _export,
+    "study": _study,
 }
 
 
