@@ -23,7 +23,7 @@ from typing import Any
 
 from app.settings import CURVE_KEYS, REPO_ROOT, runs_dir
 from dml_core.engine.events import read_events
-from dml_core.io import atomic_write_json
+from dml_core.io import NotRegularFileError, atomic_write_json, open_regular
 
 PID_FILE = "app.pid"
 LOG_FILE = "output.log"
@@ -93,7 +93,8 @@ def launch_run(
 
 def read_pid(run_dir: Path) -> int | None:
     try:
-        return int(json.loads((run_dir / PID_FILE).read_text())["pid"])
+        with open_regular(run_dir / PID_FILE) as handle:  # never block on a FIFO
+            return int(json.loads(handle.read(4096))["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -289,7 +290,11 @@ def output_tail(run_dir: Path, max_bytes: int = 4000) -> str:
     path = run_dir / LOG_FILE
     if not path.exists():
         return ""
-    with open(path, "rb") as handle:
+    try:
+        handle = open_regular(path)  # a FIFO would block the page forever
+    except NotRegularFileError as error:
+        return str(error)
+    with handle:
         handle.seek(max(0, path.stat().st_size - max_bytes))
         return handle.read().decode("utf-8", errors="replace")
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -112,6 +113,25 @@ def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+class NotRegularFileError(OSError):
+    """A path that names a FIFO, a device, a socket or a folder where a file was expected."""
+
+
+def open_regular(path: str | os.PathLike) -> io.BufferedReader:
+    """``open(path, "rb")`` for a regular file only (symlinks to one are fine): the open itself does
+    not block (``O_NONBLOCK``: a FIFO with no writer would otherwise wait forever), then ``fstat``
+    refuses anything else with one ``NotRegularFileError`` naming the path."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotRegularFileError(f"{path} is not a regular file (a FIFO, device or folder)")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 class FolderInUseError(FileExistsError):

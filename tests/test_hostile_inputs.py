@@ -118,3 +118,88 @@ def test_huge_embedding_files_and_a_diverging_run_end_in_one_line(tmp_path: Path
     header = read_metadata(run / "best.safetensors")
     assert 1 <= header["epoch"] <= evaluated[-1]  # a checkpoint from before the divergence
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- 2. work without bound ----------------------------------------------------------------------
+
+
+def _checkpoint(path: Path, **config_changes) -> Path:
+    """A real (untrained) checkpoint: the toy's MLP with a full run header whose config is the
+    glyphs preset with ``config_changes`` (an empty dict or None for ``config`` drops it)."""
+    from dml_core.config import TrainConfig
+    from dml_core.engine.checkpoint import save_checkpoint
+    from dml_core.models import build_model
+    from dml_core.presets import preset
+
+    config = TrainConfig.from_dict(preset("glyphs")).to_dict()
+    config.update(config_changes)
+    model = build_model("mlp", 2, pretrained=None, frozen_bn=False, normalize=True, in_channels=3)
+    metadata = {"kind": "last", "config": config, "model": model.config(), "history": []}
+    if "config" in config_changes:
+        metadata["config"] = config_changes["config"]
+    return save_checkpoint(path, model, metadata)
+
+
+def test_a_glyphs_config_beyond_the_pixel_bound_is_refused_before_allocating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 3: 2,000,000 classes × 1,000 samples ran for minutes (a 477 GiB MemoryError
+    in the app). Now the spec is refused with the bound and the variable that raises it."""
+    from dml_core.data.glyphs import DEFAULT_MAX_PIXELS, MAX_PIXELS_VARIABLE, GlyphSpec
+
+    huge = {"num_classes": 2_000_000, "samples_per_class": 1000}
+    path = _checkpoint(tmp_path / "huge.safetensors", dataset_options=huge)
+    commands = [
+        ["evaluate", "--checkpoint", str(path), "--device", "cpu"],
+        ["project", str(path), "--device", "cpu"],
+        ["export", str(path), "--format", "csv", "--out", str(tmp_path / "out"), "--device", "cpu"],
+    ]
+    env = {"DML_EXPLORER_CACHE": str(tmp_path / "cache")}
+    for result in _forked_cli([{"args": a, "cwd": str(tmp_path), "env": env} for a in commands]):
+        _assert_one_line(result, "glyphs set too large", MAX_PIXELS_VARIABLE)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
+    assert not (tmp_path / "out").exists()
+    # The bound is exactly C·S·size² ≤ limit, and the variable moves it.
+    side = 64
+    at_limit = DEFAULT_MAX_PIXELS // (side * side)
+    GlyphSpec(num_classes=at_limit // 4, samples_per_class=4, image_size=side)
+    with pytest.raises(ValueError, match=MAX_PIXELS_VARIABLE):
+        GlyphSpec(num_classes=at_limit // 4 + 1, samples_per_class=4, image_size=side)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, str(DEFAULT_MAX_PIXELS * 2))
+    GlyphSpec(num_classes=at_limit // 4 + 1, samples_per_class=4, image_size=side)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "lots")
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        GlyphSpec()
+
+
+def test_a_fifo_named_like_a_run_file_blocks_no_reader(tmp_path: Path) -> None:
+    """Issue 27 item 3: a FIFO named ``events.jsonl`` blocked ``report`` and the Train page
+    forever. Readers open only regular files; the FIFO's run is reported as not read."""
+    runs = tmp_path / "runs"
+    for name in ("good", "fifo"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps({"dataset": "toy", "seed": 0}))
+    event = {"t": 0.0, "kind": "eval", "epoch": 1, "step": 1, "metrics": {"test/recall@1": 0.5}}
+    (runs / "good" / "events.jsonl").write_text(json.dumps(event) + "\n")
+    for name in ("events.jsonl", "app.pid", "output.log"):
+        os.mkfifo(runs / "fifo" / name)
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from app.runs import RunState, refresh, read_pid, launch_error, discover_runs\n"
+        "run = Path(sys.argv[1]) / 'fifo'\n"
+        "state = refresh(RunState(run))\n"
+        "print(len(state.events), read_pid(run), state.skipped, launch_error(run))\n"
+        "print(len(discover_runs(Path(sys.argv[1]))))\n"
+    )
+    page = subprocess.run(
+        [sys.executable, "-c", script, str(runs)], capture_output=True, text=True, timeout=300
+    )
+    assert page.returncode == 0, page.stderr[-2000:]
+    first, second = page.stdout.splitlines()
+    assert first.startswith("0 None [") and "not a regular file" in first
+    assert second == "2"
+    [result] = _forked_cli(
+        [{"args": ["report", str(runs), "--out", str(tmp_path / "report")], "cwd": str(tmp_path)}]
+    )
+    assert result["returncode"] == 0, result
+    assert "not a regular file" in result["stderr"] and "Traceback" not in result["stderr"]

@@ -36,6 +36,23 @@ CLASS_STREAM, SAMPLE_STREAM = 0, 1
 
 _MEMORY_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+MAX_PIXELS_VARIABLE = "DML_EXPLORER_MAX_GLYPH_PIXELS"
+DEFAULT_MAX_PIXELS = 2**28
+"""num_classes · samples_per_class · image_size² at most (256 Mi pixels: 256 MiB of images, about
+2.5 GiB at the peak of generation, which holds float32 noise and a float32 copy); the largest set
+this project uses has 49 Mi. ``$DML_EXPLORER_MAX_GLYPH_PIXELS`` raises it."""
+MAX_DISTRACTOR_STROKES = 64
+
+
+def max_glyph_pixels() -> int:
+    """The pixel bound: ``$DML_EXPLORER_MAX_GLYPH_PIXELS`` if set (a positive integer), else 2²⁸."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE)
+    if text is None:
+        return DEFAULT_MAX_PIXELS
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_PIXELS_VARIABLE} must be a positive integer, got {text!r}")
+    return int(text)
+
 
 @dataclasses.dataclass(frozen=True)
 class GlyphSpec:
@@ -83,6 +100,19 @@ class GlyphSpec:
             )
         if self.difficulty < 0 or self.distractor_strokes < 0:
             raise ValueError("glyph difficulty and distractor_strokes must be non-negative")
+        if self.distractor_strokes > MAX_DISTRACTOR_STROKES:
+            raise ValueError(
+                f"glyphs option distractor_strokes must be at most {MAX_DISTRACTOR_STROKES}, "
+                f"got {self.distractor_strokes}"
+            )
+        pixels = self.num_classes * self.samples_per_class * self.image_size**2
+        if pixels > max_glyph_pixels():
+            raise ValueError(
+                f"glyphs set too large: num_classes·samples_per_class·image_size² = "
+                f"{self.num_classes}·{self.samples_per_class}·{self.image_size}² = {pixels:.3g} "
+                f"pixels, more than the {max_glyph_pixels()} allowed (set {MAX_PIXELS_VARIABLE} "
+                "to raise the bound; generation needs about 10 bytes per pixel)"
+            )
 
     def cache_key(self) -> str:
         """A short hash of every field plus the generator version."""

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dml_core.io import WriteError, fault_point
+from dml_core.io import NotRegularFileError, WriteError, fault_point, open_regular
 
 EVENT_KINDS = ("start", "step", "epoch", "eval", "done", "error")
 
@@ -102,12 +102,20 @@ def read_events(
 
     A partial last line is left for the next call. Lines that are not events (not JSON, not an
     object, an unknown kind, fields of the wrong type: ``event_problem``) are skipped; each adds
-    ``"<file>:<line>: <why>"`` to ``skipped`` when a list is given.
+    ``"<file>:<line>: <why>"`` to ``skipped`` when a list is given. A path that is not a regular
+    file (a FIFO would block the read forever) gives no events and, once, ``"<file> is not a
+    regular file …: not read"`` in ``skipped``.
     """
     path = Path(path)
     if not path.exists():
         return [], offset
-    with open(path, "rb") as handle:
+    try:
+        handle = open_regular(path)  # a FIFO named events.jsonl must not block a reader
+    except NotRegularFileError as error:
+        if skipped is not None and f"{error}: not read" not in skipped:
+            skipped.append(f"{error}: not read")
+        return [], offset
+    with handle:
         handle.seek(offset)
         data = handle.read()
     events = []
@@ -134,5 +142,5 @@ def read_events(
 
 def _line_number(path: Path, position: int) -> int:
     """The 1-based line that starts at byte ``position`` (counted only for the rare bad line)."""
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         return handle.read(position).count(b"\n") + 1
