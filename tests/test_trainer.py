@@ -323,27 +323,18 @@ def test_train_split_recall_matches_the_full_retrieval_metrics() -> None:
 def test_glyphs_finetune_preset_agrees_with_the_study_and_names_a_missing_backbone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The preset's cap, interval, validation share and stopping rule are the study runner's
-    (scripts/glyphs_study.py, regime "finetune"); without the backbone file the preset says how
-    to make it."""
-    import importlib.util
-
+    """The preset's cap, interval, validation share and stopping rule are the study file's
+    (studies/glyphs-finetune.yaml); without the backbone file the preset says how to make it."""
     from dml_core import presets
+    from dml_core.study import load_spec
 
-    spec = importlib.util.spec_from_file_location(
-        "glyphs_study_for_presets", Path(__file__).resolve().parents[1] / "scripts/glyphs_study.py"
-    )
-    study = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(__import__("sys").modules, spec.name, study)  # its dataclasses need it
-    spec.loader.exec_module(study)
     values = presets.PRESETS["glyphs-finetune"]
-    regime = study.REGIMES["finetune"]
-    flags = dict(zip(regime.flags[::2], regime.flags[1::2], strict=True))
-    assert regime.preset == "glyphs-finetune"
-    assert values["epochs"] == regime.epoch_cap == int(flags["--epochs"])
-    assert values["eval_every"] == int(flags["--eval-every"])
-    assert values["val_classes"] == float(flags["--val-classes"])
-    assert values["early_stop"] and values["early_stop_min_epochs"] == regime.min_epochs
+    study = load_spec(Path(__file__).resolve().parents[1] / "studies/glyphs-finetune.yaml")
+    assert study.preset == "glyphs-finetune"
+    assert values["epochs"] == study.epochs
+    assert values["eval_every"] == study.overrides["eval_every"]
+    assert values["val_classes"] == study.overrides["val_classes"]
+    assert values["early_stop"] and values["early_stop_min_epochs"] == study.stopping.min_epochs
     assert Path(values["pretrained"]).is_absolute() and values["frozen_bn"]
     TrainConfig.from_dict(values)  # a valid configuration
 

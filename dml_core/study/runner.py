@@ -61,15 +61,21 @@ class Running:
     log: Any
 
 
+def start_command(spec: StudySpec, method: str, seed: int) -> list[str]:
+    """Resume a run folder with a checkpoint, else start afresh (a folder without one, killed
+    before its first checkpoint, is removed: it holds nothing to continue from)."""
+    folder = run_dir(spec, method, seed)
+    if resumable(folder):
+        return resume_command(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    return train_command(spec, method, seed, folder)
+
+
 def _start(spec: StudySpec, method: str, seed: int, env: dict[str, str]) -> Running:
     folder = run_dir(spec, method, seed)
     new = train_command(spec, method, seed, folder)
-    if resumable(folder):
-        command = resume_command(folder)
-    else:
-        if folder.exists():
-            shutil.rmtree(folder)  # killed before its first checkpoint: nothing to continue
-        command = new
+    command = start_command(spec, method, seed)
     folder.parent.mkdir(parents=True, exist_ok=True)
     log = open(folder.parent / f"{folder.name}.log", "a")  # noqa: SIM115 (closed at its end)
     process = subprocess.Popen(
