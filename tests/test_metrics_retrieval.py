@@ -278,3 +278,106 @@ def test_bad_input_raises_a_clear_error(
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(retrieval_module).failed == 0
+
+
+def brute_force_query_gallery(
+    points: np.ndarray,
+    labels: np.ndarray,
+    is_query: np.ndarray,
+    is_gallery: np.ndarray,
+    ks: tuple[int, ...],
+) -> dict[str, float]:
+    """Explicit loops: each query ranks the gallery items except itself; R counts the gallery
+    items of its class other than itself; queries with R = 0 are lone (skipped, counted)."""
+    points = points.astype(np.float64)
+    recalls: dict[int, list[float]] = {k: [] for k in ks}
+    ap_at_r, r_precision, ap_at_class_size = [], [], []
+    lone = 0
+    for query in range(len(points)):
+        if not is_query[query]:
+            continue
+        gallery = [j for j in range(len(points)) if is_gallery[j] and j != query]
+        distances = [float(np.sqrt(((points[query] - points[j]) ** 2).sum())) for j in gallery]
+        ranked = [gallery[i] for i in np.argsort(distances, kind="stable")]
+        relevant = [1 if labels[j] == labels[query] else 0 for j in ranked]
+        num_relevant = sum(relevant)
+        if num_relevant == 0:
+            lone += 1
+            continue
+        for k in ks:
+            recalls[k].append(1.0 if any(relevant[:k]) else 0.0)
+
+        def average_precision(cut_off: int, relevant: list[int] = relevant) -> float:
+            total, hits = 0.0, 0
+            for rank in range(1, min(cut_off, len(relevant)) + 1):
+                if relevant[rank - 1]:
+                    hits += 1
+                    total += hits / rank
+            return total / cut_off
+
+        ap_at_r.append(average_precision(num_relevant))
+        r_precision.append(sum(relevant[:num_relevant]) / num_relevant)
+        ap_at_class_size.append(average_precision(num_relevant + 1))
+    expected = {f"recall@{k}": float(np.mean(recalls[k])) for k in ks}
+    expected.update(
+        {
+            "map@r": float(np.mean(ap_at_r)),
+            "r_precision": float(np.mean(r_precision)),
+            "map_c": float(np.mean(ap_at_class_size)),
+            "num_lone_queries": lone,
+            "num_queries": int(is_query.sum()),
+            "num_gallery": int(is_gallery.sum()),
+        }
+    )
+    return expected
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_query_gallery_protocol_matches_brute_force(seed: int, backend: str) -> None:
+    points, labels = random_labelled_points(seed, num_items=300, with_duplicates=False)
+    rng = np.random.default_rng(seed + 10)
+    is_query = rng.random(300) < 0.6
+    is_gallery = rng.random(300) < 0.7
+    is_query[:3] = is_gallery[:3] = True  # items that are both
+    is_gallery[labels == labels[7]] = False  # class of item 7: queries without a gallery item
+    is_query[7] = True
+    ks = (1, 2, 4, 8)
+    report = retrieval_report(
+        points, labels, ks=ks, is_query=is_query, is_gallery=is_gallery, knn_backend=backend
+    )
+    expected = brute_force_query_gallery(points, labels, is_query, is_gallery, ks)
+    for key, value in expected.items():
+        assert report.metrics[key] == pytest.approx(value, abs=1e-6), key
+    assert report.metrics["num_lone_queries"] >= 1
+    assert np.isnan(report.average_precision_at_r[~is_query]).all()
+    kept = report.neighbor_indices[is_query]
+    assert is_gallery[kept].all() and (kept != np.flatnonzero(is_query)[:, None]).all()
+    assert (report.neighbor_indices[~is_query] == -1).all()
+    # All True is leave-one-out exactly, without the query/gallery counts.
+    everyone = np.ones(300, dtype=bool)
+    plain = retrieval_metrics(points, labels, ks=ks)
+    assert retrieval_metrics(points, labels, ks=ks, is_query=everyone, is_gallery=everyone) == plain
+
+
+def test_query_gallery_protocol_refuses_empty_sides() -> None:
+    points = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 0.0], [5.0, 1.0]])
+    labels = np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="0 queries and 4 gallery items"):
+        retrieval_metrics(points, labels, ks=(1,), is_query=np.zeros(4, dtype=bool))
+    with pytest.raises(ValueError, match="no query has an item of its class in the gallery"):
+        retrieval_metrics(
+            points,
+            labels,
+            ks=(1,),
+            is_query=np.array([True, False, False, False]),
+            is_gallery=np.array([False, False, True, True]),
+        )
+    with pytest.raises(ValueError, match=r"recall ks .* in \[1, 1\]"):
+        retrieval_metrics(
+            points,
+            labels,
+            ks=(3,),
+            is_query=np.array([True, True, False, False]),
+            is_gallery=np.array([True, False, True, False]),
+        )
