@@ -6,6 +6,7 @@ A failing run never leaves a half-written file where a good one was (docs/DESIGN
 from __future__ import annotations
 
 import errno
+import glob
 import io
 import json
 import os
@@ -113,6 +114,71 @@ def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the C
+    library or the file system has no such call."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
+    return done == 0
+
+
+def replace_folder(
+    target: str | os.PathLike, write: Callable[[Path], list[Path]], replaceable: set[str]
+) -> list[Path]:
+    """Write a set of files as one: ``write(staging)`` fills a fresh folder
+    ``.<name>.<random>.staging`` beside ``target``, which then takes ``target``'s place (an atomic
+    exchange where Linux offers it, else two renames), so ``target`` holds the whole new set or
+    the whole previous one, never a mix. A ``target`` holding anything whose name is not in
+    ``replaceable`` is refused before anything is written (it is not ours to replace); staging
+    folders a killed writer left beside ``target`` are removed first. Returns the files'
+    final paths."""
+    import shutil
+
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} exists and is not a folder")
+    foreign = (
+        sorted(p.name for p in target.iterdir() if p.name not in replaceable)
+        if (target.is_dir())
+        else []
+    )
+    if foreign:
+        raise ValueError(
+            f"{target} holds files that are not an export ({', '.join(foreign[:3])}); choose an "
+            "empty or new folder"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.staging"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent)
+    )
+    try:
+        written = [target / path.name for path in write(staging)]
+        os.chmod(staging, 0o777 & ~_umask())
+        if not target.exists():
+            os.rename(staging, target)
+        elif _exchange(staging, target):
+            shutil.rmtree(staging)  # now the previous set
+        else:
+            previous = staging.with_name(staging.name.replace(".staging", ".previous.staging"))
+            os.rename(target, previous)
+            os.rename(staging, target)
+            shutil.rmtree(previous)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fault_point("renamed", target.name)
+    return written
 
 
 class NotRegularFileError(OSError):

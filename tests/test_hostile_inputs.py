@@ -203,3 +203,64 @@ def test_a_fifo_named_like_a_run_file_blocks_no_reader(tmp_path: Path) -> None:
     )
     assert result["returncode"] == 0, result
     assert "not a regular file" in result["stderr"] and "Traceback" not in result["stderr"]
+
+
+# --- 3. an export folder holds one export --------------------------------------------------------
+
+
+def _export_set(tmp_path: Path, name: str, items: int) -> Path:
+    rng = np.random.default_rng(items)
+    path = tmp_path / f"{name}.npz"
+    labels = np.arange(items) % 8
+    np.savez(path, embeddings=rng.normal(size=(items, 4)).astype("float32"), labels=labels)
+    return path
+
+
+def _projector_rows(folder: Path) -> tuple[int, int]:
+    """(rows of tensors.tsv, item rows of metadata.tsv) counted line by line."""
+    tensors = (folder / "tensors.tsv").read_text().splitlines()
+    metadata = (folder / "metadata.tsv").read_text().splitlines()
+    return len(tensors), len(metadata) - 1
+
+
+def test_an_export_killed_mid_write_leaves_the_previous_export_whole(tmp_path: Path) -> None:
+    """Issue 27 item 4: a 3,000-item export killed mid-write over a 160-item one left
+    ``tensors.tsv`` at 3,000 rows beside ``metadata.tsv`` at 160. Now the set is staged and
+    swapped in whole: a kill at any file leaves the previous set, and the next export cleans up."""
+    small, large = _export_set(tmp_path, "small", 160), _export_set(tmp_path, "large", 3000)
+    out = tmp_path / "projector"
+    tensorboard = ["--format", "tensorboard", "--out", str(out)]
+    [first] = _forked_cli([{"args": ["export", str(small), *tensorboard], "cwd": str(tmp_path)}])
+    assert first["returncode"] == 0, first
+    assert _projector_rows(out) == (160, 160)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    kills = [f"renamed@{name}:1" for name in ("tensors.tsv", "metadata.tsv")]
+    kills.append("tmp_written@projector_config.pbtxt:1")
+    cases = [
+        {
+            "args": ["export", str(large), *tensorboard],
+            "cwd": str(tmp_path),
+            "env": {"DML_EXPLORER_FAULT": kill},
+        }
+        for kill in kills
+    ]
+    for result in _forked_cli(cases):
+        assert result["returncode"] == -9, result  # killed, as intended
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert list(tmp_path.glob(".projector.*.staging"))  # what the kills left
+    [again] = _forked_cli([{"args": ["export", str(large), *tensorboard], "cwd": str(tmp_path)}])
+    assert again["returncode"] == 0, again
+    assert _projector_rows(out) == (3000, 3000)
+    assert not list(tmp_path.glob(".projector.*"))
+
+
+def test_an_export_never_replaces_a_folder_holding_other_files(tmp_path: Path) -> None:
+    source = _export_set(tmp_path, "small", 40)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    args = ["export", str(source), "--format", "csv", "--out", str(mine)]
+    [result] = _forked_cli([{"args": args, "cwd": str(tmp_path)}])
+    _assert_one_line(result, str(mine), "thesis.tex")
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert not list(tmp_path.glob(".mine.*"))

@@ -35,6 +35,15 @@ from dml_core.metrics import retrieval_report
 FORMATS = ("tensorboard", "parquet", "csv")
 SPRITE_MAX_SIDE = 8192
 """TensorBoard's projector refuses sprites larger than this (pixels per side)."""
+EXPORT_FILES = {
+    "tensors.tsv",
+    "metadata.tsv",
+    "projector_config.pbtxt",
+    "sprite.png",
+    "embeddings.parquet",
+    "embeddings.csv",
+}
+"""What an export folder may hold: every file any format writes (the folder is replaced whole)."""
 THUMBNAIL_SIZE = 64
 MIN_THUMBNAIL_SIZE = 8
 UNREADABLE_GREY = (128, 128, 128)
@@ -112,18 +121,26 @@ def export_embeddings(
 ) -> list[Path]:
     """Write ``record`` as ``fmt`` into ``out_dir``; returns the files written.
 
+    The set is written into a staging folder that then replaces ``out_dir`` whole
+    (``io.replace_folder``): a kill mid-write leaves the previous export, never a mix; a folder
+    holding files that no export writes is refused.
+
     ``thumbnail`` draws the sprite for ``tensorboard`` (default: from the record's image paths).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from dml_core.io import replace_folder
+
     values = per_item_values(record)
-    if fmt == "tensorboard":
-        return _write_projector(record, values, out, thumbnail or file_thumbnail(record))
-    if fmt == "parquet":
-        return [_write_parquet(record, values, out / "embeddings.parquet")]
-    return [_write_csv(record, values, out / "embeddings.csv")]
+
+    def write(out: Path) -> list[Path]:
+        if fmt == "tensorboard":
+            return _write_projector(record, values, out, thumbnail or file_thumbnail(record))
+        if fmt == "parquet":
+            return [_write_parquet(record, values, out / "embeddings.parquet")]
+        return [_write_csv(record, values, out / "embeddings.csv")]
+
+    return replace_folder(out_dir, write, EXPORT_FILES)
 
 
 def export(
