@@ -8,6 +8,9 @@ the app on purpose, name the address: ``streamlit run app/main.py --server.addre
 ``STREAMLIT_SERVER_ADDRESS=0.0.0.0``). As a second line of defence, ``app/main.py`` refuses to
 serve pages when the server process listens on a non-loopback address that nobody configured
 (a Streamlit that skipped the file): :func:`exposure_problem`.
+
+:func:`running_app` starts ``streamlit run`` on a free port and waits for it: the one launcher the
+browser tests, ``tests/test_app_server.py`` and ``bench/app_bench.py`` share.
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 LISTEN_STATE = "0A"
@@ -90,3 +101,84 @@ def exposure_problem(listening: list[tuple[str, int]], configured: str | None) -
 def own_exposure_problem(configured: str | None) -> str | None:
     """:func:`exposure_problem` for this process (the sockets are read once)."""
     return exposure_problem(listening_addresses(), configured)
+
+
+# --- starting the app from Python (the browser tests, tests/test_app_server.py, bench/) -----------
+
+HEADLESS_OPTIONS = {
+    "server.headless": "true",
+    "server.address": "127.0.0.1",
+    "browser.gatherUsageStats": "false",
+}
+"""``streamlit run`` options for a server nobody opens a browser window on."""
+
+
+@dataclass(frozen=True)
+class RunningApp:
+    """A ``streamlit run`` started by :func:`running_app`: its URL, port and process."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
+    """Return once ``url``'s ``/_stcore/health`` answers ``ok``; raise if ``process`` exits or
+    ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+
+
+@contextmanager
+def running_app(
+    main: str | Path = "app/main.py",
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    options: Mapping[str, str] = HEADLESS_OPTIONS,
+    log: str | Path | None = None,
+    timeout: float = 90,
+) -> Iterator[RunningApp]:
+    """``python -m streamlit run MAIN --server.port P --<option> <value>…`` on a free port ``P``,
+    in ``cwd`` (default: the checkout holding this file) with environment ``env`` (default: this
+    process's); yields once the server answers its health check, stops it on the way out (SIGTERM,
+    then SIGKILL after 15 s). Its output goes to ``log`` (default: discarded)."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(main), "--server.port", str(port)]
+    for name, value in options.items():
+        command += [f"--{name}", value]
+    with open(log or os.devnull, "wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd or Path(__file__).resolve().parent.parent,
+            env=dict(os.environ if env is None else env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process, timeout)
+        yield RunningApp(url, port, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,16 +8,15 @@ checkpoint folders), so the tests never touch ``runs/`` or the user's cache.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from app.server import running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,35 +41,32 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@dataclass(frozen=True)
+class AppUnderTest:
+    """The session's server: its URL and the folders it reads."""
 
+    url: str
+    scratch: Path
+    runs: Path
+    files: Path
 
-def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"streamlit did not answer at {url} within {START_TIMEOUT} s")
+    def files_for(self, name: str) -> Path:
+        """A fresh sub-folder of :attr:`files` for one test module's files."""
+        folder = self.files / name
+        folder.mkdir(parents=True)
+        return folder
 
 
 @contextmanager
 def serve_app(scratch: Path, **settings: str) -> Iterator[str]:
-    """``streamlit run app/main.py`` on a free port of 127.0.0.1; yields its URL.
+    """``streamlit run app/main.py`` on a free port of 127.0.0.1 (:func:`app.server.running_app`);
+    yields its URL.
 
     UMAP is off, runs and the projection cache live under ``scratch`` unless ``settings`` (app
     environment variables) say otherwise; the server's output goes to ``scratch/streamlit.log``.
+    The browser tests share one such server (the ``app`` fixture of ``conftest.py``).
     """
     scratch.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     env = {
         **os.environ,
         "DML_EXPLORER_UMAP": "off",
@@ -78,26 +74,10 @@ def serve_app(scratch: Path, **settings: str) -> Iterator[str]:
         "DML_EXPLORER_PROJECTION_CACHE": str(scratch / "projections"),
         **settings,
     }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py",
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with open(scratch / "streamlit.log", "wb") as log:
-        server = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, server)
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    with running_app(
+        cwd=REPO_ROOT, env=env, log=scratch / "streamlit.log", timeout=START_TIMEOUT
+    ) as running:
+        yield running.url
 
 
 def wait_until_idle(page, timeout_ms: int = 90_000, quiet_ms: int = 1_500) -> None:
@@ -179,6 +159,15 @@ def browser_page(folder: Path, width: int = 1400, height: int = 1000) -> Iterato
             browser.close()
 
 
+def save_failure(page, folder: Path) -> None:
+    """The page's screenshot and text as ``failure.png`` / ``failure.txt`` in ``folder``."""
+    try:
+        page.screenshot(path=str(folder / "failure.png"), full_page=True)
+        (folder / "failure.txt").write_text(page.locator("body").inner_text(timeout=5_000))
+    except Exception:  # the page may be gone; the original error matters more
+        pass
+
+
 @contextmanager
 def keep_page_on_failure(page, folder: Path) -> Iterator[None]:
     """On an exception inside the block, keep the page's screenshot and text as
@@ -186,9 +175,5 @@ def keep_page_on_failure(page, folder: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        try:
-            page.screenshot(path=str(folder / "failure.png"), full_page=True)
-            (folder / "failure.txt").write_text(page.locator("body").inner_text(timeout=5_000))
-        except Exception:  # the page may be gone; the original error matters more
-            pass
+        save_failure(page, folder)
         raise

@@ -1,4 +1,6 @@
-"""The app in a real browser: ``streamlit run`` on a free port, driven by Debian's headless Chromium.
+"""The app in a real browser: the session's ``streamlit run`` (``conftest.py``), driven by Debian's
+headless Chromium. The Toy lab shows the metrics of the run Python records with the same settings;
+the Train page runs two trainings at once and shows a failed launch with its error.
 
 ``DML_EXPLORER_SCREENSHOT_DIR=docs/screenshots`` also writes the Train page's screenshots there
 (``train-1400.png``, ``train-1024.png``); without it they go to the test's temporary folder.
@@ -6,49 +8,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from pathlib import Path
 
 import pytest
-from browser_support import (
-    browser_page,
-    needs_chromium,
-    screenshot_at_sizes,
-    serve_app,
-    wait_until_idle,
-)
+from browser_support import AppUnderTest, screenshot_at_sizes, wait_until_idle
 
 RUN_TIMEOUT_MS = 120_000
+PANEL_METRICS = {"test Recall@1": "test_recall@1", "ρ@1 (lower = flatter)": "rho@1",
+                 "π_ratio": "pi_ratio"}  # fmt: skip
+"""The Toy lab's per-mode panel: shown label → key of ``ToyResult.metrics``."""
 
-pytestmark = [pytest.mark.e2e, needs_chromium]
-
-
-@pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
-    with serve_app(tmp_path) as url:
-        yield url
+pytestmark = pytest.mark.e2e
 
 
-def test_toy_lab_trains_and_draws_in_chromium(app_url: str, tmp_path: Path) -> None:
-    with browser_page(tmp_path, 1400, 1100) as page:
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
-        page.get_by_role("button", name="Train", exact=True).click()
-        page.locator(".js-plotly-plot").filter(has_text="embedding at step").first.wait_for(
-            timeout=60_000
+def shown_metrics(panel) -> dict[str, str]:
+    """``label → value`` of the ``st.metric`` boxes inside ``panel`` (a locator)."""
+    shown = {}
+    for box in panel.locator('[data-testid="stMetric"]').all():
+        label = box.locator('[data-testid="stMetricLabel"]').inner_text().strip()
+        shown[label] = box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+    return shown
+
+
+def test_toy_lab_trains_and_shows_the_metrics_python_records(app: AppUnderTest, page) -> None:
+    from toy import ToySettings, record_toy
+
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    page.goto(app.url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Train", exact=True).click()
+    plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
+    plot.wait_for(timeout=60_000)
+    page.get_by_text("Trained base for 200 iterations").wait_for(timeout=60_000)
+    spectrum = page.locator(".js-plotly-plot").filter(has_text="singular values").first
+    spectrum.wait_for(timeout=30_000)
+    assert re.search(r"embedding at step 200 of 200", plot.inner_text())
+    page.get_by_role("heading", name="Several seeds").wait_for(timeout=30_000)
+    assert page.locator(".stException").count() == 0
+    # The page's defaults are ToySettings' (mode base, seed 0, 200 iterations): the same run,
+    # recorded here, must give the numbers the page shows, to the digits it shows.
+    expected = record_toy(ToySettings()).result.metrics
+    shown = shown_metrics(page.locator(".st-key-toy-panel-base"))
+    assert set(shown) == set(PANEL_METRICS), shown
+    for label, key in PANEL_METRICS.items():
+        digits = len(shown[label].split(".")[1])
+        assert abs(float(shown[label]) - expected[key]) <= 0.5 * 10**-digits + 1e-9, (
+            label,
+            shown[label],
+            expected[key],
         )
-        page.get_by_text("Trained base for 200 iterations").wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot").filter(has_text="singular values").first.wait_for(
-            timeout=30_000
-        )
-        assert page.locator(".stException").count() == 0
-        screenshot = tmp_path / "toy_lab.png"
-        page.screenshot(path=str(screenshot), full_page=True)
-    assert screenshot.stat().st_size > 10_000
 
 
-def open_train_page(page, app_url: str) -> None:
-    page.goto(f"{app_url}/train", wait_until="domcontentloaded")
+def open_train_page(page, url: str) -> None:
+    page.goto(f"{url}/train", wait_until="domcontentloaded")
     page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
 
 
@@ -78,32 +91,41 @@ def overlay_names(page) -> list[str]:
     )
 
 
+def overlay_on_arrival(page) -> list[str]:
+    """The overlay a fresh visit shows (other tests' runs share the session's runs folder)."""
+    chips = page.locator('[data-testid="stMultiSelect"]').filter(has_text="runs to overlay")
+    chips.or_(page.get_by_text("No runs yet under runs/")).first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    return overlay_names(page)
+
+
 def test_two_runs_started_one_after_the_other_both_appear_live(
-    app_url: str, tmp_path: Path
+    app: AppUnderTest, page, tmp_path: Path
 ) -> None:
-    with browser_page(tmp_path) as page:
-        open_train_page(page, app_url)
-        choose(page, "preset (sets the defaults below)", "toy")
-        start_run(page, "first")
-        start_run(page, "second")
-        for name in ("first", "second"):
-            page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
-        assert overlay_names(page) == ["first", "second"]
-        curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
-        curves.wait_for(timeout=30_000)
-        assert curves.locator(".legendtext").all_text_contents() == ["first", "second"]
-        assert page.locator(".stException").count() == 0
-        screenshot_at_sizes(page, tmp_path, "train", page.get_by_text("runs to overlay").first)
+    open_train_page(page, app.url)
+    before = overlay_on_arrival(page)
+    choose(page, "preset (sets the defaults below)", "toy")
+    start_run(page, "first")
+    start_run(page, "second")
+    for name in ("first", "second"):
+        page.get_by_text(f"{name}: finished").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert overlay_names(page) == sorted({*before, "first", "second"})
+    curves = page.locator(".js-plotly-plot").filter(has_text="Recall@1 (test)").first
+    curves.wait_for(timeout=30_000)
+    legend = curves.locator(".legendtext").all_text_contents()
+    assert [name for name in legend if name not in before] == ["first", "second"], legend
+    assert page.locator(".stException").count() == 0
+    screenshot_at_sizes(page, tmp_path, "train", page.get_by_text("runs to overlay").first)
 
 
-def test_a_run_failing_at_launch_appears_with_its_error(app_url: str, tmp_path: Path) -> None:
-    with browser_page(tmp_path) as page:
-        open_train_page(page, app_url)
-        choose(page, "preset (sets the defaults below)", "toy")
-        choose(page, "dataset", "cub200")
-        start_run(page, "no-cub")
-        alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
-        alert.wait_for(timeout=RUN_TIMEOUT_MS)
-        assert "no-cub" in alert.inner_text()
-        assert "error: dataset 'cub200' needs root" in alert.inner_text()
-        assert overlay_names(page) == ["no-cub"]
+def test_a_run_failing_at_launch_appears_with_its_error(app: AppUnderTest, page) -> None:
+    open_train_page(page, app.url)
+    before = overlay_on_arrival(page)
+    choose(page, "preset (sets the defaults below)", "toy")
+    choose(page, "dataset", "cub200")
+    start_run(page, "no-cub")
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
+    alert.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "no-cub" in alert.inner_text()
+    assert "error: dataset 'cub200' needs root" in alert.inner_text()
+    assert overlay_names(page) == sorted({*before, "no-cub"})

@@ -1,4 +1,4 @@
-"""Inspect and Compare in a real browser: ``streamlit run`` on a free port, Debian's headless
+"""Inspect and Compare in a real browser (the session's server, ``conftest.py``), Debian's headless
 Chromium, on embedding files (``.npz`` with image paths) written by the test.
 
 Clicking one point of Inspect's projection shows its nearest neighbours with thumbnails; Compare
@@ -9,19 +9,11 @@ shows per-class Δ and the queries one model gets right and the other wrong.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import (
-    browser_page,
-    needs_chromium,
-    open_tab,
-    screenshot_at_sizes,
-    serve_app,
-    wait_until_idle,
-)
+from browser_support import AppUnderTest, open_tab, screenshot_at_sizes, wait_until_idle
 from PIL import Image, ImageDraw
 
 PAGE_TIMEOUT_MS = 90_000
@@ -34,13 +26,13 @@ POINT_POSITION = """(gd) => {
 }"""
 """Where the first point of the first trace is drawn, in pixels from the plot's top left."""
 
-pytestmark = [pytest.mark.e2e, needs_chromium]
+pytestmark = pytest.mark.e2e
 
 
 def write_embedding_files(folder: Path) -> None:
     """Two models' embeddings of the same 60 pictures (6 classes), with image paths."""
     images = folder / "images"
-    images.mkdir(parents=True)
+    images.mkdir()
     labels = np.repeat(np.arange(CLASSES), PER_CLASS)
     rng = np.random.default_rng(0)
     paths = []
@@ -66,69 +58,79 @@ def write_embedding_files(folder: Path) -> None:
         )
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    extra = tmp_path / "extra"
+FOLDER = "inspect-compare"
+"""This module's sub-folder of the server's ``files`` folder (labelled ``files/inspect-compare/…``)."""
+
+
+@pytest.fixture(scope="module")
+def served(app: AppUnderTest) -> tuple[str, Path]:
+    extra = app.files_for(FOLDER)
     write_embedding_files(extra)
-    with serve_app(tmp_path, DML_EXPLORER_CHECKPOINT_DIRS=str(extra)) as url:
-        yield url, extra
+    return app.url, extra
 
 
 def test_clicking_a_point_in_inspect_shows_its_neighbours(
-    served: tuple[str, Path], tmp_path: Path
+    served: tuple[str, Path], page, tmp_path: Path
 ) -> None:
     url, extra = served
-    with browser_page(tmp_path) as page:
-        page.goto(f"{url}/inspect", wait_until="domcontentloaded")
-        field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
-        field.wait_for(timeout=PAGE_TIMEOUT_MS)
-        field.fill(str(extra / "model_a.npz"))
-        field.press("Enter")
-        plot = page.locator(".js-plotly-plot").filter(has_text="PCA ·").first
-        plot.wait_for(timeout=PAGE_TIMEOUT_MS)
-        wait_until_idle(page, PAGE_TIMEOUT_MS)
-        plot.scroll_into_view_if_needed()
-        point = plot.evaluate(POINT_POSITION)
-        box = plot.bounding_box()
-        page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
-        page.wait_for_timeout(300)
-        page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
-        heading = page.get_by_text(f"Item #{point['item']} ·").first
-        heading.wait_for(timeout=PAGE_TIMEOUT_MS)
-        page.get_by_text("nearest neighbours in the embedding space").wait_for(timeout=10_000)
-        grid = page.locator("figure").filter(has_text="d=")
-        assert grid.count() >= 5
-        assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
-        assert page.locator(".stException").count() == 0
-        screenshot_at_sizes(page, tmp_path, "inspect-selection", plot)
+    page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+    field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
+    field.wait_for(timeout=PAGE_TIMEOUT_MS)
+    field.fill(str(extra / "model_a.npz"))
+    field.press("Enter")
+    plot = page.locator(".js-plotly-plot").filter(has_text="PCA ·").first
+    plot.wait_for(timeout=PAGE_TIMEOUT_MS)
+    wait_until_idle(page, PAGE_TIMEOUT_MS)
+    plot.scroll_into_view_if_needed()
+    point = plot.evaluate(POINT_POSITION)
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+    page.wait_for_timeout(300)
+    page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+    heading = page.get_by_text(f"Item #{point['item']} ·").first
+    heading.wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_text("nearest neighbours in the embedding space").wait_for(timeout=10_000)
+    grid = page.locator("figure").filter(has_text="d=")
+    assert grid.count() >= 5
+    assert grid.first.locator("img").get_attribute("src").startswith("data:image/png")
+    assert page.locator(".stException").count() == 0
+    screenshot_at_sizes(page, tmp_path, "inspect-selection", plot)
 
 
 def test_compare_shows_per_class_delta_and_disagreements(
-    served: tuple[str, Path], tmp_path: Path
+    served: tuple[str, Path], page, tmp_path: Path
 ) -> None:
     url, _ = served
-    with browser_page(tmp_path) as page:
-        page.goto(f"{url}/compare", wait_until="domcontentloaded")
-        picker = page.locator('[data-testid="stMultiSelect"] input').first
-        picker.wait_for(timeout=PAGE_TIMEOUT_MS)
-        picker.click()
-        for _ in range(6):
-            picker.press("Backspace")
-        for name in ("extra/model_a.npz", "extra/model_b.npz"):
-            picker.fill(name)
-            page.get_by_role("option", name=name).click()
-        picker.press("Escape")
-        page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(timeout=PAGE_TIMEOUT_MS)
-        page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
-        page.get_by_role("tab", name="B right, A wrong").wait_for(timeout=PAGE_TIMEOUT_MS)
-        rows = page.locator("figure:visible").filter(has_text="B · #")
-        open_tab(page, "B right, A wrong", rows, PAGE_TIMEOUT_MS)
-        assert page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
-        assert page.locator(".stException").count() == 0
-        sections = {
-            "perclass": "Per-class Δ (B − A)",
-            "metrics": "Metrics (Δ against the first)",
-        }
-        for name, heading in sections.items():
-            anchor = page.get_by_role("heading", name=heading)
-            screenshot_at_sizes(page, tmp_path, f"compare-{name}", anchor)
+    page.goto(f"{url}/compare", wait_until="domcontentloaded")
+    picker = page.locator('[data-testid="stMultiSelect"] input').first
+    picker.wait_for(timeout=PAGE_TIMEOUT_MS)
+    picker.click()
+    for _ in range(6):
+        picker.press("Backspace")
+    for name in (f"files/{FOLDER}/model_a.npz", f"files/{FOLDER}/model_b.npz"):
+        picker.fill(name)
+        page.get_by_role("option", name=name).click()
+    picker.press("Escape")
+    page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
+    # UMAP is on: each file's projection turns from PCA into UMAP when its background fit ends,
+    # rerunning the page; the tabs below are clicked after that.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].filter(
+            p => /model_[ab]\\.npz UMAP$/.test(p.querySelector('.gtitle')?.textContent || '')
+                 && p.querySelector('.scatterlayer .point, canvas')).length == 2""",
+        timeout=PAGE_TIMEOUT_MS,
+    )
+    wait_until_idle(page, PAGE_TIMEOUT_MS)
+    page.get_by_role("tab", name="B right, A wrong").wait_for(timeout=PAGE_TIMEOUT_MS)
+    rows = page.locator("figure:visible").filter(has_text="B · #")
+    open_tab(page, "B right, A wrong", rows, PAGE_TIMEOUT_MS)
+    assert page.locator("figure:visible").filter(has_text="A · #").count() == rows.count()
+    assert page.locator(".stException").count() == 0
+    sections = {
+        "perclass": "Per-class Δ (B − A)",
+        "metrics": "Metrics (Δ against the first)",
+    }
+    for name, heading in sections.items():
+        anchor = page.get_by_role("heading", name=heading)
+        screenshot_at_sizes(page, tmp_path, f"compare-{name}", anchor)

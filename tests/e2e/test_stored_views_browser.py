@@ -7,17 +7,10 @@ from the evaluation the checkpoints carry (Inspect) and from one aligned fit (Co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import (
-    REPO_ROOT,
-    browser_page,
-    needs_chromium,
-    screenshot_at_sizes,
-    serve_app,
-)
+from browser_support import REPO_ROOT, AppUnderTest, screenshot_at_sizes
 
 SHIPPED = (
     "glyphs-finetune-margin-base.safetensors",
@@ -26,19 +19,11 @@ SHIPPED = (
 
 pytestmark = [
     pytest.mark.e2e,
-    needs_chromium,
     pytest.mark.skipif(
         not all((REPO_ROOT / "checkpoints" / name).exists() for name in SHIPPED),
         reason="needs the shipped glyphs checkpoints",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server with an empty app cache and UMAP on; nothing but ``checkpoints/`` to open."""
-    with serve_app(tmp_path_factory.mktemp("stored-views-server"), DML_EXPLORER_UMAP="on") as url:
-        yield url
 
 
 def projections_drawn(page, title_part: str, count: int, timeout_ms: int = 120_000) -> None:
@@ -52,26 +37,30 @@ def projections_drawn(page, title_part: str, count: int, timeout_ms: int = 120_0
     )
 
 
-def test_inspect_and_compare_show_the_shipped_checkpoints(app_url: str, tmp_path: Path) -> None:
-    with browser_page(tmp_path) as page:
-        page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
-        # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
-        projections_drawn(page, "UMAP · 4000 test items", 1)
-        assert page.get_by_text("Evaluated here once").count() == 0
-        assert page.locator(".stException").count() == 0
-        anchor = page.get_by_text("Projection of the test split").first
-        screenshot_at_sizes(page, tmp_path, "inspect", anchor)
+def test_inspect_and_compare_show_the_shipped_checkpoints(
+    app: AppUnderTest, page, tmp_path: Path
+) -> None:
+    """The session's server (UMAP on): the shipped checkpoints sort first in both pages' pickers
+    (``checkpoints/…`` before the ``files/…`` and ``runs/…`` other tests add)."""
+    app_url = app.url
+    page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
+    # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
+    projections_drawn(page, "UMAP · 4000 test items", 1)
+    assert page.get_by_text("Evaluated here once").count() == 0
+    assert page.locator(".stException").count() == 0
+    anchor = page.get_by_text("Projection of the test split").first
+    screenshot_at_sizes(page, tmp_path, "inspect", anchor)
 
-        page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
-        projections_drawn(page, "from #1's layout", 2)
-        assert page.locator(".stException").count() == 0
-        frames = page.locator(".js-plotly-plot").filter(has_text="from #1's layout")
-        axis_ranges = "e => [e._fullLayout.xaxis.range, e._fullLayout.yaxis.range]"
-        before = [frames.nth(i).evaluate(axis_ranges) for i in range(2)]
-        anchor = page.get_by_text("Projections (test)").first
-        screenshot_at_sizes(page, tmp_path, "compare", anchor)
-        # The aligned projections share one frame, and resizing the window does not zoom out.
-        assert before[0] == before[1]
-        assert [frames.nth(i).evaluate(axis_ranges) for i in range(2)] == before
+    page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
+    projections_drawn(page, "from #1's layout", 2)
+    assert page.locator(".stException").count() == 0
+    frames = page.locator(".js-plotly-plot").filter(has_text="from #1's layout")
+    axis_ranges = "e => [e._fullLayout.xaxis.range, e._fullLayout.yaxis.range]"
+    before = [frames.nth(i).evaluate(axis_ranges) for i in range(2)]
+    anchor = page.get_by_text("Projections (test)").first
+    screenshot_at_sizes(page, tmp_path, "compare", anchor)
+    # The aligned projections share one frame, and resizing the window does not zoom out.
+    assert before[0] == before[1]
+    assert [frames.nth(i).evaluate(axis_ranges) for i in range(2)] == before

@@ -1,4 +1,4 @@
-"""The Toy lab in a real browser: ``streamlit run`` on a free port, Debian's headless Chromium.
+"""The Toy lab in a real browser (the session's server, ``conftest.py``), Debian's headless Chromium.
 
 Side-by-side modes, the replay's controls (▶ advances the step slider, ❚❚ holds it, a click on
 the slider's rail scrubs), and screenshots at 1400×1000 and 1024×768, normal and presentation
@@ -9,27 +9,15 @@ folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import (
-    browser_page,
-    needs_chromium,
-    screenshot_at_sizes,
-    serve_app,
-)
+from browser_support import AppUnderTest, screenshot_at_sizes
 
 TRAIN_TIMEOUT_MS = 120_000
 SLIDER_ACTIVE = "e => e._fullLayout.sliders[0].active"
 
-pytestmark = [pytest.mark.e2e, needs_chromium]
-
-
-@pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
-    with serve_app(tmp_path) as url:
-        yield url
+pytestmark = pytest.mark.e2e
 
 
 def slider_after(plot, milliseconds: int) -> int:
@@ -37,51 +25,48 @@ def slider_after(plot, milliseconds: int) -> int:
     return plot.evaluate(SLIDER_ACTIVE)
 
 
-def test_side_by_side_modes_and_replay_controls(app_url: str, tmp_path: Path) -> None:
+def test_side_by_side_modes_and_replay_controls(app: AppUnderTest, page, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    with browser_page(tmp_path) as page:
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
-        page.get_by_role("button", name="Train side by side").click()
-        page.get_by_text("Trained base, paper for 200 iterations").wait_for(
-            timeout=TRAIN_TIMEOUT_MS
-        )
-        for mode in ("base", "paper"):
-            panel = page.locator(f".st-key-toy-panel-{mode}")
-            for text in ("test Recall@1", "ρ@1 (lower = flatter)", "π_ratio"):
-                expect(panel).to_contain_text(text, timeout=30_000)
-        expect(page.locator(".st-key-toy-panel-paper")).to_contain_text("vs base")
-        expect(page.locator(".st-key-toy-panel-base")).not_to_contain_text("vs base")
-        plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
-        plot.wait_for(timeout=30_000)
-        assert "singular values" in plot.inner_text()
-        buttons = plot.locator(".updatemenu-button")
-        assert buttons.all_text_contents() == ["▶ ¼×", "▶ ½×", "▶ 1×", "▶ 2×", "❚❚"]
-        last = plot.evaluate("e => e._fullLayout.sliders[0].steps.length - 1")
-        assert last >= 20 and plot.evaluate(SLIDER_ACTIVE) == last
+    page.goto(app.url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Toy lab: diagonal lines").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Train side by side").click()
+    page.get_by_text("Trained base, paper for 200 iterations").wait_for(timeout=TRAIN_TIMEOUT_MS)
+    for mode in ("base", "paper"):
+        panel = page.locator(f".st-key-toy-panel-{mode}")
+        for text in ("test Recall@1", "ρ@1 (lower = flatter)", "π_ratio"):
+            expect(panel).to_contain_text(text, timeout=30_000)
+    expect(page.locator(".st-key-toy-panel-paper")).to_contain_text("vs base")
+    expect(page.locator(".st-key-toy-panel-base")).not_to_contain_text("vs base")
+    plot = page.locator(".js-plotly-plot").filter(has_text="embedding at step").first
+    plot.wait_for(timeout=30_000)
+    assert "singular values" in plot.inner_text()
+    buttons = plot.locator(".updatemenu-button")
+    assert buttons.all_text_contents() == ["▶ ¼×", "▶ ½×", "▶ 1×", "▶ 2×", "❚❚"]
+    last = plot.evaluate("e => e._fullLayout.sliders[0].steps.length - 1")
+    assert last >= 20 and plot.evaluate(SLIDER_ACTIVE) == last
 
-        buttons.filter(has_text="▶ 1×").click()  # at the end: replays from step 0
+    buttons.filter(has_text="▶ 1×").click()  # at the end: replays from step 0
+    before = slider_after(plot, 100)
+    for _ in range(100):  # wait until the replay has restarted
+        if before < last - 2:
+            break
         before = slider_after(plot, 100)
-        for _ in range(100):  # wait until the replay has restarted
-            if before < last - 2:
-                break
-            before = slider_after(plot, 100)
-        after = slider_after(plot, 800)
-        assert after > before, (before, after)
+    after = slider_after(plot, 800)
+    assert after > before, (before, after)
 
-        buttons.filter(has_text="❚❚").click()
-        paused = slider_after(plot, 300)
-        assert slider_after(plot, 800) == paused
+    buttons.filter(has_text="❚❚").click()
+    paused = slider_after(plot, 300)
+    assert slider_after(plot, 800) == paused
 
-        rail = plot.locator(".slider-rail-rect").bounding_box()
-        page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)
-        assert slider_after(plot, 500) == 0, "a click at the rail's start scrubs to step 0"
-        assert "embedding at step 0 of 200" in plot.inner_text()
-        page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
-        assert slider_after(plot, 500) == last
-        assert page.locator(".stException").count() == 0
-        save_screenshots(page, tmp_path)
+    rail = plot.locator(".slider-rail-rect").bounding_box()
+    page.mouse.click(rail["x"] + 2, rail["y"] + rail["height"] / 2)
+    assert slider_after(plot, 500) == 0, "a click at the rail's start scrubs to step 0"
+    assert "embedding at step 0 of 200" in plot.inner_text()
+    page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
+    assert slider_after(plot, 500) == last
+    assert page.locator(".stException").count() == 0
+    save_screenshots(page, tmp_path)
 
 
 def save_screenshots(page, tmp_path: Path) -> None:
