@@ -2,8 +2,12 @@
 
 - **paper**: the paper's reporting: each test retrieval metric at its own best epoch; embedding-space
   metrics (ρ@2, π_ratio, …) at the epoch of the best test Recall@1.
-- **fair**: every metric at one epoch chosen without test labels: the epoch of the best validation
-  metric when the run held out validation classes (``--val-classes``), else the last epoch.
+- **fair**: every metric at one epoch chosen without test labels: the epoch of the run's own
+  ``--best-metric`` on validation classes when it held them out (``--val-classes``; the epoch of
+  its ``best.safetensors``), else the last epoch.
+
+Both pick epochs with ``dml_core.engine.stopping.selected_row`` (best value, ties to the earliest,
+NaN never best), the trainer's own rule.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from dml_core.config import TrainConfig, load_config_file
 from dml_core.engine.events import read_events
+from dml_core.engine.stopping import selected_row
 from dml_core.metrics.direction import lower_is_better
 
 DEFAULT_METRICS = (
@@ -90,30 +95,28 @@ class EventLogWarning(UserWarning):
 
 
 def _best_epoch_row(history: list[dict[str, float]], metric: str) -> dict[str, float]:
-    lower = lower_is_better(metric)
-    scored = [row for row in history if math.isfinite(row.get(metric, math.nan))]
-    if not scored:
-        return history[-1]
-    return (min if lower else max)(scored, key=lambda row: row[metric])
+    """The selected evaluation of ``metric`` (``selected_row``), else the last one."""
+    return selected_row(history, metric) or history[-1]
 
 
 def protocol_values(
-    run: Run, metrics: list[str], selection_metric: str = "recall@1"
+    run: Run, metrics: list[str], selection_metric: str | None = None
 ) -> dict[str, dict]:
-    """``{"paper": {...}, "fair": {...}}`` metric values of one run (NaN where absent)."""
+    """``{"paper": {...}, "fair": {...}}`` metric values of one run (NaN where absent; the key
+    ``epoch`` gives each protocol's epoch). The fair epoch is selected on ``selection_metric``
+    (default: the run's own ``best_metric``) on the validation split."""
     if not run.history:
         return {p: dict.fromkeys(metrics, math.nan) for p in PROTOCOLS}
     paper = {}
-    at_best_test = _best_epoch_row(run.history, f"test/{selection_metric}")
+    at_best_test = _best_epoch_row(run.history, "test/recall@1")
     for metric in metrics:
         if metric.startswith("test/") and not lower_is_better(metric):
             paper[metric] = _best_epoch_row(run.history, metric).get(metric, math.nan)
         else:
             paper[metric] = at_best_test.get(metric, math.nan)
+    selection = selection_metric or run.config.get("best_metric") or "recall@1"
     has_val = any(k.startswith("val/") for k in run.history[-1])
-    fair_row = (
-        _best_epoch_row(run.history, f"val/{selection_metric}") if has_val else run.history[-1]
-    )
+    fair_row = _best_epoch_row(run.history, f"val/{selection}") if has_val else run.history[-1]
     fair = {metric: fair_row.get(metric, math.nan) for metric in metrics}
     return {"paper": paper, "fair": fair}
 
