@@ -141,7 +141,7 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
                 if response.read().strip() == b"ok":
                     return
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.1)
     raise RuntimeError(f"streamlit did not answer at {url} within {timeout:.0f} s")
 
 

@@ -29,17 +29,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+from app.server import running_app  # noqa: E402  (the launcher the browser tests use)
+
 SHIPPED = (
     "checkpoints/glyphs-finetune-margin-base.safetensors",
     "checkpoints/glyphs-finetune-margin-rho0.35.safetensors",
@@ -191,24 +191,6 @@ def data_part(checkpoints: list[Path], repeats: int) -> dict[str, float]:
 # --- the browser part ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"streamlit did not answer at {url}")
-
-
 FIRST_PROJECTION = "PCA|UMAP"
 UMAP_READY = "UMAP(?! computing)"
 
@@ -234,53 +216,35 @@ def browser_part(app_root: Path, repeats: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as scratch:
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
             env = {
                 **os.environ,
                 "DML_EXPLORER_PROJECTION_CACHE": str(Path(scratch) / "projections"),
                 "DML_EXPLORER_RUNS_DIR": str(Path(scratch) / "runs"),
             }
-            command = [
-                sys.executable, "-m", "streamlit", "run", "app/main.py",
-                "--server.port", str(port), "--server.headless", "true",
-                "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-            ]  # fmt: skip
             times: dict[str, float] = {}
             started = time.perf_counter()
-            server = subprocess.Popen(
-                command,
-                cwd=app_root,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                _wait_healthy(url)
-                with sync_playwright() as playwright:
-                    browser = playwright.chromium.launch(
-                        executable_path=CHROMIUM, args=["--headless", "--no-sandbox"]
-                    )
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    page.goto(f"{url}/inspect", wait_until="domcontentloaded")
-                    _projection_visible(page, FIRST_PROJECTION)
-                    times["inspect_fresh_first_projection_s"] = time.perf_counter() - started
-                    _projection_visible(page, UMAP_READY)
-                    times["inspect_fresh_umap_s"] = time.perf_counter() - started
-                    page.goto(f"{url}/compare", wait_until="domcontentloaded")
-                    begin = time.perf_counter()
-                    _projection_visible(page, FIRST_PROJECTION, count=2)
-                    times["compare_running_first_projections_s"] = time.perf_counter() - begin
-                    _projection_visible(page, UMAP_READY, count=2)
-                    times["compare_running_umaps_s"] = time.perf_counter() - begin
-                    page.goto(f"{url}/inspect", wait_until="domcontentloaded")
-                    begin = time.perf_counter()
-                    _projection_visible(page, UMAP_READY)
-                    times["inspect_running_umap_s"] = time.perf_counter() - begin
-                    browser.close()
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            with running_app(cwd=app_root, env=env, timeout=120) as app, sync_playwright() as pw:
+                url = app.url
+                browser = pw.chromium.launch(
+                    executable_path=CHROMIUM, args=["--headless", "--no-sandbox"]
+                )
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+                _projection_visible(page, FIRST_PROJECTION)
+                times["inspect_fresh_first_projection_s"] = time.perf_counter() - started
+                _projection_visible(page, UMAP_READY)
+                times["inspect_fresh_umap_s"] = time.perf_counter() - started
+                page.goto(f"{url}/compare", wait_until="domcontentloaded")
+                begin = time.perf_counter()
+                _projection_visible(page, FIRST_PROJECTION, count=2)
+                times["compare_running_first_projections_s"] = time.perf_counter() - begin
+                _projection_visible(page, UMAP_READY, count=2)
+                times["compare_running_umaps_s"] = time.perf_counter() - begin
+                page.goto(f"{url}/inspect", wait_until="domcontentloaded")
+                begin = time.perf_counter()
+                _projection_visible(page, UMAP_READY)
+                times["inspect_running_umap_s"] = time.perf_counter() - begin
+                browser.close()
         for name, value in times.items():
             samples.setdefault(name, []).append(value)
     return {name: round(statistics.median(values), 2) for name, values in samples.items()}

@@ -5,18 +5,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from app.server import _decode, exposure_problem, is_loopback, listening_addresses
+from app.server import (
+    _decode,
+    exposure_problem,
+    is_loopback,
+    listening_addresses,
+    running_app,
+)
 
 MAIN = Path(__file__).resolve().parent.parent / "app" / "main.py"
-START_TIMEOUT = 90
 
 
 def test_proc_net_addresses_decode() -> None:
@@ -49,40 +50,16 @@ def test_listening_addresses_finds_this_processes_socket() -> None:
         assert ("127.0.0.1", port) in listening_addresses(os.getpid())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_streamlit_started_from_another_folder_listens_on_localhost_only(tmp_path: Path) -> None:
     if not Path("/proc/self/net/tcp").exists():
         pytest.skip("needs Linux /proc")
-    port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")} | {
         "DML_EXPLORER_UMAP": "off",
         "HOME": str(tmp_path),
     }  # no ~/.streamlit/config.toml
-    command = [sys.executable, "-m", "streamlit", "run", str(MAIN), "--server.port", str(port)]
-    log = tmp_path / "streamlit.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=output)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not listening_addresses(server.pid):
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "streamlit did not start listening"
-            time.sleep(0.3)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
-            assert r.read().strip() == b"ok"
-        addresses = listening_addresses(server.pid)
-        assert {port for _, port in addresses} == {port}
+    # No --server.address: only app/.streamlit/config.toml can keep it on 127.0.0.1.
+    with running_app(MAIN, cwd=tmp_path, env=env, options={}, log=tmp_path / "log") as app:
+        addresses = listening_addresses(app.process.pid)
+        assert {port for _, port in addresses} == {app.port}
         assert [address for address, _ in addresses] == ["127.0.0.1"], addresses
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
