@@ -19,7 +19,14 @@ from dml_core.engine.events import EventLog
 from dml_core.study import load_spec
 from dml_core.study.runner import start_command
 from dml_core.study.summaries import run_dir, summary_path, write_summary
-from dml_core.study.tasks import parse_shard, shard, slurm_shard, task_state, train_command
+from dml_core.study.tasks import (
+    executable,
+    parse_shard,
+    shard,
+    slurm_shard,
+    task_state,
+    train_command,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "studies/toy.yaml"
@@ -205,3 +212,28 @@ def test_a_runner_killed_mid_study_resumes_to_the_same_summaries(
 def _task(name: str) -> tuple[str, int]:
     method, seed = name.rsplit("-seed", 1)
     return method, int(seed)
+
+
+def test_the_sbatch_script_is_shellcheck_clean_and_runs_the_study() -> None:
+    script = ROOT / "docs/slurm/study-array.sbatch"
+    text = script.read_text()
+    assert "python -m dml_core study run" in text and "--array" in text
+    assert "DML_STUDY_LAUNCHER" in text and "torchrun" in text
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(
+        ["shellcheck", str(script)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_launcher_replaces_the_interpreter() -> None:
+    command = ["python", "-m", "dml_core", "train", "--seed", "0"]
+    assert executable(command, {}) == [sys.executable, *command[1:]]
+    launcher = {"DML_STUDY_LAUNCHER": "torchrun --standalone --nproc_per_node=4"}
+    assert executable(command, launcher)[:4] == [
+        "torchrun",
+        "--standalone",
+        "--nproc_per_node=4",
+        "-m",
+    ]

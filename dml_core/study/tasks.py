@@ -10,6 +10,8 @@ of a partial study holds whole seeds. Inside a Slurm job array with no ``--shard
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -103,8 +105,12 @@ def resume_command(out: Path) -> list[str]:
     return ["python", "-m", "dml_core", "train", "--resume", str(out), "--no-progress"]
 
 
-def executable(command: list[str]) -> list[str]:
-    return [sys.executable, *command[1:]]
+def executable(command: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """``command`` with ``python`` replaced by this interpreter, or by the launcher in
+    ``DML_STUDY_LAUNCHER`` (e.g. ``torchrun --standalone --nproc_per_node=4``, which runs
+    ``-m dml_core train …`` on several GPUs)."""
+    launcher = (os.environ if environ is None else environ).get("DML_STUDY_LAUNCHER", "")
+    return [*(shlex.split(launcher) or [sys.executable]), *command[1:]]
 
 
 def is_locked(folder: Path) -> bool:
