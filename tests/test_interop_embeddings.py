@@ -244,3 +244,56 @@ def test_evaluate_embeddings_prints_what_evaluate_checkpoint_prints(
     assert from_file.keys() == from_checkpoint.keys()
     for key, value in from_checkpoint.items():
         assert math.isclose(from_file[key], value, rel_tol=1e-5, abs_tol=1e-6), key
+
+
+def explicit_query_gallery(points, labels, is_query, is_gallery) -> dict[str, float]:
+    """Recall@1 and MAP@R by explicit loops: each query ranks the other gallery items."""
+    recall, average_precision = [], []
+    for query in np.flatnonzero(is_query):
+        gallery = [j for j in np.flatnonzero(is_gallery) if j != query]
+        ranked = sorted(gallery, key=lambda j: float(np.linalg.norm(points[query] - points[j])))
+        relevant = [labels[j] == labels[query] for j in ranked]
+        if not any(relevant):
+            continue
+        r = sum(relevant)
+        recall.append(float(relevant[0]))
+        hits = [sum(relevant[: i + 1]) / (i + 1) for i in range(r) if relevant[i]]
+        average_precision.append(sum(hits) / r)
+    return {"recall@1": float(np.mean(recall)), "map@r": float(np.mean(average_precision))}
+
+
+def test_embedding_csv_honours_is_query_and_is_gallery(tmp_path: Path) -> None:
+    points, labels = blobs(num_classes=5, per_class=8, dim=6, seed=3)
+    points = points + np.random.default_rng(5).normal(scale=1.5, size=points.shape)
+    rows = len(labels)
+    is_gallery = np.ones(rows, dtype=bool)
+    half = np.ones(rows, dtype=bool)
+    half[::2] = False  # half the queries marked false
+
+    def write(name: str, is_query: np.ndarray) -> Path:
+        columns = {
+            "label": labels.tolist(),
+            "is_query": ["True" if q else "False" for q in is_query],
+        }
+        columns["is_gallery"] = ["1" if g else "0" for g in is_gallery]
+        columns.update({f"e{i}": points[:, i].tolist() for i in range(points.shape[1])})
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(pa.table(columns), tmp_path / name)
+        return tmp_path / name
+
+    all_true = evaluate_embeddings(read_embeddings(write("all.csv", np.ones(rows, bool))), (1,))
+    halved = evaluate_embeddings(read_embeddings(write("half.csv", half)), (1,))
+    assert halved["test/num_queries"] == rows // 2 and "test/num_queries" not in all_true
+    assert halved["test/map@r"] != all_true["test/map@r"]
+    for metrics, is_query in ((all_true, np.ones(rows, bool)), (halved, half)):
+        expected = explicit_query_gallery(points, labels, is_query, is_gallery)
+        for key, value in expected.items():
+            assert metrics[f"test/{key}"] == pytest.approx(value, abs=1e-6), key
+    table = pa.table({"label": labels.tolist(), "is_query": ["maybe"] * rows})
+    table = table.append_column("e0", pa.array(points[:, 0].tolist()))
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, tmp_path / "bad.csv")
+    with pytest.raises(ValueError, match=r"bad\.csv: row 1: is_query 'maybe' is not a boolean"):
+        read_embeddings(tmp_path / "bad.csv")

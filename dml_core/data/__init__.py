@@ -17,6 +17,7 @@ from dml_core.data.base import (
     Transform,
 )
 from dml_core.data.cars196 import Cars196Dataset
+from dml_core.data.csv_dataset import CsvDataset
 from dml_core.data.cub200 import Cub200Dataset
 from dml_core.data.glyphs import GlyphsDataset, GlyphSpec, generate_glyphs, load_glyphs
 from dml_core.data.imagefolder import ImageFolderDataset
@@ -44,6 +45,7 @@ __all__ = [
     "SPLITS",
     "Cars196Dataset",
     "CorruptImageWarning",
+    "CsvDataset",
     "Cub200Dataset",
     "DMLDataset",
     "GlyphSpec",

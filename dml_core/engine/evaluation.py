@@ -129,7 +129,26 @@ def compute_embeddings(
     if len(kept) < len(embeddings):
         embeddings = embeddings[torch.as_tensor(kept, device=embeddings.device)]
     labels = np.asarray(dataset.labels)[kept]
+    if getattr(dataset, "is_query", None) is not None:
+        labels = ProtocolLabels.of(labels, dataset.is_query[kept], dataset.is_gallery[kept])
     return (embeddings, labels, kept) if return_indices else (embeddings, labels)
+
+
+class ProtocolLabels(np.ndarray):
+    """A split's labels with its query/gallery masks (the ``csv`` dataset's test split), so they
+    travel from ``compute_embeddings`` to ``split_metrics`` through callers that pass labels on
+    as they are (the trainer's ``RunEvaluator``). Slices and copies are plain: the masks belong
+    to this exact array."""
+
+    is_query: np.ndarray | None = None
+    is_gallery: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, labels: np.ndarray, is_query: np.ndarray, is_gallery: np.ndarray) -> ProtocolLabels:
+        tagged = np.asarray(labels).view(cls)
+        tagged.is_query = np.asarray(is_query, dtype=bool)
+        tagged.is_gallery = np.asarray(is_gallery, dtype=bool)
+        return tagged
 
 
 def recall_at_ks(embeddings: torch.Tensor, labels: np.ndarray, ks: list[int]) -> dict[str, float]:
@@ -154,14 +173,25 @@ def split_metrics(
     ks: list[int],
     *,
     rho_spectrum: str = "full",
+    is_query: np.ndarray | None = None,
+    is_gallery: np.ndarray | None = None,
 ) -> dict[str, float]:
     """``{"<split>/<metric>": value}``: all retrieval metrics, except only Recall@k on the train
-    split (``recall_at_ks``); embedding-space metrics always (ρ@k on ``rho_spectrum``)."""
+    split (``recall_at_ks``); embedding-space metrics always (ρ@k on ``rho_spectrum``).
+    ``is_query``/``is_gallery`` (default: those ``ProtocolLabels`` carry, else every item is
+    both): the query/gallery protocol of the retrieval metrics."""
     metrics: dict[str, float] = {}
+    if is_query is None and is_gallery is None:
+        is_query, is_gallery = (
+            getattr(labels, "is_query", None),
+            getattr(labels, "is_gallery", None),
+        )
+    labels = np.asarray(labels)
     if split == "train":
         metrics.update(recall_at_ks(embeddings, labels, ks))
     else:
-        metrics.update(retrieval_metrics(embeddings, labels, ks=tuple(ks)))
+        protocol = {"is_query": is_query, "is_gallery": is_gallery}
+        metrics.update(retrieval_metrics(embeddings, labels, ks=tuple(ks), **protocol))
     metrics.update(embedding_space_metrics(embeddings, labels, rho_spectrum=rho_spectrum))
     return {f"{split}/{k}": float(v) for k, v in metrics.items()}
 

@@ -13,6 +13,10 @@ Formats (``read_embeddings`` picks by suffix):
   ``embedding_0 …`` or pandas' ``0 … 127``. Other columns are ignored (``interop/tables.py``
   reads them).
 
+Every format may add ``is_query`` and ``is_gallery`` (booleans, 0/1 or true/false text; an empty
+cell is False): the metrics then follow the query/gallery protocol (queries search the gallery,
+``dml_core.metrics.retrieval``).
+
 Labels come out as class indices ``0 … K−1`` in the order of the sorted original labels, with
 ``class_names[k]`` the original name (given names, string labels, or the integer label as text).
 Relative image paths are relative to the file's folder (``EmbeddingSet.image_path``).
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dml_core.data.csv_dataset import parse_flag
 from dml_core.interop.tables import SHOWN, parse_text_labels, read_table
 
 SUFFIXES = (".npz", ".npy", ".parquet", ".csv")
@@ -47,6 +52,8 @@ class EmbeddingSet:
     paths: np.ndarray | None = None
     split: np.ndarray | None = None
     source: Path | None = None
+    is_query: np.ndarray | None = None
+    is_gallery: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -85,6 +92,8 @@ class EmbeddingSet:
             ids=pick(self.ids),
             paths=pick(self.paths),
             split=pick(self.split),
+            is_query=pick(self.is_query),
+            is_gallery=pick(self.is_gallery),
         )
 
     def item_ids(self) -> np.ndarray:
@@ -112,6 +121,8 @@ def make_embedding_set(
     paths: object = None,
     split: object = None,
     source: str | Path | None = None,
+    is_query: object = None,
+    is_gallery: object = None,
 ) -> EmbeddingSet:
     """Validate raw arrays into an ``EmbeddingSet``; each problem is one ``ValueError`` line."""
     matrix = _check_matrix(embeddings)
@@ -141,7 +152,24 @@ def make_embedding_set(
         paths=path_array,
         split=split_array,
         source=None if source is None else Path(source),
+        is_query=_flags(is_query, "is_query", num_items),
+        is_gallery=_flags(is_gallery, "is_gallery", num_items),
     )
+
+
+def _flags(values: object, name: str, num_items: int) -> np.ndarray | None:
+    """A boolean column (booleans, 0/1, or text such as true/false); an empty cell is False
+    (OML leaves the columns empty on train rows). Bad cells: one line naming the row."""
+    if values is None:
+        return None
+    column = _column(np.asarray(values, dtype=object), name, num_items)
+    flags = np.zeros(num_items, dtype=bool)
+    for row, value in enumerate(column.tolist()):
+        try:
+            flags[row] = bool(parse_flag(value))
+        except ValueError as error:
+            raise ValueError(f"row {row + 1}: {name} {error}") from None
+    return flags
 
 
 def read_embeddings(path: str | Path, labels: str | Path | None = None) -> EmbeddingSet:
@@ -189,6 +217,8 @@ def _read_npz(path: Path) -> EmbeddingSet:
         paths=arrays.get("paths"),
         split=arrays.get("split"),
         source=path,
+        is_query=arrays.get("is_query"),
+        is_gallery=arrays.get("is_gallery"),
     )
 
 
@@ -340,5 +370,10 @@ def evaluate_embeddings(
         if not usable:
             raise ValueError(f"split {name!r} has {len(part)} items: too few for Recall@k")
         key = "train" if name == "eval_train" else name
-        metrics.update(split_metrics(key, torch.from_numpy(part.embeddings), part.labels, usable))
+        protocol = {"is_query": part.is_query, "is_gallery": part.is_gallery}
+        if name != "eval_train" and part.is_gallery is not None:
+            usable = [k for k in usable if k < int(part.is_gallery.sum())]
+        metrics.update(
+            split_metrics(key, torch.from_numpy(part.embeddings), part.labels, usable, **protocol)
+        )
     return metrics

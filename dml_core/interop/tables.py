@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-ITEM_COLUMNS = ("id", "label", "class_name", "path", "split")
+ITEM_COLUMNS = ("id", "label", "class_name", "path", "split", "is_query", "is_gallery")
 DERIVED_COLUMNS = ("pca_x", "pca_y", "ap_at_r", "hit_at_1")
 """Columns ``export`` adds; ignored when such a file is read back."""
 LIST_COLUMN = "embedding"
@@ -71,6 +71,10 @@ def read_table(path: Path) -> dict[str, Any]:
         values = ["" if v is None else str(v) for v in table.column(name).to_pylist()]
         return values if any(values) else None
 
+    def flags(name: str) -> list | None:
+        """A boolean column as its cells (booleans or text), or None when it is absent."""
+        return table.column(name).to_pylist() if name in columns else None
+
     return {
         "embeddings": matrix,
         "labels": labels,
@@ -78,6 +82,8 @@ def read_table(path: Path) -> dict[str, Any]:
         "ids": optional("id"),
         "paths": optional("path"),
         "split": optional("split"),
+        "is_query": flags("is_query"),
+        "is_gallery": flags("is_gallery"),
     }
 
 
