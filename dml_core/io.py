@@ -56,11 +56,16 @@ class WriteError(OSError):
     """A file could not be written (full disk, read-only folder, …); the previous file is kept."""
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[Path], None],
+    before_replace: Callable[[], None] | None = None,
+) -> Path:
     """Call ``write(tmp_path)`` on a temporary file ``.<name>.<random>.tmp`` beside ``path``,
     fsync it, then ``os.replace`` it. Any failure removes the temporary file and leaves ``path``
     as it was; a failed write (an ``OSError``, or a serializer's own error on a full disk: torch's
-    ``RuntimeError``, safetensors' ``SafetensorError``) is one ``WriteError`` naming the file."""
+    ``RuntimeError``, safetensors' ``SafetensorError``) is one ``WriteError`` naming the file.
+    ``before_replace()`` runs last before the replace; what it raises passes unchanged."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,10 +80,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         fault_point("tmp_written", path.name)
-        os.replace(tmp_path, path)
     except BaseException as error:
         tmp_path.unlink(missing_ok=True)
         if isinstance(error, Exception) and not isinstance(error, WriteError | TypeError):
+            raise _write_error(path, error) from None
+        raise
+    try:
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp_path, path)
+    except BaseException as error:
+        tmp_path.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
             raise _write_error(path, error) from None
         raise
     fault_point("renamed", path.name)

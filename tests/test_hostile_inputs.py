@@ -264,3 +264,70 @@ def test_an_export_never_replaces_a_folder_holding_other_files(tmp_path: Path) -
     _assert_one_line(result, str(mine), "thesis.tex")
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
     assert not list(tmp_path.glob(".mine.*"))
+
+
+# --- 4. project racing a rewrite ----------------------------------------------------------------
+
+
+def _toy_checkpoint(path: Path, seed: int) -> Path:
+    """A real (untrained) toy checkpoint whose weights depend on ``seed``."""
+    from dml_core.config import TrainConfig
+    from dml_core.engine.checkpoint import save_checkpoint
+    from dml_core.models import build_model
+    from dml_core.presets import preset
+
+    torch.manual_seed(seed)
+    config = TrainConfig.from_dict({**preset("toy"), "device": "cpu"})
+    model = build_model("mlp", 2, pretrained=None, frozen_bn=False, normalize=True, in_channels=3)
+    metadata = {"kind": "last", "config": config.to_dict(), "model": model.config(), "history": []}
+    return save_checkpoint(path, model, metadata)
+
+
+def test_project_never_stores_one_files_evaluation_beside_anothers_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 5: a checkpoint rewritten while ``project`` embedded it got the old weights'
+    evaluation (stored recall@1 0.396, actual 0.146). The rewrite happens here at the real point
+    (``DML_EXPLORER_FAULT=embedded:1:USR1`` and a handler that replaces the file): the commit sees
+    another file, evaluates again, and what it stores is the new weights' own evaluation."""
+    import shutil
+    import signal
+
+    from dml_core.engine.stored_evaluation import (
+        CheckpointChangedError,
+        checkpoint_fingerprint,
+        evaluate_and_store,
+        read_evaluation,
+        write_evaluation,
+    )
+
+    path = _toy_checkpoint(tmp_path / "raced.safetensors", seed=1)
+    old = _toy_checkpoint(tmp_path / "old.safetensors", seed=1)
+    new = _toy_checkpoint(tmp_path / "new.safetensors", seed=2)
+    old_alone = evaluate_and_store(old, device="cpu", umap=None)
+    new_alone = evaluate_and_store(new, device="cpu", umap=None)
+    assert old_alone.metrics != new_alone.metrics  # the race would be visible
+
+    def rewrite(*_: object) -> None:
+        shutil.copyfile(tmp_path / "new.safetensors", tmp_path / "incoming")
+        os.replace(tmp_path / "incoming", path)
+
+    previous = signal.signal(signal.SIGUSR1, rewrite)
+    try:
+        monkeypatch.setenv("DML_EXPLORER_FAULT", "embedded:1:USR1")
+        stored = evaluate_and_store(path, device="cpu", umap=None)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        monkeypatch.delenv("DML_EXPLORER_FAULT")
+    assert stored.metrics == new_alone.metrics
+    assert read_evaluation(path).metrics == new_alone.metrics
+    assert np.array_equal(read_evaluation(path).embeddings, new_alone.embeddings)
+
+    # A commit against a fingerprint taken before a rewrite is refused and writes nothing.
+    before = checkpoint_fingerprint(path)
+    rewrite()
+    rewritten = path.read_bytes()
+    with pytest.raises(CheckpointChangedError, match="rewritten while its evaluation"):
+        write_evaluation(path, old_alone, expected=before)
+    assert path.read_bytes() == rewritten
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -26,7 +26,7 @@ import torch
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.evaluation import CheckpointEmbeddings, embed_checkpoint, split_metrics
 from dml_core.engine.projection import INTERACTIVE, UmapSettings, pca_2d, umap_2d
-from dml_core.io import atomic_write
+from dml_core.io import atomic_write, fault_point
 
 SECTION_KEY = "dml_explorer_evaluation"
 SECTION_VERSION = 1
@@ -37,6 +37,40 @@ MIN_UMAP_ITEMS = 10
 
 class StoredEvaluationError(ValueError):
     """A checkpoint's evaluation section that does not read back consistently."""
+
+
+class CheckpointChangedError(StoredEvaluationError):
+    """The checkpoint was rewritten while its evaluation was computed: storing it would put one
+    file's evaluation beside another's weights."""
+
+
+Fingerprint = tuple[int, int, int, str]
+"""(inode, size, mtime_ns, SHA-256 of the weights): a checkpoint as read."""
+
+
+def _weights_digest(tensors: Mapping[str, Any]) -> str:
+    """SHA-256 over every tensor but the evaluation section: name, dtype, shape, bytes, by name."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(n for n in tensors if not n.startswith(PREFIX)):
+        tensor = tensors[name]
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def checkpoint_fingerprint(path: str | Path) -> Fingerprint:
+    """The file's identity (inode, size, mtime_ns) and its weights' SHA-256, read now."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    return (*_stat_key(path), _weights_digest(load_file(str(path))))
 
 
 @dataclass(frozen=True)
@@ -97,14 +131,28 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def write_evaluation(path: str | Path, evaluation: StoredEvaluation) -> Path:
+def write_evaluation(
+    path: str | Path, evaluation: StoredEvaluation, expected: Fingerprint | None = None
+) -> Path:
     """Put ``evaluation`` into the checkpoint at ``path`` (replacing an earlier section),
-    atomically; the weights and the ``dml_explorer`` header stay as they were."""
+    atomically; the weights and the ``dml_explorer`` header stay as they were. With ``expected``
+    (the fingerprint taken before the evaluation was computed), the file must still be that file,
+    with those weights, when it is read here and just before the replace: else
+    :class:`CheckpointChangedError` and nothing is written."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     path = Path(path)
     read_metadata(path)
+
+    def unchanged() -> None:
+        if expected is not None and _stat_key(path) != expected[:3]:
+            raise CheckpointChangedError(
+                f"{path} was rewritten while its evaluation was computed; nothing was stored "
+                "(run project again once the file stays put)"
+            )
+
+    unchanged()
     with safe_open(str(path), framework="pt") as handle:
         header = dict(handle.metadata() or {})
         tensors = {
@@ -112,6 +160,9 @@ def write_evaluation(path: str | Path, evaluation: StoredEvaluation) -> Path:
             for name in handle.keys()  # noqa: SIM118 (safe_open is not a mapping)
             if not name.startswith(PREFIX)
         }
+    unchanged()
+    if expected is not None and _weights_digest(tensors) != expected[3]:
+        raise CheckpointChangedError(f"{path}: its weights changed while it was evaluated")
     tensors[PREFIX + "embeddings"] = torch.from_numpy(
         np.ascontiguousarray(evaluation.embeddings, dtype=np.float16)
     )
@@ -133,7 +184,8 @@ def write_evaluation(path: str | Path, evaluation: StoredEvaluation) -> Path:
         },
         sort_keys=True,
     )
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    save = lambda tmp: save_file(tensors, str(tmp), metadata=header)  # noqa: E731
+    return atomic_write(path, save, before_replace=unchanged)
 
 
 def has_evaluation(path: str | Path) -> bool:
@@ -270,9 +322,22 @@ def evaluate_and_store(
     umap: UmapSettings | None = INTERACTIVE,
 ) -> StoredEvaluation:
     """Embed ``split`` of the checkpoint's dataset (``embed_checkpoint``), score, project, and
-    write the section into the checkpoint; returns what was stored."""
-    embedded = embed_checkpoint(path, split, data_root=data_root, device=device)
-    return store_embedded(path, embedded, split, umap)
+    write the section into the checkpoint; returns what was stored. A file rewritten meanwhile
+    (another fingerprint at the commit, ``write_evaluation``) is evaluated once more, then refused
+    with :class:`CheckpointChangedError`."""
+    path = Path(path)
+    for attempt in (1, 2):
+        before = checkpoint_fingerprint(path)
+        embedded = embed_checkpoint(path, split, data_root=data_root, device=device)
+        fault_point("embedded", path.name)
+        evaluation = evaluation_of(path, embedded, split, umap)
+        try:
+            write_evaluation(path, evaluation, expected=before)
+            return evaluation
+        except CheckpointChangedError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def store_run_evaluations(
