@@ -118,12 +118,20 @@ def _write_error(path: Path, error: BaseException) -> WriteError:
     return failure
 
 
+SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
+"""safetensors' own temporary file (``.tmpXXXXXX``, Rust's ``tempfile``) beside what it saves."""
+
+
 def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Remove the ``.*.tmp`` files ``atomic_write`` left in ``folder`` (and its subfolders) when
-    the process was killed mid-write; call only while holding the folder's lock."""
+    """Remove the ``.*.tmp`` files ``atomic_write`` left in ``folder`` (and its subfolders) and
+    safetensors' own ``.tmpXXXXXX`` files in ``folder`` itself, when a process was killed
+    mid-write; nothing else. Call only while holding the folder's lock."""
+    folder = Path(folder)
+    candidates = [*folder.rglob(".*.tmp")]
+    candidates += [p for p in folder.glob(".tmp*") if SAFETENSORS_TEMP.fullmatch(p.name)]
     removed = []
-    for tmp in Path(folder).rglob(".*.tmp"):
-        if tmp.is_file():
+    for tmp in candidates:
+        if tmp.is_file() and not tmp.is_symlink():
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

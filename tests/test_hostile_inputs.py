@@ -331,3 +331,46 @@ def test_project_never_stores_one_files_evaluation_beside_anothers_weights(
         write_evaluation(path, old_alone, expected=before)
     assert path.read_bytes() == rewritten
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- 5. temporary-file litter ---------------------------------------------------------------------
+
+
+def _toy_trainer(out: Path):
+    from dml_core.config import TrainConfig
+    from dml_core.engine.trainer import Trainer
+    from dml_core.presets import preset
+
+    config = TrainConfig.from_dict({**preset("toy"), "epochs": 1, "device": "cpu"})
+    return Trainer(config, out, progress=False)
+
+
+def test_a_run_removes_its_own_temporary_files_and_nothing_else(tmp_path: Path) -> None:
+    """Issue 27 item 6: a fresh run kept a leftover ``.config.json.*.tmp``; safetensors' own
+    ``.tmpXXXXXX`` files survived kill -9 and resume. Only those patterns go."""
+    out = tmp_path / "run"
+    (out / "snapshots").mkdir(parents=True)
+    ours = [".config.json.k2j3h4.tmp", ".tmpAb3xY9", "snapshots/.epoch_001.npz.x1y2.tmp"]
+    others = ["notes.tmp", ".tmpshort", ".tmpToolong1", "tmpAb3xY9", ".hidden"]
+    for name in ours + others:
+        (out / name).write_bytes(b"x")
+    _toy_trainer(out).close()
+    assert not [name for name in ours if (out / name).exists()]
+    assert [name for name in others if (out / name).exists()] == others
+
+
+def test_a_state_write_that_fails_leaves_no_pending_last(tmp_path: Path) -> None:
+    """Issue 27 item 6: after ENOSPC the pending ``.last.safetensors.next`` stayed until resume.
+    The state write is made to fail for real (its target is a folder): not committed, so the
+    pending file goes and the run's previous files stay as they were."""
+    from dml_core.engine.checkpoint import PENDING_LAST, STATE_FILE
+    from dml_core.io import WriteError
+
+    out = tmp_path / "run"
+    trainer = _toy_trainer(out)
+    (out / STATE_FILE).mkdir()
+    with pytest.raises(WriteError, match=STATE_FILE):
+        trainer.run()
+    assert not (out / PENDING_LAST).exists()
+    assert not (out / "last.safetensors").exists()
+    assert not [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]

@@ -323,7 +323,11 @@ def save_run_checkpoint(
         return save_checkpoint(run_dir / f"{header['kind']}.safetensors", model, header, loss=loss)
     pending = save_checkpoint(run_dir / PENDING_LAST, model, header, loss=loss)
     values = {f.name: getattr(state, f.name) for f in fields(TrainState)}
-    atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(values, tmp))
+    try:
+        atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(values, tmp))
+    except Exception:  # not committed (a full disk): the pending file is not the run's `last`
+        pending.unlink(missing_ok=True)
+        raise
     fault_point("state_written", STATE_FILE)
     os.replace(pending, run_dir / LAST_FILE)
     fault_point("renamed", LAST_FILE)

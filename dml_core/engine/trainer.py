@@ -126,8 +126,8 @@ class Trainer:
             self._lock.acquire()  # refuses a folder a live process trains into
             try:
                 check_out_dir(self.out_dir, resume)
+                clean_temp_files(self.out_dir)  # left by a kill -9 mid-write
                 if resume:
-                    clean_temp_files(self.out_dir)  # left by a kill -9 mid-write
                     settle_pending(self.out_dir)
                 else:
                     self.config.save(self.out_dir / "config.json")
