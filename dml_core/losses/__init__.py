@@ -1,6 +1,7 @@
 """Losses, registry ``LOSSES``: ``build_loss(name, num_classes=…, embed_dim=…, **hparams)``.
 
-Each module holds one loss family. Which miner (and ρ) fits which loss: ``dml_core.methods``.
+Each module holds one loss; ``functional`` holds their shared building blocks. Which miner (and ρ)
+fits which loss: ``dml_core.methods``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from dml_core.losses import (
+    angular,
+    arcface,
     contrastive,
     histogram,
     lifted,
@@ -15,8 +18,10 @@ from dml_core.losses import (
     multisimilarity,
     npair,
     proxy,
+    quadruplet,
     snr,
     softmax,
+    softtriple,
     triplet,
 )
 from dml_core.losses.base import LOSSES, DMLLoss
@@ -24,6 +29,8 @@ from dml_core.losses.base import LOSSES, DMLLoss
 __all__ = [
     "LOSSES",
     "DMLLoss",
+    "angular",
+    "arcface",
     "build_loss",
     "contrastive",
     "histogram",
@@ -32,8 +39,10 @@ __all__ = [
     "multisimilarity",
     "npair",
     "proxy",
+    "quadruplet",
     "snr",
     "softmax",
+    "softtriple",
     "triplet",
 ]
 

@@ -5,10 +5,12 @@ No Python loops and no device syncs; empty rows and masked-out entries give 0, n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from dml_core.distances import tuple_distances
 
@@ -50,3 +52,14 @@ def masked_logsumexp(values: Tensor, mask: Tensor, *, add_one: bool = False) -> 
     nonempty = mask.any(dim=1) | add_one
     safe_sum = torch.where(nonempty, summed, torch.ones_like(summed))
     return torch.where(nonempty, safe_sum.log() + row_max.squeeze(1), torch.zeros_like(summed))
+
+
+def uniform_class_weights(num_classes: int, embed_dim: int) -> nn.Parameter:
+    """C×d class weights drawn from U(−1/√d, 1/√d), as in the official code."""
+    bound = 1.0 / math.sqrt(embed_dim)
+    return nn.Parameter(torch.empty(num_classes, embed_dim).uniform_(-bound, bound))
+
+
+def class_cosines(x: Tensor, class_weights: Tensor) -> Tensor:
+    """cos θ_{i,c} between each embedding and each class weight."""
+    return F.normalize(x, dim=1) @ F.normalize(class_weights.to(x.dtype), dim=1).T
