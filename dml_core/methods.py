@@ -11,21 +11,18 @@ the tuples it gives (``Miner.kind``). The rules, in the order they are checked:
 
 The default miner is the one of the paper's protocol: distance-weighted sampling for triplet losses,
 ``npair`` for npair/angular, ``lifted`` for lifted. Config, engine and CLI all ask this module.
+ρ's own preconditions stay where ρ is applied, ``dml_core.miners.rho``: its range (this module asks
+``check_push_probability`` first) and the wrapped miner's kind (for direct ``build_miner`` use).
 """
 
 from __future__ import annotations
 
-from dml_core.losses import LOSSES, DMLLoss
-from dml_core.miners import MINERS, Miner
+from dml_core.losses import LOSSES
+from dml_core.miners import MINERS, miners_of_kind
+from dml_core.miners.rho import check_push_probability
 
 DEFAULT_MINER_OF_KIND = {"triplet": "distance", "npair": "npair", "lifted": "lifted"}
 """The paper protocol's miner for each tuple kind a loss can consume."""
-
-TRIPLET_MINER_LOSSES = tuple(sorted(n for n, cls in LOSSES.items() if cls.miner_kind == "triplet"))
-"""Losses on (anchor, positive, negative) rows of a triplet miner: the ones ρ applies to."""
-
-OTHER_LOSSES = tuple(sorted(n for n, cls in LOSSES.items() if cls.miner_kind != "triplet"))
-"""Every other loss: npair/lifted tuple losses and losses that take no miner."""
 
 
 def default_miner(loss: str) -> str | None:
@@ -34,50 +31,22 @@ def default_miner(loss: str) -> str | None:
     return None if kind is None else DEFAULT_MINER_OF_KIND[kind]
 
 
-def miners_of_kind(kind: str) -> list[str]:
-    """Names of the registered miners that give ``kind`` tuples, sorted."""
-    return sorted(name for name, cls in MINERS.items() if cls.kind == kind)
-
-
 def check_method(loss: str, miner: str | None, rho: float = 0.0) -> None:
     """ValueError, one line saying what is wrong, unless loss ``loss`` can train with miner
-    ``miner`` (None: ``--miner none``) and push probability ``rho``. Unknown names list the valid
-    ones."""
-    if not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho must be a probability in [0, 1], got {rho}")
+    ``miner`` (None: ``--miner none``) and push probability ``rho``: the rules of the module
+    docstring, in its order. Unknown names list the valid ones."""
+    check_push_probability(rho)
     loss_class = LOSSES[loss]
-    miner_kind = None if miner is None else MINERS[miner].kind
-    check_kinds(
-        loss, loss_class.miner_kind, loss_class.without_miner_reason, miner, miner_kind, rho
-    )
-
-
-def check_compatible(loss: DMLLoss, miner: Miner | None, *, rho: float = 0.0) -> None:
-    """``check_method`` for built objects; a ρ-wrapped miner brings its own ``rho``."""
-    rho = max(rho, getattr(miner, "rho", 0.0))
-    miner_name = None if miner is None else miner.name
-    miner_kind = None if miner is None else miner.kind
-    check_kinds(loss.name, loss.miner_kind, loss.without_miner_reason, miner_name, miner_kind, rho)
-
-
-def check_kinds(
-    loss: str,
-    wanted: str | None,
-    without_miner_reason: str,
-    miner: str | None,
-    given: str | None,
-    rho: float,
-) -> None:
-    """The rules of the module docstring on a loss that wants ``wanted`` tuples and a miner that
-    gives ``given`` tuples (both None: no miner)."""
+    wanted, reason = loss_class.miner_kind, loss_class.without_miner_reason
+    given = None if miner is None else MINERS[miner].kind
     if wanted is None:
         if rho > 0:
             raise ValueError(
-                f"{loss} {without_miner_reason} and cannot take --rho (ρ swaps rows of a "
-                "triplet miner); use a triplet-based loss such as margin"
+                f"{loss} {reason} and cannot take --rho (ρ swaps rows of a triplet miner); "
+                "use a triplet-based loss such as margin"
             )
         if miner is not None:
-            raise ValueError(f"{loss} {without_miner_reason} and takes no miner; use --miner none")
+            raise ValueError(f"{loss} {reason} and takes no miner; use --miner none")
         return
     fitting = ", ".join(miners_of_kind(wanted))
     if miner is None:

@@ -22,8 +22,9 @@ class DMLLoss(nn.Module):
     Subclasses implement ``compute_loss`` on float32 (float64 stays float64) embeddings, with
     autocast disabled, so bf16/fp16 training still computes distances and exponentials in float32.
     ``miner_kind`` says which tuples the loss consumes ("triplet", "npair", "lifted"), or None when
-    it uses all pairs, mines internally or is proxy-based; ``requires_miner`` and ``accepts_rho``
-    follow from it. ``stats`` holds detached 0-dim tensors refreshed by each forward.
+    it uses all pairs, mines internally or is proxy-based; ``requires_miner`` follows from it
+    (which miner and ρ fit which loss: ``dml_core.methods``). ``stats`` holds detached 0-dim
+    tensors refreshed by each forward.
     An empty tuple set (the miner found no rows) gives ``zero_loss`` and ``empty_stats()`` here,
     so ``compute_loss`` of a tuple loss always sees at least one row.
     ``param_lr_multiplier`` is the learning rate of the loss's own parameters relative to the
@@ -35,7 +36,6 @@ class DMLLoss(nn.Module):
     name: ClassVar[str] = "loss"
     miner_kind: ClassVar[str | None] = None
     requires_miner: ClassVar[bool] = False
-    accepts_rho: ClassVar[bool] = False
     needs_num_classes: ClassVar[bool] = False
     needs_embed_dim: ClassVar[bool] = False
     without_miner_reason: ClassVar[str] = "uses all pairs of the batch"
@@ -44,7 +44,6 @@ class DMLLoss(nn.Module):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.requires_miner = cls.miner_kind is not None
-        cls.accepts_rho = cls.miner_kind == "triplet"
 
     def __init__(self, *, num_classes: int | None = None, embed_dim: int | None = None) -> None:
         super().__init__()

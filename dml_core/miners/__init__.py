@@ -17,7 +17,7 @@ from dml_core.miners import (
     semihard,
     softhard,
 )
-from dml_core.miners.base import MINERS, Miner
+from dml_core.miners.base import MINERS, Miner, miners_of_kind
 from dml_core.miners.rho import RhoRegularizedMiner
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "build_miner",
     "distance",
     "lifted",
+    "miners_of_kind",
     "npair",
     "random_triplets",
     "semihard",
@@ -36,15 +37,7 @@ __all__ = [
 
 
 def build_miner(name: str, *, rho: float = 0.0, **hparams: Any) -> Miner:
-    """The miner registered as ``name``; ``rho > 0`` wraps a triplet miner in ρ-regularization."""
-    if not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho must be a probability in [0, 1], got {rho}")
-    kind = MINERS[name].kind
-    if rho > 0 and kind != "triplet":
-        triplet_miners = ", ".join(sorted(n for n, cls in MINERS.items() if cls.kind == "triplet"))
-        raise ValueError(
-            f"ρ-regularization needs a triplet miner ({triplet_miners}); "
-            f"{name!r} gives {kind} tuples"
-        )
+    """The miner registered as ``name``; ``rho`` ≠ 0 wraps it in ρ-regularization, which checks
+    ρ and the miner's kind (``RhoRegularizedMiner``)."""
     miner = MINERS.build(name, options=hparams)
-    return RhoRegularizedMiner(miner, rho) if rho > 0 else miner
+    return miner if rho == 0 else RhoRegularizedMiner(miner, rho)

@@ -26,7 +26,6 @@ class Miner:
 
     name: ClassVar[str] = "miner"
     kind: ClassVar[str] = "triplet"
-    rho: float = 0.0
 
     def __init__(self, *, seed: int | None = None, generator: torch.Generator | None = None):
         self.generators = DeviceGenerators(seed, generator)
@@ -62,6 +61,6 @@ def stack_rows(positives: Tensor, negatives: Tensor, valid: Tensor) -> Tensor:
     return torch.stack([anchors, positives, negatives], dim=1)[valid]
 
 
-def empty_rows(device: torch.device) -> Tensor:
-    """A 0×3 LongTensor."""
-    return torch.empty(0, 3, dtype=torch.long, device=device)
+def miners_of_kind(kind: str) -> list[str]:
+    """Names of the registered miners that give ``kind`` tuples, sorted."""
+    return sorted(name for name, cls in MINERS.items() if cls.kind == kind)

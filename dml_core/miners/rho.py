@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dml_core.miners.base import Miner
+from dml_core.miners.base import Miner, miners_of_kind
+
+
+def check_push_probability(rho: float) -> float:
+    """``rho`` when it is a probability, 0 ≤ ρ ≤ 1 (NaN is not); else a one-line ValueError.
+
+    The one range check of ρ in the library: ``dml_core.methods`` asks it too."""
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho must be a probability in [0, 1], got {rho}")
+    return rho
 
 
 class RhoRegularizedMiner(Miner):
@@ -15,7 +24,9 @@ class RhoRegularizedMiner(Miner):
 
     The official code does this inside its ``rho_distance`` miner (``--miner_rho_distance_cp``;
     ρ = 0.35–0.4 on CUB/CARS, 0.15 on SOP); here it wraps any triplet miner and draws with that
-    miner's generator. ``stats["push_triplets"]`` counts the replaced rows of the last call.
+    miner's generator. ``stats["push_triplets"]`` counts the replaced rows of the last call. The
+    wrapped miner must give triplets: the one check of that rule (``dml_core.methods`` matches
+    losses to miners, and ρ to losses).
     """
 
     kind = "triplet"
@@ -23,13 +34,12 @@ class RhoRegularizedMiner(Miner):
     def __init__(self, base: Miner, rho: float) -> None:
         if base.kind != "triplet":
             raise ValueError(
-                f"ρ-regularization needs a triplet miner; {base.name!r} gives {base.kind} tuples"
+                f"ρ-regularization needs a triplet miner ({', '.join(miners_of_kind('triplet'))}); "
+                f"{base.name!r} gives {base.kind} tuples"
             )
-        if not 0.0 <= rho <= 1.0:
-            raise ValueError(f"rho must be a probability in [0, 1], got {rho}")
         super().__init__()
         self.base = base
-        self.rho = rho
+        self.rho = check_push_probability(rho)
         self.name = base.name
 
     def generator(self, device: torch.device) -> torch.Generator | None:
