@@ -299,7 +299,15 @@ def test_split_with_one_class_and_bad_names(tmp_path: Path) -> None:
         build_dataset("imagefolder", root, "validation")
     with pytest.raises(ValueError, match="cub200, glyphs, imagefolder, sop, toy_diagonal"):
         build_dataset("mnist")
-    assert set(DATASETS) == {"cub200", "cars196", "sop", "imagefolder", "glyphs", "toy_diagonal"}
+    assert set(DATASETS) == {
+        "cub200",
+        "cars196",
+        "sop",
+        "imagefolder",
+        "csv",
+        "glyphs",
+        "toy_diagonal",
+    }
 
 
 # --- transforms ------------------------------------------------------------------------------

@@ -345,17 +345,13 @@ class ImageFileDataset(DMLDataset):
         }
 
 
-class HalfSplitImageDataset(ImageFileDataset):
-    """A benchmark whose ordered classes split in half: first half train, second half test.
-
-    Subclasses set ``layout`` (a one-line summary shown in errors) and ``find_files(root) ->
-    (files, ordered classes)``.
-    """
+class RootedImageDataset(ImageFileDataset):
+    """Images found under one root folder (``--data-root``). Subclasses set ``layout`` (a one-line
+    summary shown in errors) and ``split_files(folder, split) -> (files, the split's classes)``."""
 
     layout: ClassVar[str] = ""
 
-    @staticmethod
-    def find_files(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    def split_files(self, folder: Path, split: str) -> tuple[list[tuple[Path, str]], list[str]]:
         raise NotImplementedError
 
     def __init__(
@@ -368,13 +364,28 @@ class HalfSplitImageDataset(ImageFileDataset):
     ) -> None:
         check_split(split)
         folder = require_root(root, self.name, self.layout)
-        files, ordered_classes = self.find_files(folder)
+        files, classes = self.split_files(folder, split)
         super().__init__(
             files,
-            class_half(ordered_classes, split),
+            classes,
             root=folder,
             split=split,
             transform=transform,
             image_size=image_size,
             verify=verify,
         )
+
+
+class HalfSplitImageDataset(RootedImageDataset):
+    """A benchmark whose ordered classes split in half: first half train, second half test.
+
+    Subclasses set ``layout`` and ``find_files(root) -> (files, ordered classes)``.
+    """
+
+    @staticmethod
+    def find_files(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+        raise NotImplementedError
+
+    def split_files(self, folder: Path, split: str) -> tuple[list[tuple[Path, str]], list[str]]:
+        files, ordered_classes = self.find_files(folder)
+        return files, class_half(ordered_classes, split)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dml_core.data.base import (
     DATASETS,
     IMAGE_EXTENSIONS,
-    ImageFileDataset,
-    Transform,
-    check_split,
+    RootedImageDataset,
     class_folders,
     nothing_found,
-    require_root,
 )
 
 IMAGEFOLDER_LAYOUT = (
@@ -56,33 +54,31 @@ def split_classes(
 
 
 @DATASETS.register("imagefolder")
-class ImageFolderDataset(ImageFileDataset):
-    """A folder of class folders, split by class (zero-shot)."""
+class ImageFolderDataset(RootedImageDataset):
+    """A folder of class folders, split by class (zero-shot); the options of ``split_classes``."""
+
+    layout = IMAGEFOLDER_LAYOUT
 
     def __init__(
         self,
-        root: str | Path | None = None,
-        split: str = "train",
-        transform: Transform | None = None,
-        image_size: int = 224,
-        verify: bool = False,
+        *args: Any,
         train_fraction: float = 0.5,
         train_classes: Sequence[str] | None = None,
         test_classes: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
-        check_split(split)
-        folder = require_root(root, self.name, IMAGEFOLDER_LAYOUT)
+        self.train_fraction = train_fraction
+        self.train_classes = train_classes
+        self.test_classes = test_classes
+        super().__init__(*args, **kwargs)
+
+    def split_files(self, folder: Path, split: str) -> tuple[list[tuple[Path, str]], list[str]]:
         files, classes = class_folders(folder)
         if not classes:
             raise nothing_found(
                 "imagefolder", "class folders holding images (<class name>/<image>)", folder, ()
             )
-        super().__init__(
-            files,
-            split_classes(classes, split, train_fraction, train_classes, test_classes),
-            root=folder,
-            split=split,
-            transform=transform,
-            image_size=image_size,
-            verify=verify,
+        chosen = split_classes(
+            classes, split, self.train_fraction, self.train_classes, self.test_classes
         )
+        return files, chosen

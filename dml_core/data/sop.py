@@ -11,15 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dml_core.data.base import (
-    DATASETS,
-    ImageFileDataset,
-    Transform,
-    candidate_folders,
-    check_split,
-    nothing_found,
-    require_root,
-)
+from dml_core.data.base import DATASETS, RootedImageDataset, candidate_folders, nothing_found
 
 CHILD_FOLDERS = ("Stanford_Online_Products", "online_products")
 SOP_LAYOUT = (
@@ -79,19 +71,14 @@ def product_class_name(relative_path: str, class_id: int) -> str:
 
 
 @DATASETS.register("sop")
-class SopDataset(ImageFileDataset):
+class SopDataset(RootedImageDataset):
     """Stanford Online Products with the official train/test class split."""
 
-    def __init__(
-        self,
-        root: str | Path | None = None,
-        split: str = "train",
-        transform: Transform | None = None,
-        image_size: int = 224,
-        verify: bool = False,
-    ) -> None:
-        check_split(split)
-        folder = require_root(root, self.name, SOP_LAYOUT)
+    layout = SOP_LAYOUT
+
+    def split_files(self, folder: Path, split: str) -> tuple[list[tuple[Path, str]], list[str]]:
+        """The images of ``Ebay_train.txt`` (train, eval_train) or ``Ebay_test.txt`` (test), each
+        class named ``<category>/<class id>``, classes in class-id order."""
         list_file = find_list_file(folder, split)
         rows = read_product_list(list_file)
         if not rows:
@@ -102,12 +89,4 @@ class SopDataset(ImageFileDataset):
         base = image_base(data_folder, rows[0][0])
         name_of = {class_id: product_class_name(path, class_id) for path, class_id in rows}
         files = [(base / path, name_of[class_id]) for path, class_id in rows]
-        super().__init__(
-            files,
-            [name_of[class_id] for class_id in sorted(name_of)],
-            root=folder,
-            split=split,
-            transform=transform,
-            image_size=image_size,
-            verify=verify,
-        )
+        return files, [name_of[class_id] for class_id in sorted(name_of)]
