@@ -77,6 +77,9 @@ class TrainConfig:
     more than this."""
     early_stop_fraction: float = 0.25
     """The last fraction of the evaluations ``early_stop`` looks at (in (0, 1))."""
+    early_stop_from_recovery: bool = False
+    """``early_stop`` looks only at the evaluations from the first one that beats the run's first
+    (``dml_core.engine.stopping``, "from recovery"): a dip after a new head starts is no plateau."""
     rho_spectrum: str = "full"
     """Singular values ρ@k uses: "full" (all) or "official" (the d − 1 largest, as the official
     code's TruncatedSVD); see ``dml_core.metrics.embedding_space``."""

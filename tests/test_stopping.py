@@ -67,3 +67,35 @@ def test_lower_is_better_and_missing_values() -> None:
 def test_bad_fraction_is_refused() -> None:
     with pytest.raises(ValueError, match="fraction"):
         should_stop(history([0.1] * 8), fraction=1.0)
+
+
+def test_from_recovery_does_not_stop_a_run_in_its_first_dip() -> None:
+    """The first fine-tune study's softmax seed 0: validation MAP@R fell for 4 evaluations after the
+    new head started; the plain rule stopped it at epoch 8 with its first evaluation as best."""
+    dip = history([0.4462, 0.43498, 0.4203, 0.39929, 0.38443, 0.39271, 0.41119, 0.4191], "v")
+    assert should_stop(dip, "v", min_epochs=8)
+    assert not should_stop(dip, "v", min_epochs=8, from_recovery=True)
+    assert math.isnan(last_quarter_gain(dip, "v", from_recovery=True))
+    # Recovered at 0.45 (evaluation 9), then a plateau: the rule counts from the recovery, so it
+    # needs 4 evaluations from there and a last quarter without a new best.
+    recovered = history([*[r["v"] for r in dip], 0.45, 0.47, 0.48, 0.48], "v")
+    assert not should_stop(recovered[:11], "v", min_epochs=8, from_recovery=True)
+    assert should_stop(recovered, "v", min_epochs=8, from_recovery=True)
+    # A run that improves at once drops only its first evaluation.
+    rising = history([0.30, 0.40, 0.50, 0.49, 0.50, 0.48])
+    assert should_stop(rising, from_recovery=True)
+    assert last_quarter_gain(rising, from_recovery=True) == last_quarter_gain(rising[1:])
+
+
+def test_from_recovery_matches_a_loop_over_the_trainer_rule() -> None:
+    """``from_recovery`` equals the plain rule on the history cut at the first evaluation that
+    beats the first one, found by an explicit loop, for random histories."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(300):
+        values = [round(rng.uniform(0.3, 0.6), 2) for _ in range(rng.randint(1, 14))]
+        rows = history(values)
+        cut = next((i for i in range(1, len(values)) if values[i] > values[0]), None)
+        expected = False if cut is None else should_stop(rows[cut:])
+        assert should_stop(rows, from_recovery=True) == expected

@@ -121,6 +121,7 @@ def has_converged(
         min_epochs=config.early_stop_min_epochs,
         min_delta=config.early_stop_min_delta,
         fraction=config.early_stop_fraction,
+        from_recovery=config.early_stop_from_recovery,
         lower_is_better=lower_is_better(metric),
     )
     if context.enabled:

@@ -15,6 +15,13 @@ p stops at the first n with n − ⌈n/4⌉ ≥ p, i.e. after about p/3 more eva
 
 **Last-quarter gain** = best over all n evaluations − best over the first n − w: 0 for a run the
 rule stopped, > 0 for one still improving when it ended (at its epoch cap).
+
+**From recovery** (``from_recovery``). A freshly initialised head on a pretrained trunk can first
+pull the embedding down: validation falls for a few epochs before it climbs (the first glyphs
+fine-tune study stopped normalised softmax seed 0 in such a dip and reported its first
+evaluation). With this option the rule and the gain look only at the evaluations from the first
+one that improves on the run's first evaluation; before that the run does not stop (its cap
+still bounds it).
 """
 
 from __future__ import annotations
@@ -70,16 +77,35 @@ def _best(values: list[float], lower_is_better: bool) -> float:
     return math.nan if index is None else values[index]
 
 
+def recovered_history(
+    history: Sequence[Mapping[str, Any]], metric: str, *, lower_is_better: bool = False
+) -> Sequence[Mapping[str, Any]]:
+    """The evaluations from the first one that improves on the first evaluation (empty when none
+    does yet): what ``from_recovery`` looks at."""
+    values = _values(history, metric)
+    if not values:
+        return history
+    direction = _METRIC_OF_DIRECTION[lower_is_better]
+    for index in range(1, len(values)):
+        if improves(direction, values[index], values[0]):
+            return history[index:]
+    return history[:0]
+
+
 def last_quarter_gain(
     history: Sequence[Mapping[str, Any]],
     metric: str = "val/recall@1",
     *,
     lower_is_better: bool = False,
     fraction: float = QUARTER,
+    from_recovery: bool = False,
 ) -> float:
     """Best over all evaluations minus best over all but the last quarter (NaN below 2 evaluations
     or without finite values before the last quarter); with ``lower_is_better`` the sign is
-    flipped so a positive gain is always an improvement."""
+    flipped so a positive gain is always an improvement; with ``from_recovery`` over
+    ``recovered_history`` (NaN before the recovery)."""
+    if from_recovery:
+        history = recovered_history(history, metric, lower_is_better=lower_is_better)
     values = _values(history, metric)
     if len(values) < 2:
         return math.nan
@@ -98,14 +124,18 @@ def should_stop(
     min_delta: float = 0.0,
     lower_is_better: bool = False,
     fraction: float = QUARTER,
+    from_recovery: bool = False,
 ) -> bool:
     """The module's rule on ``history`` (one mapping per evaluation, with ``epoch`` and
-    ``metric``), in evaluation order."""
+    ``metric``), in evaluation order; ``min_evaluations`` counts from the recovery with
+    ``from_recovery``."""
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    if len(history) < max(min_evaluations, 2):
+    if history and int(history[-1].get("epoch", 0)) < min_epochs:
         return False
-    if int(history[-1].get("epoch", 0)) < min_epochs:
+    if from_recovery:
+        history = recovered_history(history, metric, lower_is_better=lower_is_better)
+    if len(history) < max(min_evaluations, 2):
         return False
     gain = last_quarter_gain(history, metric, lower_is_better=lower_is_better, fraction=fraction)
     if math.isnan(gain):

@@ -54,6 +54,7 @@ class Stopping:
     min_epochs: int = 0
     last_fraction: float = 0.25
     min_delta: float = 0.0
+    from_recovery: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class StudySpec:
             early_stop_min_epochs=self.stopping.min_epochs,
             early_stop_fraction=self.stopping.last_fraction,
             early_stop_min_delta=self.stopping.min_delta,
+            early_stop_from_recovery=self.stopping.from_recovery,
         )
         return fields
 
@@ -136,6 +138,7 @@ class StudySpec:
             "stopping": [self.stopping.min_epochs, self.stopping.last_fraction],
             "min_delta": self.stopping.min_delta,
             "epochs": self.epochs,
+            **({"from_recovery": True} if self.stopping.from_recovery else {}),
         }
         text = json.dumps(protocol, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -329,13 +332,18 @@ def _load(path: Path) -> StudySpec:
         own = _seeds(f"methods.{name}.seeds", values.pop("seeds")) if "seeds" in values else seeds
         methods[str(name)] = Method(str(name), _train_fields(f"methods.{name}", values), own)
     stopping_values = document.get("stopping") or {}
-    _check_keys("stopping", stopping_values, ("min_epochs", "last_fraction", "min_delta"))
+    _check_keys(
+        "stopping", stopping_values, ("min_epochs", "last_fraction", "min_delta", "from_recovery")
+    )
     stopping = Stopping(
         min_epochs=_typed("stopping", "min_epochs", stopping_values.get("min_epochs", 0), int),
         last_fraction=_typed(
             "stopping", "last_fraction", stopping_values.get("last_fraction", 0.25), float
         ),
         min_delta=_typed("stopping", "min_delta", stopping_values.get("min_delta", 0.0), float),
+        from_recovery=_typed(
+            "stopping", "from_recovery", stopping_values.get("from_recovery", False), bool
+        ),
     )
     output = document.get("output") or {}
     _check_keys("output", output, ("runs", "summaries"))
