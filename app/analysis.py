@@ -95,10 +95,10 @@ def density_table(density: dict[str, np.ndarray], class_names: Sequence[str]) ->
         nearest = int(density["nearest_class"][position])
         rows.append(
             {
-                "class": _name(class_names, int(label)),
+                "class": class_name(class_names, int(label)),
                 "items": int(density["class_sizes"][position]),
                 "pi_intra": float(density["pi_intra"][position]),
-                "nearest class": _name(class_names, nearest),
+                "nearest class": class_name(class_names, nearest),
                 "distance to nearest class": float(density["nearest_class_distance"][position]),
             }
         )
@@ -119,7 +119,8 @@ def display_names(names: Iterable[object]) -> list[str]:
     return shown
 
 
-def _name(class_names: Sequence[str], label: int) -> str:
+def class_name(class_names: Sequence[str], label: int) -> str:
+    """The name of class ``label``; the number itself when ``class_names`` has no entry for it."""
     return class_names[label] if 0 <= label < len(class_names) else str(label)
 
 
@@ -386,7 +387,7 @@ def per_class_delta(
         mean_a, mean_b = float(a[members].mean()), float(b[members].mean())
         rows.append(
             {
-                "class": _name(class_names, int(label)),
+                "class": class_name(class_names, int(label)),
                 "label": int(label),
                 "queries": int(members.sum()),
                 "A": mean_a,

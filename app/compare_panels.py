@@ -16,6 +16,7 @@ import streamlit as st
 from app import analysis, figures, inspect_panels, panels, sources
 from app.projection import projection_key
 from dml_core.metrics import singular_value_spectrum
+from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 DISAGREEMENTS_SHOWN = 5
 MEASURES = {"Recall@1 (hit@1)": "hit", "AP@R": "ap"}
@@ -170,7 +171,7 @@ def disagreement_panel(a: Side, b: Side, *, key: str) -> None:
             shown = queries[int(start) : int(start) + DISAGREEMENTS_SHOWN]
             for query in shown:
                 st.markdown(
-                    f"**Query #{query}** · {analysis._name(a.class_names, int(a.labels[query]))}"
+                    f"**Query #{query}** · {analysis.class_name(a.class_names, int(a.labels[query]))}"
                 )
                 for letter, side in (("A", a), ("B", b)):
                     row = analysis.retrieval_rows(side.report, side.labels, [query], k)
@@ -178,7 +179,7 @@ def disagreement_panel(a: Side, b: Side, *, key: str) -> None:
                         figures.retrieval_grid_html(
                             row,
                             side.image_uri,
-                            lambda c, names=side.class_names: analysis._name(names, c),
+                            lambda c, names=side.class_names: analysis.class_name(names, c),
                             caption=lambda r, letter=letter: f"{letter} · #{r.query}",
                             item_class=lambda i, labels=side.labels: int(labels[i]),
                         )
@@ -225,7 +226,7 @@ def compare_sources(picked: Sequence[sources.Source], *, key: str = "compare-fil
     for source in picked:
         item = opened[source.label]
         keep = min(analysis.RETRIEVAL_COLUMNS, len(item.labels) - 1)
-        ks = tuple(k for k in (1, 2, 4, 8) if k < len(item.labels))
+        ks = tuple(k for k in DEFAULT_RECALL_KS if k < len(item.labels))
         metrics, report = panels.split_analysis(item.embeddings, item.labels, ks, keep)
         tables[source.label] = {f"{item.split}/{k}": v for k, v in metrics.items()}
         sides.append(

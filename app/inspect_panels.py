@@ -19,6 +19,7 @@ from app.settings import CURVE_METRICS, umap_enabled
 from dml_core.engine.projection import pca_2d
 from dml_core.interop import FORMATS
 from dml_core.metrics import singular_value_spectrum
+from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 NEIGHBORS_SHOWN = 8
 WORST_SHOWN = 4
@@ -56,7 +57,7 @@ def image_uri_getter(thumbnail: sources.Thumbnail | None) -> Callable[[int], str
 
 def _class_namer(labels: np.ndarray, class_names: Sequence[str]) -> Callable[[int], str]:
     """``item index → class name``."""
-    return lambda index: analysis._name(class_names, int(labels[int(index)]))
+    return lambda index: analysis.class_name(class_names, int(labels[int(index)]))
 
 
 # --- projection ------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def _selected_items(event: Any) -> list[int]:
 def split_report(embeddings: np.ndarray, labels: np.ndarray) -> analysis.RetrievalReport:
     """The leave-one-out retrieval report (Recall@1…8 where defined, 8 neighbours kept)."""
     count = len(labels)
-    ks = tuple(k for k in (1, 2, 4, 8) if k < count)
+    ks = tuple(k for k in DEFAULT_RECALL_KS if k < count)
     keep = min(analysis.RETRIEVAL_COLUMNS, count - 1)
     return panels.split_analysis(embeddings, labels, ks, keep)[1]
 
@@ -184,7 +185,7 @@ def selection_details(
             figures.retrieval_grid_html(
                 row,
                 image_uri,
-                lambda c: analysis._name(class_names, c),
+                lambda c: analysis.class_name(class_names, c),
                 caption=lambda r: f"selected #{r.query}",
                 item_class=lambda i: int(labels[i]),
             )
@@ -239,7 +240,7 @@ def retrieval_explorer(
         placeholder=f"e.g. 5 7 or 5, 7 (0 … {count - 1})",
     )
     seed = columns[2].number_input("random seed", 0, 10_000, 0, key=f"{key}-seed")
-    name = lambda c: analysis._name(class_names, c)  # noqa: E731
+    name = lambda c: analysis.class_name(class_names, c)  # noqa: E731
     item_class = lambda i: int(labels[i])  # noqa: E731
     try:
         queries = analysis.parse_query_indices(typed, count)
@@ -296,7 +297,7 @@ def confusion_panel(
     if not pairs:
         st.caption(f"No query retrieves another class among its {k} nearest neighbours.")
         return
-    name = lambda c: analysis._name(class_names, c)  # noqa: E731
+    name = lambda c: analysis.class_name(class_names, c)  # noqa: E731
     st.caption(
         f"Which classes are retrieved for which: counts of other-class items among each "
         f"query's {k} nearest neighbours, most frequent first, with one example each."
@@ -431,7 +432,7 @@ def inspect_sections(
     *,
     projection_id: str,
     key: str,
-    ks: Sequence[int] = (1, 2, 4, 8),
+    ks: Sequence[int] = DEFAULT_RECALL_KS,
 ) -> None:
     """Metrics, spectrum, projection, density, retrieval, confusion and export of one split."""
     embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names

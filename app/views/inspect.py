@@ -23,6 +23,7 @@ from app.projection import is_cached, projection_key, umap_projection
 from app.settings import CURVE_KEYS, umap_enabled
 from dml_core.engine.checkpoint import CheckpointError
 from dml_core.metrics import singular_value_spectrum
+from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 st.title("Inspect a checkpoint")
 unreadable: list[str] = []
@@ -147,7 +148,7 @@ with previews:
     if dataset_note:
         st.caption(dataset_note)
 st.subheader("Retrieval (test, leave-one-out)")
-ks = tuple(k for k in (config.get("eval_ks") or (1, 2, 4, 8)) if k < len(item_labels))
+ks = tuple(k for k in (config.get("eval_ks") or DEFAULT_RECALL_KS) if k < len(item_labels))
 keep = min(analysis.RETRIEVAL_COLUMNS, len(item_labels) - 1)
 _, report = panels.split_analysis(points, item_labels, ks, keep)
 inspect_panels.retrieval_explorer(

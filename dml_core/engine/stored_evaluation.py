@@ -27,6 +27,7 @@ from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.evaluation import CheckpointEmbeddings, embed_checkpoint, split_metrics
 from dml_core.engine.projection import INTERACTIVE, UmapSettings, pca_2d, umap_2d
 from dml_core.io import atomic_write, fault_point
+from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 SECTION_KEY = "dml_explorer_evaluation"
 SECTION_VERSION = 1
@@ -99,7 +100,7 @@ def build_evaluation(
     item_ids: np.ndarray,
     class_names: list[str],
     *,
-    ks: list[int] | tuple[int, ...] = (1, 2, 4, 8),
+    ks: list[int] | tuple[int, ...] = DEFAULT_RECALL_KS,
     split: str = "test",
     epoch: int | None = None,
     umap: UmapSettings | None = INTERACTIVE,

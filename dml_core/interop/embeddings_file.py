@@ -32,6 +32,7 @@ import numpy as np
 
 from dml_core.data.csv_dataset import parse_flag
 from dml_core.interop.tables import SHOWN, parse_text_labels, read_table
+from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 SUFFIXES = (".npz", ".npy", ".parquet", ".csv")
 
@@ -345,9 +346,6 @@ def _class_index(
             )
         names = tuple(str(class_names[int(v)]) for v in originals.tolist())
     return index.reshape(-1).astype(np.int64), names
-
-
-DEFAULT_RECALL_KS = (1, 2, 4, 8)
 
 
 def evaluate_embeddings(

@@ -36,6 +36,7 @@ from dml_core.metrics._inputs import ArrayLike, MetricInputs, as_numpy, check_in
 from dml_core.metrics.knn import DEFAULT_CHUNK_SIZE, neighbor_chunks
 
 DEFAULT_RECALL_KS = (1, 2, 4, 8)
+"""The k of Recall@k wherever a caller names none."""
 KMEANS_ITERATIONS = 20
 KMEANS_SEED = 0
 
