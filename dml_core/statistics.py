@@ -2,33 +2,35 @@
 
 Pure numpy/scipy; it knows nothing about training.
 
-- **Paired difference** of a treatment and a control run with the same seed (same data split,
-  initialisation and batches): dᵢ = treatmentᵢ − controlᵢ over the n shared seeds, mean d̄,
-  sample std s (ddof 1) and the t interval d̄ ± t_{1−α/2, n−1} · s/√n (the interval of
-  ``scipy.stats.ttest_rel``).
-- **Verdict** of a claim from an interval [lo, hi]: for a claim "the difference is > 0" it *holds*
-  when lo > 0, *fails* when hi < 0, and is *inconclusive* when the interval contains zero (mirror
-  for "< 0"). For a claim of likeness "|difference| ≤ δ" it holds when [lo, hi] ⊂ [−δ, δ], fails
-  when the interval lies wholly outside [−δ, δ], and is inconclusive otherwise (an equivalence
-  test in the style of Schuirmann's TOST, with the 95 % interval: conservative).
-- **Correlation across method means** (as Roth et al., ICML 2020, Fig. 3 correlate per-method
-  values): x̄ₘ and ȳₘ are each method's means over its seeds; Pearson r and Spearman ρ of (x̄, ȳ)
-  over methods. The 95 % interval is a percentile bootstrap that resamples seeds with
-  replacement *within each method* (keeping each run's x and y together), recomputes the means
-  and the correlation, ``BOOTSTRAP_RESAMPLES`` times from a fixed RNG seed.
-- **Trajectory correlations**: within one run, the correlation over its evaluations. They answer
-  another question (does the metric move with Recall@1 while one model trains?) and are reported
-  apart from the across-method correlations.
+- **Paired difference** of treatment and control runs with the same seed (same split,
+  initialisation and batches): dᵢ = treatmentᵢ − controlᵢ over the n shared seeds, mean d̄, std
+  s (ddof 1), t interval d̄ ± t_{1−α/2, n−1}·s/√n (that of ``scipy.stats.ttest_rel``); its
+  p-value (:func:`paired_p_value`), Holm's correction over a family (:func:`holm_adjust`) and
+  the smallest effect it could detect (:func:`minimum_detectable_effect`).
+- **Verdict** from an interval [lo, hi]: a claim "> 0" *holds* when lo > 0, *fails* when hi < 0,
+  else is *inconclusive* (mirror for "< 0"). A claim of likeness "|difference| ≤ δ" holds when
+  [lo, hi] ⊂ [−δ, δ], fails when the interval lies wholly outside, else is inconclusive
+  (Schuirmann's TOST with the 95 % interval: conservative).
+- **Correlation across method means** (as Roth et al., ICML 2020, Fig. 3): Pearson r and
+  Spearman ρ of the per-method means (x̄ₘ, ȳₘ), with a percentile bootstrap over seeds,
+  ``BOOTSTRAP_RESAMPLES`` times from a fixed RNG seed: within each method
+  (:func:`method_mean_correlation`) or jointly across methods
+  (:func:`joint_bootstrap_correlation`), and a permutation test over methods
+  (:func:`permutation_correlation_test`).
+- **Trajectory correlations**: within one run, the correlation over its evaluations (does the
+  metric move with Recall@1 while one model trains?), reported apart.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from scipy.optimize import brentq
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 4000
@@ -95,16 +97,10 @@ def verdict(low: float, high: float, direction: str, margin: float | None = None
             raise ValueError(f"an equivalence claim needs a margin > 0, got {margin!r}")
         if -margin <= low and high <= margin:
             return "holds"
-        if low > margin or high < -margin:
-            return "fails"
-        return "inconclusive"
+        return "fails" if low > margin or high < -margin else "inconclusive"
     if direction == "less":
         low, high = -high, -low
-    if low > 0:
-        return "holds"
-    if high < 0:
-        return "fails"
-    return "inconclusive"
+    return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"
 
 
 def combine_verdicts(verdicts: Sequence[str]) -> str:
@@ -116,9 +112,7 @@ def combine_verdicts(verdicts: Sequence[str]) -> str:
         raise ValueError(f"unknown verdicts {sorted(unknown)}; valid: {', '.join(VERDICTS)}")
     if "fails" in verdicts:
         return "fails"
-    if all(v == "holds" for v in verdicts):
-        return "holds"
-    return "inconclusive"
+    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
 
 
 def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -179,12 +173,17 @@ def method_mean_correlation(
     mean_x = np.stack([x[i].mean(axis=1) for x, i in zip(xs, indices, strict=True)], axis=1)
     mean_y = np.stack([y[i].mean(axis=1) for y, i in zip(ys, indices, strict=True)], axis=1)
     values = correlation(mean_x, mean_y, method)
+    return _percentile_interval(estimate, values, len(groups), confidence)
+
+
+def _percentile_interval(estimate: float, values: np.ndarray, n: int, confidence: float):
+    """The bootstrap's percentile interval over its finite values (NaN when there are none)."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
-        return Interval(estimate, math.nan, math.nan, len(groups))
+        return Interval(estimate, math.nan, math.nan, n)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high), len(groups))
+    return Interval(estimate, float(low), float(high), n)
 
 
 @dataclass(frozen=True)
@@ -223,3 +222,177 @@ def trajectory_correlations(
         if math.isfinite(value):
             values.append(value)
     return TrajectorySummary(tuple(values))
+
+
+def seed_strata(runs: Mapping[str, Mapping[int, object]]) -> list[tuple[int, ...]]:
+    """Seeds grouped by the set of methods that ran them, ordered by their smallest seed: 5
+    seeds everywhere and 3 more for some methods give ``[(0, …, 4), (5, 6, 7)]``."""
+    owners: dict[int, frozenset[str]] = {}
+    for method, by_seed in runs.items():
+        for seed in by_seed:
+            owners[seed] = owners.get(seed, frozenset()) | {method}
+    strata: dict[frozenset[str], list[int]] = {}
+    for seed in sorted(owners):
+        strata.setdefault(owners[seed], []).append(seed)
+    return sorted((tuple(seeds) for seeds in strata.values()), key=lambda seeds: seeds[0])
+
+
+def joint_bootstrap_correlation(
+    runs: Mapping[str, Mapping[int, tuple[float, float]]],
+    method: str = "spearman",
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """Correlation of per-method means (x̄ₘ, ȳₘ) with a bootstrap that resamples **seeds jointly**.
+
+    ``runs``: method → seed → (x, y). Runs of one seed share its split, initialisation and
+    batches, so their errors are correlated; one draw of seeds is applied to every method
+    (Efron & Tibshirani 1993, ch. 6: resample the independent units and keep together what
+    hangs on one), unlike :func:`method_mean_correlation`, which breaks that link.
+
+    Unequal seed sets: seeds are split into strata by the methods that ran them
+    (:func:`seed_strata`: 0–4 run by all, 5–7 by those given 8 seeds); each stratum is resampled
+    with replacement to its size, jointly across the methods that have it, so every method keeps
+    its number of runs. Percentile interval; resamples with constant means (NaN) are dropped.
+    """
+    names = [m for m in runs if runs[m]]
+    if len(names) < 3:
+        raise ValueError(f"a correlation across methods needs at least 3 methods, got {len(names)}")
+    xy = {m: {s: np.asarray(v, dtype=float) for s, v in runs[m].items()} for m in names}
+    means = np.array([np.mean(list(xy[m].values()), axis=0) for m in names])
+    estimate = float(correlation(means[:, 0], means[:, 1], method))
+    strata = seed_strata(runs)
+    draws = bootstrap_indices([len(s) for s in strata], resamples, np.random.default_rng(seed))
+    sums = np.zeros((2, resamples, len(names)))
+    for stratum, drawn in zip(strata, draws, strict=True):
+        for j, m in enumerate(names):
+            if stratum[0] in xy[m]:
+                sums[:, :, j] += np.array([xy[m][s] for s in stratum]).T[:, drawn].sum(axis=2)
+    counts = np.array([len(xy[m]) for m in names])
+    values = correlation(sums[0] / counts, sums[1] / counts, method)
+    return _percentile_interval(estimate, values, len(names), confidence)
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """Observed statistic, its p-value, how many orderings it counted, and whether all."""
+
+    estimate: float
+    p_value: float
+    permutations: int
+    exact: bool
+
+
+EXACT_PERMUTATIONS = 40320  # 8!: up to 8 methods, every ordering is enumerated
+
+
+def permutation_correlation_test(
+    x: Sequence[float],
+    y: Sequence[float],
+    method: str = "spearman",
+    *,
+    alternative: str = "two-sided",
+    permutations: int = 9999,
+    seed: int = BOOTSTRAP_SEED,
+) -> PermutationTest:
+    """p-value of the correlation of method means x and y under "no relation": y (test
+    Recall@1 means) permuted across methods.
+
+    p = #{orderings at least as extreme} / n! when all n! are enumerated (n ≤ 8, identity
+    included), else (1 + #{B random ones at least as extreme}) / (1 + B) (Phipson & Smyth 2010).
+    "Extreme": |r*| ≥ |r| (two-sided), r* ≥ r ("greater") or r* ≤ r ("less"), ± 1e-12.
+
+    It treats methods as exchangeable, independent units. They are not: of 9 method means, 4 are
+    ρ-variants of 3 losses, sharing loss, miner and seeds with their base, so they sit near it
+    in both x and y and one family counts as 2–3 agreeing points. The p-value is optimistic (the
+    data hold closer to 5 independent loss families than 9 points): an upper bound on evidence.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ValueError("a permutation test needs equally many x and y values (at least 3)")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be two-sided, greater or less, got {alternative!r}")
+    observed = float(correlation(x, y, method))
+    n, rng = len(x), np.random.default_rng(seed)
+    exact = math.factorial(n) <= EXACT_PERMUTATIONS
+    orders = np.array(
+        list(itertools.permutations(range(n)))
+        if exact
+        else [rng.permutation(n) for _ in range(permutations)]
+    )
+    values = correlation(np.broadcast_to(x, orders.shape), y[orders], method)
+    if alternative == "two-sided":
+        values, observed_ = np.abs(values), abs(observed)
+    else:
+        values, observed_ = (values, observed) if alternative == "greater" else (-values, -observed)
+    count = int(np.count_nonzero(values >= observed_ - 1e-12))
+    p_value = count / len(orders) if exact else (1 + count) / (1 + len(orders))
+    return PermutationTest(observed, p_value, len(orders), exact)
+
+
+def paired_p_value(d: PairedDifference, direction: str, margin: float | None = None) -> float:
+    """p-value of a paired claim from t = d̄/(s/√n) with n − 1 degrees of freedom (NaN below 2).
+
+    "greater": H₀ μ ≤ 0, p = P(T ≥ t); "less": mirror; "two-sided": p = 2·P(T ≥ |t|) (as
+    ``scipy.stats.ttest_rel``); "equivalent": Schuirmann's TOST, p = max of the one-sided
+    p-values of μ ≤ −margin and μ ≥ +margin.
+    """
+    if direction not in (*DIRECTIONS, "two-sided"):
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)} or two-sided")
+    if direction == "equivalent" and (margin is None or margin <= 0):
+        raise ValueError(f"an equivalence claim needs a margin > 0, got {margin!r}")
+    if d.n < 2 or not math.isfinite(d.std) or d.std == 0:
+        return math.nan
+    scale, t, df = d.std / math.sqrt(d.n), stats.t, d.n - 1
+    if direction == "equivalent":  # H₀: μ ≤ −margin or μ ≥ +margin
+        above_low = t.sf((d.estimate + margin) / scale, df)
+        return float(max(above_low, t.cdf((d.estimate - margin) / scale, df)))
+    statistic = d.estimate / scale
+    if direction == "two-sided":
+        return float(2 * t.sf(abs(statistic), df))
+    return float(t.sf(statistic, df) if direction == "greater" else t.cdf(statistic, df))
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979, Scand. J. Statist. 6:65–70), in input order.
+
+    Sort p ascending: p̃₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1)·p₍ⱼ₎). Rejecting where p̃ ≤ α
+    keeps the family-wise error rate ≤ α under any dependence. It adjusts p-values, not interval
+    levels (Holm has no matching simultaneous intervals). NaN p-values stay NaN, outside m.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted, finite = np.full(p.shape, math.nan), np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def minimum_detectable_effect(
+    std: float, n: int, *, power: float = 0.8, alpha: float = 1 - CONFIDENCE
+) -> float:
+    """The smallest true mean paired difference δ a two-sided paired t-test at level α detects
+    with probability ``power``, given the differences' std s and n seeds.
+
+    With t_c = t_{1−α/2, n−1} and T' ~ noncentral t(n − 1, λ = δ√n/s), power(δ) = P(T' > t_c)
+    + P(T' < −t_c) (Cohen 1988, *Statistical Power Analysis*, ch. 2); δ solves power(δ) =
+    ``power`` (Brent), near (t_{1−α/2, n−1} + t_{power, n−1})·s/√n. NaN below 2 seeds.
+    """
+    if n < 2 or not math.isfinite(std) or std == 0:
+        return math.nan if n < 2 or not math.isfinite(std) else 0.0
+    df, critical = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def shortfall(effect: float) -> float:
+        shift = effect * math.sqrt(n) / std
+        return (
+            float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift)) - power
+        )
+
+    upper = std
+    while shortfall(upper) < 0:
+        upper *= 2
+    return float(brentq(shortfall, 0.0, upper, xtol=1e-12 * std))
