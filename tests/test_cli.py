@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from forked_cli import run_forked
 
 from dml_core.cli import main
 
+USER_ERRORS = {
+    "unknown loss": ["train", "--preset", "toy", "--loss", "nope", "--out", "x"],
+    "missing checkpoint": ["evaluate", "--checkpoint", "missing.safetensors"],
+    "unknown preset": ["train", "--preset", "nope"],
+    "usage error": ["train", "--epochs", "two", "--out", "x"],
+}
+"""Command lines that must end in one ``error:`` line, run in a scratch folder."""
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dml_core", *args], capture_output=True, text=True, timeout=300
-    )
+
+@pytest.fixture(scope="module")
+def user_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """``{"returncode", "stderr"}`` of each of :data:`USER_ERRORS`, each ``python -m dml_core``
+    in its own process, forked from one that imported the CLI once (``forked_cli.py``)."""
+    folder = tmp_path_factory.mktemp("user-errors")
+    results = run_forked([{"args": args, "cwd": str(folder)} for args in USER_ERRORS.values()])
+    return dict(zip(USER_ERRORS, results, strict=True)) | {"folder": folder}
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +76,16 @@ def test_report_groups_seeds_under_both_protocols(toy_runs: Path, tmp_path: Path
     assert len(csv_lines) == 1 + 2 * 2  # header + 2 groups × 2 protocols
 
 
-def test_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
-    result = run_cli("train", "--preset", "toy", "--loss", "nope", "--out", str(tmp_path / "x"))
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: unknown loss 'nope'; valid names:")
-    assert "Traceback" not in result.stderr
-    result = run_cli("evaluate", "--checkpoint", str(tmp_path / "missing.safetensors"))
-    assert result.returncode == 2 and "does not exist" in result.stderr
-    result = run_cli("train", "--preset", "nope")
-    assert result.returncode == 2 and "valid presets" in result.stderr
+def test_user_errors_are_one_line_not_a_traceback(user_errors: dict) -> None:
+    result = user_errors["unknown loss"]
+    assert result["returncode"] == 2
+    assert result["stderr"].startswith("error: unknown loss 'nope'; valid names:")
+    assert "Traceback" not in result["stderr"]
+    assert not (user_errors["folder"] / "x").exists()
+    result = user_errors["missing checkpoint"]
+    assert result["returncode"] == 2 and "does not exist" in result["stderr"]
+    result = user_errors["unknown preset"]
+    assert result["returncode"] == 2 and "valid presets" in result["stderr"]
 
 
 def test_miner_none_with_rho_says_what_is_wrong(
@@ -90,9 +101,9 @@ def test_miner_none_with_rho_says_what_is_wrong(
     assert not out.exists()
 
 
-def test_a_usage_error_is_one_line(tmp_path: Path) -> None:
-    result = run_cli("train", "--epochs", "two", "--out", str(tmp_path / "x"))
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+def test_a_usage_error_is_one_line(user_errors: dict) -> None:
+    result = user_errors["usage error"]
+    assert result["returncode"] == 2
+    assert result["stderr"].splitlines() == [
         "error: python -m dml_core train: argument --epochs: invalid int value: 'two'"
     ]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from forked_cli import run_forked
 
 from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import (
@@ -95,20 +96,8 @@ def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedP
 
 
 def _forked_cli(cases: list[dict]) -> list[dict]:
-    """``{"returncode", "stderr"}`` of ``python -m dml_core`` for each case (``args``, ``cwd``,
-    optional ``env``), each in its own process forked from one that imported the CLI once
-    (``forked_cli.py``), two at a time; what those imports print would reach every user, so it
-    must be nothing."""
-    forked = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("forked_cli.py"))],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=_environment(),
-    )
-    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
-    return json.loads(forked.stdout)
+    """:func:`forked_cli.run_forked` with one intra-op thread (:func:`_environment`)."""
+    return run_forked(cases, env=_environment())
 
 
 def _one_thread_run(config: dict, out: Path, *, resume: bool = False) -> Trainer:
