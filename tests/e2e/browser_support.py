@@ -1,8 +1,10 @@
 """What every browser test imports: Debian's headless Chromium, a real ``streamlit run`` of the app on a
-free port, and waits that follow the app's own state instead of fixed sleeps.
+free port, and waits that follow the app's own state instead of fixed sleeps. ``conftest.py`` starts
+one server and one browser for the session (``README.md`` beside this file says how a test uses
+them).
 
-The app runs with its settings pointed into the test's temporary folder (runs, projection cache,
-checkpoint folders), so the tests never touch ``runs/`` or the user's cache.
+The app runs with its settings pointed into a temporary folder (runs, projection cache, checkpoint
+folders), so the tests never touch ``runs/`` or the user's cache.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from app.server import running_app
 
@@ -34,11 +34,6 @@ SIZES = ((1400, 1000), (1024, 768))
 START_TIMEOUT = 90
 RUNNING_ICON = '[data-testid="stStatusWidgetRunningIcon"]'
 """Shown in the app's header while a script run is in progress."""
-
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-)
 
 
 @dataclass(frozen=True)
@@ -74,8 +69,10 @@ def serve_app(scratch: Path, **settings: str) -> Iterator[str]:
         "DML_EXPLORER_PROJECTION_CACHE": str(scratch / "projections"),
         **settings,
     }
+    log = scratch / "streamlit.log"
+    # The app writes nothing on its way out: 2 s to stop, then killed (not Python's slow shutdown).
     with running_app(
-        cwd=REPO_ROOT, env=env, log=scratch / "streamlit.log", timeout=START_TIMEOUT
+        cwd=REPO_ROOT, env=env, log=log, timeout=START_TIMEOUT, stop_grace=2
     ) as running:
         yield running.url
 
@@ -143,22 +140,6 @@ def screenshot_at_sizes(page, tmp_path: Path, name: str, anchor, sizes=SIZES) ->
         assert path.stat().st_size > 10_000, path
 
 
-@contextmanager
-def browser_page(folder: Path, width: int = 1400, height: int = 1000) -> Iterator:
-    """A page of a fresh headless Chromium at ``width`` × ``height``; a failure inside the block
-    leaves ``failure.png`` / ``failure.txt`` in ``folder`` (see :func:`keep_page_on_failure`)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            with keep_page_on_failure(page, folder):
-                yield page
-        finally:
-            browser.close()
-
-
 def save_failure(page, folder: Path) -> None:
     """The page's screenshot and text as ``failure.png`` / ``failure.txt`` in ``folder``."""
     try:
@@ -166,14 +147,3 @@ def save_failure(page, folder: Path) -> None:
         (folder / "failure.txt").write_text(page.locator("body").inner_text(timeout=5_000))
     except Exception:  # the page may be gone; the original error matters more
         pass
-
-
-@contextmanager
-def keep_page_on_failure(page, folder: Path) -> Iterator[None]:
-    """On an exception inside the block, keep the page's screenshot and text as
-    ``failure.png`` / ``failure.txt`` in ``folder`` (what a failed CI run leaves to look at)."""
-    try:
-        yield
-    except BaseException:
-        save_failure(page, folder)
-        raise
