@@ -35,5 +35,6 @@ PAGES = [
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/inspect.py", title="Inspect", icon=":material/search:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/study.py", title="Study", icon=":material/query_stats:", url_path="study"),
 ]
 st.navigation(PAGES).run()
