@@ -123,8 +123,8 @@ def _build_presets() -> dict[str, dict[str, Any]]:
         },
         # Fine-tuning as the paper fine-tunes ResNet50 (frozen BatchNorm, small learning rate,
         # loss-parameter rates relative to it), with 20 % of the train classes for validation,
-        # the study's stopping rule and selection on validation MAP@R; the epoch cap and
-        # evaluation interval match scripts/glyphs_study.py (regime "finetune").
+        # the study's stopping rule and selection on validation MAP@R; the epoch cap, evaluation
+        # interval and stopping rule match studies/glyphs-finetune.yaml (a test checks).
         "glyphs-finetune": {
             "dataset": "glyphs",
             "arch": "small_cnn",
@@ -136,7 +136,7 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "sampler": "class_random",
             "samples_per_class": 2,
             "batch_size": 112,
-            "epochs": 20,
+            "epochs": 40,
             "eval_every": 1,
             "optimizer": "adam",
             "lr": 1e-4,
@@ -146,6 +146,8 @@ def _build_presets() -> dict[str, dict[str, Any]]:
             "best_metric": "map@r",
             "early_stop": True,
             "early_stop_min_epochs": 8,
+            "early_stop_min_delta": 0.0076,
+            "early_stop_from_recovery": True,
             "rho_spectrum": "official",
         },
         # The paper's toy as published (its base run): every triplet of a random batch of 24,

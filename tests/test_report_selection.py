@@ -62,7 +62,7 @@ def test_the_report_fair_row_is_the_epoch_of_best_safetensors(tmp_path: Path) ->
 
 @pytest.mark.parametrize("study", ["glyphs-finetune", "glyphs-scratch"])
 def test_the_study_selects_what_the_trainer_would_have_for_every_shipped_run(study: str) -> None:
-    spec = load_spec(ROOT / f"studies/{study}.yaml")
+    spec = load_spec(ROOT / f"studies/first/{study}.yaml")
     runs = [r for group in load_runs(spec).values() for r in group]
     assert len(runs) == 45
     for run in runs:

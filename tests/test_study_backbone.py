@@ -30,7 +30,7 @@ def test_the_fine_tune_caveat_holds_seed_0_starts_with_the_pretraining_head(
 
     assert (
         "Seed 0 is not like the others"
-        in load_spec(ROOT / "studies/glyphs-finetune.yaml").page.caveat
+        in load_spec(ROOT / "studies/first/glyphs-finetune.yaml").page.caveat
     )
     with safe_open(str(GLYPHS_BACKBONE), "pt") as backbone:
         assert "--seed" not in backbone.metadata()["command"]  # the script's default: 0

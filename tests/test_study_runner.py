@@ -30,7 +30,7 @@ from dml_core.study.tasks import (
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "studies/toy.yaml"
-FINETUNE = ROOT / "studies/glyphs-finetune.yaml"
+FINETUNE = ROOT / "studies/first/glyphs-finetune.yaml"
 
 
 def test_shards_partition_the_tasks_seed_by_seed() -> None:
@@ -95,7 +95,8 @@ def test_summaries_and_commands_from_run_folders(tmp_path: Path) -> None:
     assert summary["stop"] == "converged" and summary["history"]["epoch"] == list(range(1, 9))
     assert summary["history"]["val/map@r"][-1] == 0.58
     assert summary["stopping_rule"] == {
-        "metric": "val/map@r", "min_epochs": 8, "last_fraction": 0.25, "min_delta": 0.0
+        "metric": "val/map@r", "min_epochs": 8, "last_fraction": 0.25, "min_delta": 0.0,
+        "from_recovery": False,
     }  # fmt: skip
     assert "val/nmi" not in summary["history"]  # only the kept metrics
     assert summary["pretrained_sha256"] == hashlib.sha256(b"weights").hexdigest()

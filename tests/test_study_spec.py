@@ -32,8 +32,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_glyphs_study_files_describe_todays_study() -> None:
-    finetune = load_spec(ROOT / "studies/glyphs-finetune.yaml")
-    scratch = load_spec(ROOT / "studies/glyphs-scratch.yaml")
+    finetune = load_spec(ROOT / "studies/first/glyphs-finetune.yaml")
+    scratch = load_spec(ROOT / "studies/first/glyphs-scratch.yaml")
     for spec, preset, cap, every, min_epochs in (
         (finetune, "glyphs-finetune", 20, 1, 8),
         (scratch, "glyphs", 40, 2, 20),

@@ -335,6 +335,8 @@ def test_glyphs_finetune_preset_agrees_with_the_study_and_names_a_missing_backbo
     assert values["eval_every"] == study.overrides["eval_every"]
     assert values["val_classes"] == study.overrides["val_classes"]
     assert values["early_stop"] and values["early_stop_min_epochs"] == study.stopping.min_epochs
+    assert values["early_stop_min_delta"] == study.stopping.min_delta
+    assert values["early_stop_from_recovery"] == study.stopping.from_recovery
     assert Path(values["pretrained"]).is_absolute() and values["frozen_bn"]
     TrainConfig.from_dict(values)  # a valid configuration
 

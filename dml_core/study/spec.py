@@ -70,6 +70,9 @@ class Comparisons:
     """train-split metric → the sign the paper reports ("negative" or "positive")."""
     context_metrics: tuple[str, ...] = ()
     paper_correlations: dict[str, float] = field(default_factory=dict)
+    sampling_error: float = 0.0
+    """Standard error of the selection metric (``bench/val_sampling_error.py``): a run at the cap
+    whose last-quarter gain exceeds it counts as not converged (0: no such rule)."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,7 @@ def _known(where: str, name: Any, methods: dict[str, Method]) -> str:
 
 def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
     allowed = ("target", "alike", "equivalence_margin", "rho_pairs", "extra_rho_pairs")
-    allowed += ("correlations", "context_metrics", "paper_correlations")
+    allowed += ("correlations", "context_metrics", "paper_correlations", "sampling_error")
     _check_keys("comparisons", values, allowed)
     correlations = values.get("correlations") or {}
     for metric, sign in correlations.items():
@@ -264,7 +267,17 @@ def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
         correlations=dict(correlations),
         context_metrics=tuple(values.get("context_metrics") or ()),
         paper_correlations=paper,
+        sampling_error=_non_negative(
+            "comparisons.sampling_error", values.get("sampling_error", 0.0)
+        ),
     )
+
+
+def _non_negative(where: str, value: Any) -> float:
+    number = _typed(*where.split("."), value, float)
+    if not math.isfinite(number) or number < 0:
+        raise StudyError(f"{where} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def _selection(metric: Any, base: dict[str, Any]) -> str:
