@@ -263,13 +263,12 @@ def curves_figure(view: StudyView) -> go.Figure:
             )
         )
     figure.update_layout(
-        height=430,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        height=470,
+        margin={"l": 50, "r": 10, "t": 40, "b": 110},
         title={"text": f"{view.selection} per evaluation (large marker: selected epoch)", "x": 0},
         xaxis_title="epoch",
         yaxis_title=view.selection,
-        legend={"orientation": "h", "y": -0.18},
-        clickmode="event+select",
+        legend={"orientation": "h", "y": -0.16, "yanchor": "top"},
     )
     return figure
 
@@ -291,10 +290,7 @@ def scatter_figure(e: Explanation) -> go.Figure:
             go.Scatter(
                 x=[xs.mean()],
                 y=[ys.mean()],
-                mode="markers+text",
-                text=[method],
-                textposition="top center",
-                textfont={"size": 10},
+                mode="markers",
                 marker={"size": 10, "color": colour},
                 error_x={"type": "data", "array": [xs.std(ddof=1) if spread else 0], "width": 0},
                 error_y={"type": "data", "array": [ys.std(ddof=1) if spread else 0], "width": 0},
@@ -324,9 +320,9 @@ def scatter_figure(e: Explanation) -> go.Figure:
         figure.update_xaxes(title_text=label(e.metric), row=1, col=col)
         figure.update_yaxes(title_text=label(e.target), row=1, col=col)
     figure.update_layout(
-        height=440,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
+        height=480,
+        margin={"l": 50, "r": 10, "t": 40, "b": 150},
+        legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
     )
     return figure
 

@@ -15,6 +15,11 @@ INSPECT_PATH = "inspect-path"  # Inspect's path field: set before switching, it 
 HANDLED = "study-opened-click"
 
 st.title("Study")
+# The study library's Markdown tables are wider than a 1024 px window: they scroll sideways.
+st.markdown(
+    "<style>.stMarkdown table{display:block;overflow-x:auto;font-size:0.86rem}</style>",
+    unsafe_allow_html=True,
+)
 sources = study_panels.discover_sources()
 if not sources:
     st.info("No study file under studies/ and no folder of runs under the runs folder.")
