@@ -48,8 +48,11 @@ def test_toy_lab_trains_and_shows_the_metrics_python_records(app: AppUnderTest, 
     assert page.locator(".stException").count() == 0
     # The page's defaults are ToySettings' (mode base, seed 0, 200 iterations): the same run,
     # recorded here, must give the numbers the page shows, to the digits it shows.
+    panel = page.locator(".st-key-toy-panel-base")
+    panel.locator('[data-testid="stMetric"]').nth(len(PANEL_METRICS) - 1).wait_for(timeout=30_000)
+    wait_until_idle(page)
     expected = record_toy(ToySettings()).result.metrics
-    shown = shown_metrics(page.locator(".st-key-toy-panel-base"))
+    shown = shown_metrics(panel)
     assert set(shown) == set(PANEL_METRICS), shown
     for label, key in PANEL_METRICS.items():
         digits = len(shown[label].split(".")[1])
