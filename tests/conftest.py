@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,3 +16,14 @@ def _isolated_cache(
 ) -> None:
     """Generated datasets (glyphs) are cached per test session, never in the user's home."""
     monkeypatch.setenv("DML_EXPLORER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's ``--dist loadgroup``: each test module runs in one worker, so its
+    module-scoped fixtures (test_faults' 14 faulted runs, test_cli's toy runs) are built once, and
+    every test of ``tests/e2e`` in one worker, so they share one app server (``e2e/conftest.py``)."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        path = Path(str(item.fspath))
+        group = "e2e" if path.is_relative_to(e2e) else path.stem
+        item.add_marker(pytest.mark.xdist_group(group))

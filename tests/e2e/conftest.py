@@ -19,17 +19,6 @@ from pathlib import Path
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, AppUnderTest, save_failure, serve_app
 
-E2E_GROUP = "e2e"
-"""The ``xdist_group`` of every test in this folder: under ``pytest -n``, they run in one worker,
-so one server and one browser serve them all."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(pytest.mark.xdist_group(E2E_GROUP))
-
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
