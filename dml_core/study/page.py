@@ -16,13 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dml_core.io import atomic_write_bytes
-from dml_core.study.claims import (
-    claim_alike,
-    claim_correlation,
-    claim_rho,
-    trajectory_table,
-    values_of,
-)
+from dml_core.study import claims, rules
+from dml_core.study.claims import trajectory_table, values_of
 from dml_core.study.figures import metric_title, write_csv, write_curves
 from dml_core.study.spec import StudySpec
 from dml_core.study.summaries import RunSummary, load_runs
@@ -175,10 +170,6 @@ def section(spec: StudySpec, by_method: Runs, figure_link: str | None = None) ->
     if finished == 0:
         return [*lines, ""]
     lines[-1] += kept_first_evaluation(spec, by_method)
-    claim1, claim1_lines = claim_alike(spec, by_method)
-    claim2, claim2_lines = claim_rho(spec, by_method)
-    claim3, claim3_lines = claim_correlation(spec, by_method)
-    margin = spec.comparisons.equivalence_margin
     return [
         *lines,
         "",
@@ -188,30 +179,7 @@ def section(spec: StudySpec, by_method: Runs, figure_link: str | None = None) ->
         "",
         "### Claims",
         "",
-        f"**Claim 1: methods perform alike under the fair protocol: {claim1}.** Paired by seed, "
-        f"for each pair of losses without ρ; a pair is alike when the 95 % interval of its "
-        f"difference lies within ±{margin}, different when it lies wholly outside, "
-        "else inconclusive. The claim holds when every pair is alike and fails when one pair "
-        "is different.",
-        "",
-        *claim1_lines,
-        "",
-        f"**Claim 2: ρ-regularization raises Recall@1 for triplet-family losses: {claim2}.** "
-        "Paired by seed (same data, initialisation and batches), t interval; a pair holds when "
-        "its interval lies above 0, fails when below, and is inconclusive when it contains 0. "
-        "The last column checks the mechanism: ρ-regularization is meant to flatten the train "
-        "spectrum, i.e. lower train ρ@2; where that interval does not lie below 0, a pair's "
-        "Recall@1 verdict does not test what the regularizer does to the spectrum.",
-        "",
-        *claim2_lines,
-        "",
-        f"**Claim 3: train-split ρ@2 and π_ratio correlate with test Recall@1 across methods: "
-        f"{claim3}.** Correlations of the per-method means (methods with ≥ 2 runs); 95 % "
-        "percentile bootstrap over seeds resampled within each method (4,000 resamples, fixed "
-        "seed). Holds when both Spearman intervals exclude 0 on the paper's side.",
-        "",
-        *claim3_lines,
-        "",
+        *claim_paragraphs(spec, by_method),
         "Within-run trajectories (another question: does the metric move with Recall@1 while "
         "one model trains?), over each run's evaluations:",
         "",
@@ -227,6 +195,42 @@ def section(spec: StudySpec, by_method: Runs, figure_link: str | None = None) ->
         *run_table(spec, by_method),
         "",
     ]
+
+
+CLAIM_TITLES = (
+    "Claim 1: methods perform alike under the fair protocol",
+    "Claim 2: ρ-regularization raises Recall@1 for triplet-family losses",
+    "Claim 3: train-split ρ@2 and π_ratio correlate with test Recall@1 across methods",
+)
+FIRST_RULES = (
+    "Paired by seed, for each pair of losses without ρ; a pair is alike when the 95 % interval of "
+    "its difference lies within ±{margin}, different when it lies wholly outside, else "
+    "inconclusive. The claim holds when every pair is alike and fails when one pair is different.",
+    "Paired by seed (same data, initialisation and batches), t interval; a pair holds when its "
+    "interval lies above 0, fails when below, and is inconclusive when it contains 0. The last "
+    "column checks the mechanism: ρ-regularization is meant to flatten the train spectrum, i.e. "
+    "lower train ρ@2; where that interval does not lie below 0, a pair's Recall@1 verdict does "
+    "not test what the regularizer does to the spectrum.",
+    "Correlations of the per-method means (methods with ≥ 2 runs); 95 % percentile bootstrap "
+    "over seeds resampled within each method (4,000 resamples, fixed seed). Holds when both "
+    "Spearman intervals exclude 0 on the paper's side.",
+)
+"""The rules of the first glyphs study (``comparisons.rules: 1``), as its page printed them."""
+
+
+def claim_paragraphs(spec: StudySpec, by_method: Runs) -> list[str]:
+    """Each claim: its verdict, the rule it follows from (written out) and its table."""
+    module, texts = (
+        (claims, FIRST_RULES) if spec.comparisons.rules == 1 else (rules, rules.CLAIM_RULES)
+    )
+    results = (module.claim_alike, module.claim_rho, module.claim_correlation)
+    values = {"margin": spec.comparisons.equivalence_margin}
+    values["error"] = f"{spec.comparisons.sampling_error:g}"
+    lines: list[str] = []
+    for title, text, claim in zip(CLAIM_TITLES, texts, results, strict=True):
+        verdict, table = claim(spec, by_method)
+        lines += [f"**{title}: {verdict}.** {text.format(**values)}", "", *table, ""]
+    return lines
 
 
 def _fraction(spec: StudySpec) -> str:

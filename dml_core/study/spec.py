@@ -71,6 +71,8 @@ class Comparisons:
     context_metrics: tuple[str, ...] = ()
     paper_correlations: dict[str, float] = field(default_factory=dict)
     sampling_error: float = 0.0
+    rules: int = 2
+    """Verdict rules: 2 (``rules.py``, the default) or 1 (``claims.py``, the first glyphs study)."""
     """Standard error of the selection metric (``bench/val_sampling_error.py``): a run at the cap
     whose last-quarter gain exceeds it counts as not converged (0: no such rule)."""
 
@@ -244,7 +246,7 @@ def _known(where: str, name: Any, methods: dict[str, Method]) -> str:
 
 def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
     allowed = ("target", "alike", "equivalence_margin", "rho_pairs", "extra_rho_pairs")
-    allowed += ("correlations", "context_metrics", "paper_correlations", "sampling_error")
+    allowed += ("correlations", "context_metrics", "paper_correlations", "sampling_error", "rules")
     _check_keys("comparisons", values, allowed)
     correlations = values.get("correlations") or {}
     for metric, sign in correlations.items():
@@ -267,16 +269,15 @@ def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
         correlations=dict(correlations),
         context_metrics=tuple(values.get("context_metrics") or ()),
         paper_correlations=paper,
-        sampling_error=_non_negative(
-            "comparisons.sampling_error", values.get("sampling_error", 0.0)
-        ),
+        sampling_error=_non_negative("sampling_error", values.get("sampling_error", 0.0)),
+        rules=_typed("comparisons", "rules", values.get("rules", 2), int),
     )
 
 
-def _non_negative(where: str, value: Any) -> float:
-    number = _typed(*where.split("."), value, float)
+def _non_negative(key: str, value: Any) -> float:
+    number = _typed("comparisons", key, value, float)
     if not math.isfinite(number) or number < 0:
-        raise StudyError(f"{where} must be a finite number >= 0, got {value!r}")
+        raise StudyError(f"comparisons.{key} must be a finite number >= 0, got {value!r}")
     return number
 
 
@@ -389,4 +390,6 @@ def _load(path: Path) -> StudySpec:
             raise StudyError(f"methods.{method}: {str(error).splitlines()[0]}") from None
     if not math.isfinite(spec.stopping.min_delta) or spec.stopping.min_delta < 0:
         raise StudyError(f"stopping.min_delta must be >= 0, got {spec.stopping.min_delta}")
+    if spec.comparisons.rules not in (1, 2):
+        raise StudyError(f"comparisons.rules must be 1 or 2, got {spec.comparisons.rules}")
     return spec
