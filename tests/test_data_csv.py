@@ -8,13 +8,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
+from app.analysis import analyse_split, random_queries
+from app.sources import opened_from_evaluation
 from dml_core.cli import main
 from dml_core.data import build_dataset
+from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.evaluation import embed_checkpoint
+from dml_core.engine.stored_evaluation import read_evaluation
+from dml_core.interop import read_embeddings
 from dml_core.metrics import retrieval_metrics
 
 COLUMNS = [
@@ -103,31 +109,78 @@ def test_bad_rows_are_one_line(tmp_path: Path, change: dict, message: str) -> No
         build_dataset("csv", table, "test")
 
 
-@pytest.mark.slow
-def test_trains_one_epoch_and_evaluates_with_query_gallery(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    table = write_oml(tmp_path)
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One epoch on the tiny OML tree; the run folder (its checkpoints store their evaluation)."""
+    folder = tmp_path_factory.mktemp("oml")
+    table = write_oml(folder)
+    out = folder / "run"
     argv = ["train", "--dataset", "csv", "--data-root", str(table), "--arch", "small_cnn"]
     argv += ["--pretrained", "none", "--image-size", "16", "--epochs", "1", "--batch-size", "6"]
     argv += ["--eval-ks", "1", "2", "--out", str(out), "--no-progress", "--device", "cpu"]
     assert main(argv) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_trains_one_epoch_and_evaluates_with_query_gallery(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     capsys.readouterr()
-    assert main(["evaluate", "--checkpoint", str(out / "last.safetensors")]) == 0
+    assert main(["evaluate", "--checkpoint", str(trained_run / "last.safetensors")]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["test/num_queries"] == 6 and metrics["test/num_gallery"] == 6
-    embedded = embed_checkpoint(out / "last.safetensors", "test", device="cpu")
+    embedded = embed_checkpoint(trained_run / "last.safetensors", "test", device="cpu")
+    np.testing.assert_array_equal(embedded.is_query, embedded.dataset.is_query[embedded.indices])
     expected = retrieval_metrics(
         embedded.embeddings,
         np.asarray(embedded.labels),
         ks=(1, 2),
-        is_query=embedded.dataset.is_query,
-        is_gallery=embedded.dataset.is_gallery,
+        is_query=np.array([True, False] * 6),  # write_oml: every other validation item
+        is_gallery=np.array([False, True] * 6),
     )
     for key in ("recall@1", "map@r", "num_lone_queries"):
         assert metrics[f"test/{key}"] == pytest.approx(expected[key]), key
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (trained_run / "events.jsonl").read_text().splitlines()]
     evaluation = next(e for e in events if e["kind"] == "eval")
     assert evaluation["metrics"]["test/num_queries"] == 6  # the trainer's evaluation too
     assert torch.isfinite(embedded.embeddings).all()
+
+
+@pytest.mark.slow
+def test_stored_evaluation_app_and_export_follow_the_masks(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = trained_run / "last.safetensors"
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--splits", "test"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    stored = read_evaluation(checkpoint)  # written by the trainer at the end of the run
+    assert stored is not None
+    np.testing.assert_array_equal(stored.is_query, [True, False] * 6)
+    np.testing.assert_array_equal(stored.is_gallery, [False, True] * 6)
+    for key in ("recall@1", "recall@2", "map@r", "num_queries", "num_gallery"):
+        assert stored.metrics[f"test/{key}"] == pytest.approx(evaluated[f"test/{key}"], abs=1e-6)
+    # The app's per-query views: only the queries have neighbours and AP@R, from the gallery.
+    opened = opened_from_evaluation(stored, read_metadata(checkpoint)["config"])
+    np.testing.assert_array_equal(opened.is_query, stored.is_query)
+    metrics, report = analyse_split(
+        opened.embeddings, opened.labels, (1, 2), 8, opened.is_query, opened.is_gallery
+    )
+    assert metrics["num_queries"] == 6 and metrics["recall@1"] == pytest.approx(
+        stored.metrics["test/recall@1"],
+        abs=1e-3,  # float16 embeddings in the section
+    )
+    querying = report.neighbor_indices[:, 0] >= 0
+    np.testing.assert_array_equal(querying, stored.is_query)
+    np.testing.assert_array_equal(np.isfinite(report.average_precision_at_r), stored.is_query)
+    assert stored.is_gallery[report.neighbor_indices[querying]].all()
+    assert set(random_queries(12, 4, 0, np.flatnonzero(querying))) <= set(np.flatnonzero(querying))
+    # An export writes the masks as columns and reads back with them; AP@R only on queries.
+    for fmt, name in (("csv", "embeddings.csv"), ("parquet", "embeddings.parquet")):
+        assert main(["export", str(checkpoint), "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
+        record = read_embeddings(tmp_path / fmt / name)
+        np.testing.assert_array_equal(record.is_query, stored.is_query)
+        np.testing.assert_array_equal(record.is_gallery, stored.is_gallery)
+    table = pd.read_csv(tmp_path / "csv" / "embeddings.csv")
+    assert table["ap_at_r"].notna().tolist() == stored.is_query.tolist()

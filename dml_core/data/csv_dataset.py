@@ -130,6 +130,11 @@ class CsvDataset(ImageFileDataset):
             self.is_gallery = np.array([flags[i][1] for i in kept], dtype=bool)
         self.image_transform, self.transform = self.transform, self._crop
 
+    def query_gallery(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(is_query, is_gallery)`` per item (the test split of a file with those columns),
+        else None: every item is both (leave-one-out)."""
+        return None if self.is_query is None else (self.is_query, self.is_gallery)
+
     @staticmethod
     def _oml_names(split: str) -> list[str]:
         return [name for name, ours in OML_SPLITS.items() if split in ours]

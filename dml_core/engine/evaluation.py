@@ -129,26 +129,20 @@ def compute_embeddings(
     if len(kept) < len(embeddings):
         embeddings = embeddings[torch.as_tensor(kept, device=embeddings.device)]
     labels = np.asarray(dataset.labels)[kept]
-    if getattr(dataset, "is_query", None) is not None:
-        labels = ProtocolLabels.of(labels, dataset.is_query[kept], dataset.is_gallery[kept])
     return (embeddings, labels, kept) if return_indices else (embeddings, labels)
 
 
-class ProtocolLabels(np.ndarray):
-    """A split's labels with its query/gallery masks (the ``csv`` dataset's test split), so they
-    travel from ``compute_embeddings`` to ``split_metrics`` through callers that pass labels on
-    as they are (the trainer's ``RunEvaluator``). Slices and copies are plain: the masks belong
-    to this exact array."""
-
-    is_query: np.ndarray | None = None
-    is_gallery: np.ndarray | None = None
-
-    @classmethod
-    def of(cls, labels: np.ndarray, is_query: np.ndarray, is_gallery: np.ndarray) -> ProtocolLabels:
-        tagged = np.asarray(labels).view(cls)
-        tagged.is_query = np.asarray(is_query, dtype=bool)
-        tagged.is_gallery = np.asarray(is_gallery, dtype=bool)
-        return tagged
+def query_gallery(dataset: Any, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(is_query, is_gallery)`` of the items at ``rows`` (dataset indices, as
+    ``compute_embeddings`` returns them) from ``dataset.query_gallery()`` (the ``csv`` dataset's
+    test split); ``(None, None)`` when the dataset has none: every item is both, leave-one-out."""
+    method = getattr(dataset, "query_gallery", None)
+    masks = method() if callable(method) else None
+    if masks is None:
+        return None, None
+    rows = np.asarray(rows, dtype=np.int64)
+    is_query, is_gallery = masks
+    return np.asarray(is_query, dtype=bool)[rows], np.asarray(is_gallery, dtype=bool)[rows]
 
 
 def recall_at_ks(embeddings: torch.Tensor, labels: np.ndarray, ks: list[int]) -> dict[str, float]:
@@ -178,14 +172,9 @@ def split_metrics(
 ) -> dict[str, float]:
     """``{"<split>/<metric>": value}``: all retrieval metrics, except only Recall@k on the train
     split (``recall_at_ks``); embedding-space metrics always (ρ@k on ``rho_spectrum``).
-    ``is_query``/``is_gallery`` (default: those ``ProtocolLabels`` carry, else every item is
-    both): the query/gallery protocol of the retrieval metrics."""
+    ``is_query``/``is_gallery`` (``query_gallery``; None: every item is both): the
+    query/gallery protocol of the retrieval metrics."""
     metrics: dict[str, float] = {}
-    if is_query is None and is_gallery is None:
-        is_query, is_gallery = (
-            getattr(labels, "is_query", None),
-            getattr(labels, "is_gallery", None),
-        )
     labels = np.asarray(labels)
     if split == "train":
         metrics.update(recall_at_ks(embeddings, labels, ks))
@@ -245,6 +234,9 @@ class CheckpointEmbeddings:
     """Dataset index of each row (unreadable items are dropped, see ``compute_embeddings``)."""
     dataset: Any
     config: TrainConfig
+    is_query: np.ndarray | None = None
+    """Per row: a query (``query_gallery``); None with ``is_gallery``: every item is both."""
+    is_gallery: np.ndarray | None = None
 
 
 def embed_checkpoint(
@@ -273,7 +265,11 @@ def embed_checkpoint(
         amp=config.amp if amp is None else amp,
         return_indices=True,
     )
-    return CheckpointEmbeddings(embeddings, labels, np.asarray(indices), dataset, config)
+    indices = np.asarray(indices)
+    is_query, is_gallery = query_gallery(dataset, indices)
+    return CheckpointEmbeddings(
+        embeddings, labels, indices, dataset, config, is_query=is_query, is_gallery=is_gallery
+    )
 
 
 def evaluate_checkpoint(
@@ -299,6 +295,8 @@ def evaluate_checkpoint(
                 embedded.labels,
                 config.eval_ks,
                 rho_spectrum=config.rho_spectrum,
+                is_query=embedded.is_query,
+                is_gallery=embedded.is_gallery,
             )
         )
     return metrics

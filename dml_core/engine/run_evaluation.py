@@ -21,6 +21,7 @@ from dml_core.engine.evaluation import (
     SNAPSHOT_AUTO_LIMIT,
     CheckpointEmbeddings,
     compute_embeddings,
+    query_gallery,
     split_metrics,
     subsample_indices,
     write_snapshot,
@@ -72,23 +73,39 @@ class RunEvaluator:
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current model on test, eval_train (as ``train/…``) and val."""
         ks = self.config.eval_ks
-        test_embeddings, test_labels, test_rows = self.embed(self.test_set, return_indices=True)
         spectrum = self.config.rho_spectrum
-        metrics = split_metrics("test", test_embeddings, test_labels, ks, rho_spectrum=spectrum)
-        train_split = self.embed(self.eval_train_set)
-        metrics.update(split_metrics("train", *train_split, ks, rho_spectrum=spectrum))
+
+        def score(name: str, dataset: Any) -> tuple:
+            """Embed ``dataset`` and score it under its query/gallery masks (``query_gallery``)."""
+            embeddings, labels, rows = self.embed(dataset, return_indices=True)
+            is_query, is_gallery = query_gallery(dataset, rows)
+            protocol = {"is_query": is_query, "is_gallery": is_gallery}
+            metrics.update(
+                split_metrics(name, embeddings, labels, ks, rho_spectrum=spectrum, **protocol)
+            )
+            return embeddings, labels, rows
+
+        metrics: dict[str, float] = {}
+        self.last_test_embeddings = score("test", self.test_set)
+        score("train", self.eval_train_set)
         if self.val_set is not None:
-            val_split = self.embed(self.val_set)
-            metrics.update(split_metrics("val", *val_split, ks, rho_spectrum=spectrum))
-        self.last_test_embeddings = (test_embeddings, test_labels, test_rows)
+            score("val", self.val_set)
         return metrics
 
     def last_test_split(self) -> CheckpointEmbeddings:
         """The last evaluation's test embeddings as ``embed_checkpoint`` would give them for a
         checkpoint of the model at that moment (so the end of the run stores them as they are)."""
         embeddings, labels, rows = self.last_test_embeddings
+        rows = np.asarray(rows)
+        is_query, is_gallery = query_gallery(self.test_set, rows)
         return CheckpointEmbeddings(
-            embeddings, labels, np.asarray(rows), self.test_set, self.config
+            embeddings,
+            labels,
+            rows,
+            self.test_set,
+            self.config,
+            is_query=is_query,
+            is_gallery=is_gallery,
         )
 
     def write_snapshot(self, out_dir: Path | None, epoch: int) -> str | None:

@@ -3,9 +3,11 @@
 Stored inside the ``.safetensors`` file itself, beside the weights, so it travels with it: tensors
 ``evaluation.embeddings`` (N×d float16), ``evaluation.labels`` and ``evaluation.item_ids`` (N int64,
 the dataset index of each row), ``evaluation.pca`` and, when computed, ``evaluation.umap`` (N×2
-float32); the header key ``dml_explorer_evaluation`` holds one JSON document: ``section_version``,
-``split``, ``epoch``, ``class_names`` (indexed by label), ``metrics`` (``test/…``) and ``umap`` (the
-settings of the stored UMAP, or null). The weights and the checkpoint's own header are left as they
+float32), under the query/gallery protocol (the ``csv`` dataset) ``evaluation.is_query`` and
+``evaluation.is_gallery`` (N uint8, 0/1; absent: every item is both); the header key
+``dml_explorer_evaluation`` holds one JSON document: ``section_version``, ``split``, ``epoch``,
+``class_names`` (indexed by label), ``metrics`` (``test/…``, scored under those masks) and ``umap``
+(the settings of the stored UMAP, or null). The weights and the checkpoint's own header are left as they
 were. A checkpoint without the section opens as before; one whose section does not read back
 consistently raises :class:`StoredEvaluationError`, and readers compute the evaluation instead.
 """
@@ -89,6 +91,9 @@ class StoredEvaluation:
     umap: np.ndarray | None = None
     umap_settings: dict[str, Any] | None = None
     epoch: int | None = None
+    is_query: np.ndarray | None = None
+    """Per item: a query (bool); None with ``is_gallery``: every item is both (leave-one-out)."""
+    is_gallery: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -104,12 +109,23 @@ def build_evaluation(
     split: str = "test",
     epoch: int | None = None,
     umap: UmapSettings | None = INTERACTIVE,
+    is_query: np.ndarray | None = None,
+    is_gallery: np.ndarray | None = None,
 ) -> StoredEvaluation:
-    """Score (``split_metrics``), project (PCA; UMAP with ``umap`` unless None) and pack."""
+    """Score (``split_metrics``, under the ``is_query``/``is_gallery`` masks when given: the
+    query/gallery protocol), project (PCA; UMAP with ``umap`` unless None) and pack."""
     points = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
     labels = np.asarray(labels, dtype=np.int64)
-    valid_ks = [k for k in ks if k < len(labels)]
-    metrics = split_metrics(split, points, labels, valid_ks) if len(labels) > 1 else {}
+    masks = [None if m is None else np.asarray(m, dtype=bool) for m in (is_query, is_gallery)]
+    if any(
+        m is not None for m in masks
+    ):  # both stored, a missing one all True (as retrieval_metrics)
+        masks = [np.ones(len(labels), bool) if m is None else m for m in masks]
+    protocol = {"is_query": masks[0], "is_gallery": masks[1]}
+    searched = len(labels) if masks[1] is None else int(masks[1].sum())
+    valid_ks = [k for k in ks if k < searched]
+    scored = len(labels) > 1 and searched > 0
+    metrics = split_metrics(split, points, labels, valid_ks, **protocol) if scored else {}
     array = points.numpy()
     umap_layout = None
     if umap is not None and len(labels) >= MIN_UMAP_ITEMS:
@@ -125,6 +141,8 @@ def build_evaluation(
         umap=umap_layout,
         umap_settings=umap.to_dict() if umap_layout is not None and umap else None,
         epoch=epoch,
+        is_query=masks[0],
+        is_gallery=masks[1],
     )
 
 
@@ -170,6 +188,10 @@ def write_evaluation(
     tensors[PREFIX + "labels"] = torch.from_numpy(np.ascontiguousarray(evaluation.labels))
     tensors[PREFIX + "item_ids"] = torch.from_numpy(np.ascontiguousarray(evaluation.item_ids))
     tensors[PREFIX + "pca"] = torch.from_numpy(np.ascontiguousarray(evaluation.pca, np.float32))
+    for name in ("is_query", "is_gallery"):
+        mask = getattr(evaluation, name)
+        if mask is not None:
+            tensors[PREFIX + name] = torch.from_numpy(np.asarray(mask, dtype=np.uint8).copy())
     if evaluation.umap is not None:
         tensors[PREFIX + "umap"] = torch.from_numpy(
             np.ascontiguousarray(evaluation.umap, np.float32)
@@ -236,7 +258,7 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
     class_names = document.get("class_names")
     if embeddings.ndim != 2 or embeddings.shape[0] != count or count == 0:
         raise broken(f"has embeddings of shape {embeddings.shape} for {count} labels")
-    for name in ("item_ids", "pca", "umap"):
+    for name in ("item_ids", "pca", "umap", "is_query", "is_gallery"):
         if name in arrays and len(arrays[name]) != count:
             raise broken(f"has {len(arrays[name])} rows of {name} for {count} labels")
     for name in ("pca", "umap"):
@@ -244,6 +266,12 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
             arrays[name].shape != (count, 2) or not np.isfinite(arrays[name]).all()
         ):
             raise broken(f"has a {name} layout that is not {count}×2 finite coordinates")
+    if ("is_query" in arrays) != ("is_gallery" in arrays) or any(
+        not np.isin(arrays[name], (0, 1)).all()
+        for name in ("is_query", "is_gallery")
+        if name in arrays
+    ):
+        raise broken("has is_query/is_gallery that are not both there as 0/1 per item")
     if not np.isfinite(embeddings).all():
         raise broken("has non-finite embeddings")
     if not isinstance(class_names, list) or labels.min() < 0 or labels.max() >= len(class_names):
@@ -263,6 +291,8 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
         umap=arrays["umap"].astype(np.float32) if "umap" in arrays else None,
         umap_settings=document.get("umap") if "umap" in arrays else None,
         epoch=document.get("epoch"),
+        is_query=arrays["is_query"].astype(bool) if "is_query" in arrays else None,
+        is_gallery=arrays["is_gallery"].astype(bool) if "is_gallery" in arrays else None,
     )
 
 
@@ -282,6 +312,8 @@ def evaluation_of(
         split=split,
         epoch=read_metadata(path).get("epoch"),
         umap=umap,
+        is_query=embedded.is_query,
+        is_gallery=embedded.is_gallery,
     )
 
 

@@ -4,18 +4,22 @@
 embedding file (``read_embeddings``) and writes into ``out_dir``:
 
 - ``tensorboard``: ``tensors.tsv`` (N rows of d tab-separated values), ``metadata.tsv`` (a header
-  row, then one row per item: id, label, class_name, [split], [path], ap_at_r, hit_at_1),
+  row, then one row per item: id, label, class_name, [split], [masks], [path], ap_at_r, hit_at_1),
   ``projector_config.pbtxt``, and ``sprite.png`` (thumbnails in row-major order, at most
   8192 × 8192 pixels) when the items have images. ``tensorboard --logdir OUT_DIR`` shows it.
 - ``parquet`` (``embeddings.parquet``) / ``csv`` (``embeddings.csv``): one row per item with
-  ``id``, ``label``, ``class_name``, ``path``, [``split``], the embedding (parquet: a list column
-  ``embedding``; CSV: columns ``embedding_0 …``), ``pca_x``, ``pca_y``, ``ap_at_r``, ``hit_at_1``.
-  ``read_embeddings`` opens both again.
+  ``id``, ``label``, ``class_name``, ``path``, [``split``], [``is_query``, ``is_gallery``], the
+  embedding (parquet: a list column ``embedding``; CSV: columns ``embedding_0 …``), ``pca_x``,
+  ``pca_y``, ``ap_at_r``, ``hit_at_1``. ``read_embeddings`` opens both again.
 
-Per-query values come from the same leave-one-out kNN as the metrics (``retrieval_report``),
-within each item's split: ``ap_at_r`` is the query's AP@R, ``hit_at_1`` is 1 when its nearest
-other item shares its class; both are empty (NaN) for lone queries, which the metrics exclude.
-Their means over the non-empty rows are MAP@R and Recall@1.
+The ``is_query``/``is_gallery`` columns (True/False) are written when the items have those masks
+(the ``csv`` dataset's test split, an embedding file with them), in every format.
+
+Per-query values come from the same kNN as the metrics (``retrieval_report``: leave-one-out, or
+queries against the gallery under the masks), within each item's split: ``ap_at_r`` is the query's
+AP@R, ``hit_at_1`` is 1 when its nearest other item shares its class; both are empty (NaN) for lone
+queries, which the metrics exclude, and for items that are not queries. Their means over the
+non-empty rows are MAP@R and Recall@1.
 """
 
 from __future__ import annotations
@@ -84,7 +88,13 @@ def per_item_values(record: EmbeddingSet) -> PerItem:
         labels = record.labels[rows]
         if len(np.unique(labels)) < 2:
             continue  # no retrieval within a one-class split
-        report = retrieval_report(record.embeddings[rows], labels, ks=(1,), keep_neighbors=1)
+        protocol = {
+            name: None if getattr(record, name) is None else getattr(record, name)[rows]
+            for name in ("is_query", "is_gallery")
+        }
+        report = retrieval_report(
+            record.embeddings[rows], labels, ks=(1,), keep_neighbors=1, **protocol
+        )
         lone = np.isnan(report.average_precision_at_r)
         nearest = report.neighbor_indices[:, 0]
         hits = (labels[nearest] == labels).astype(np.float64)
@@ -172,7 +182,7 @@ def checkpoint_embeddings(
     from dml_core.config import TrainConfig
     from dml_core.data.splits import build_split
     from dml_core.engine.checkpoint import load_checkpoint
-    from dml_core.engine.evaluation import compute_embeddings, resolve_device
+    from dml_core.engine.evaluation import compute_embeddings, query_gallery, resolve_device
     from dml_core.interop.embeddings_file import make_embedding_set
 
     torch_device = resolve_device(device)
@@ -188,6 +198,7 @@ def checkpoint_embeddings(
         return_indices=True,
     )
     kept = np.asarray(kept)
+    is_query, is_gallery = query_gallery(dataset, kept)
     paths = [dataset.image_path(int(i)) or "" for i in kept]
     record = make_embedding_set(
         embeddings.float().cpu().numpy(),
@@ -196,6 +207,8 @@ def checkpoint_embeddings(
         ids=kept,
         paths=paths if any(paths) else None,
         split=split,
+        is_query=is_query,
+        is_gallery=is_gallery,
     )
 
     def thumbnail(index: int, size: int) -> Image.Image | None:
@@ -225,6 +238,9 @@ def _rows(record: EmbeddingSet) -> list[dict[str, object]]:
         }
         if record.split is not None:
             row["split"] = str(record.split[i])
+        for name in ("is_query", "is_gallery"):
+            if getattr(record, name) is not None:
+                row[name] = bool(getattr(record, name)[i])
         rows.append(row)
     return rows
 
