@@ -30,10 +30,26 @@ class RetrievalRow:
 
 
 def analyse_split(
-    embeddings: np.ndarray, labels: np.ndarray, ks: Sequence[int], keep_neighbors: int
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    ks: Sequence[int],
+    keep_neighbors: int,
+    is_query: np.ndarray | None = None,
+    is_gallery: np.ndarray | None = None,
 ) -> tuple[dict[str, float], RetrievalReport]:
-    """Retrieval metrics (leave-one-out), embedding-space metrics and per-query detail of a split."""
-    report = retrieval_report(embeddings, labels, ks=tuple(ks), keep_neighbors=keep_neighbors)
+    """Retrieval metrics, embedding-space metrics and per-query detail of a split: leave-one-out,
+    or queries against the gallery under ``is_query``/``is_gallery`` (the source's masks; the
+    other items then have no neighbours and a NaN AP@R, so the per-query views skip them)."""
+    protocol = {"is_query": is_query, "is_gallery": is_gallery}
+    if is_query is not None or is_gallery is not None:  # fewer items to retrieve: k ≤ available
+        query = np.ones(len(labels), bool) if is_query is None else np.asarray(is_query)
+        gallery = np.ones(len(labels), bool) if is_gallery is None else np.asarray(is_gallery)
+        available = int(gallery.sum()) - int((query & gallery).any())
+        ks = [k for k in ks if k <= available] or [1]
+        keep_neighbors = max(0, min(keep_neighbors, available))
+    report = retrieval_report(
+        embeddings, labels, ks=tuple(ks), keep_neighbors=keep_neighbors, **protocol
+    )
     metrics = {**report.metrics, **embedding_space_metrics(embeddings, labels)}
     return metrics, report
 
@@ -57,10 +73,18 @@ def retrieval_rows(
     return rows
 
 
-def random_queries(num_items: int, count: int, seed: int) -> list[int]:
-    """``count`` distinct query indices drawn with a fixed seed."""
+def random_queries(
+    num_items: int, count: int, seed: int, among: np.ndarray | None = None
+) -> list[int]:
+    """``count`` distinct query indices drawn with a fixed seed, from ``among`` when given (the
+    items that query under the query/gallery protocol), else from all ``num_items``."""
     rng = np.random.default_rng(seed)
-    return sorted(int(i) for i in rng.choice(num_items, size=min(count, num_items), replace=False))
+    if among is None:
+        return sorted(
+            int(i) for i in rng.choice(num_items, size=min(count, num_items), replace=False)
+        )
+    pool = np.asarray(among)
+    return sorted(int(i) for i in rng.choice(pool, size=min(count, len(pool)), replace=False))
 
 
 def metric_comparison(
@@ -148,6 +172,8 @@ EMBEDDING_SPACE_METRICS = ("pi_intra", "pi_inter", "pi_ratio", "uniformity")
 COUNT_LABELS = {
     "num_items": "items",
     "num_classes": "classes",
+    "num_queries": "queries",
+    "num_gallery": "gallery items",
     "num_lone_queries": "lone queries (class of one)",
     "num_truncated_queries": "truncated queries (class > max_k)",
     "neighbors_searched": "neighbours searched (k)",

@@ -76,6 +76,16 @@ class Opened:
         return self.record.labels
 
     @property
+    def is_query(self) -> np.ndarray | None:
+        """Per item: a query (the query/gallery protocol); None with ``is_gallery``: every item is
+        both (leave-one-out)."""
+        return self.record.is_query
+
+    @property
+    def is_gallery(self) -> np.ndarray | None:
+        return self.record.is_gallery
+
+    @property
     def class_names(self) -> list[str]:
         """The class names as displayed (:func:`app.analysis.display_names`)."""
         return display_names(self.record.class_names)
@@ -217,13 +227,15 @@ def open_split(source: Source, split: str = "test") -> Opened:
 
 def opened_from_evaluation(evaluation: StoredEvaluation, config: dict) -> Opened:
     """A checkpoint's stored (or cached) test evaluation as an :class:`Opened` split; ids are the
-    dataset indices of its items."""
+    dataset indices of its items; its query/gallery masks when it has them."""
     record = make_embedding_set(
         evaluation.embeddings.astype(np.float32),
         evaluation.labels,
         class_names=list(evaluation.class_names),
         ids=evaluation.item_ids,
         split=evaluation.split,
+        is_query=evaluation.is_query,
+        is_gallery=evaluation.is_gallery,
     )
     return Opened(
         record, evaluation.split, checkpoint_signature(config, evaluation.split), "checkpoint"
