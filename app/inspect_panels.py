@@ -252,7 +252,9 @@ def retrieval_explorer(
         queries = None
     if queries is not None:
         if not queries:
-            queries = analysis.random_queries(count, 4, int(seed))
+            querying = np.flatnonzero(report.neighbor_indices[:, :1].max(axis=1, initial=-1) >= 0)
+            among = None if len(querying) == count else querying  # the protocol's queries
+            queries = analysis.random_queries(count, 4, int(seed), among)
             st.caption(f"{len(queries)} random queries (seed {int(seed)}); type indices to pick.")
         rows = analysis.retrieval_rows(report, labels, queries, k)
         st.html(figures.retrieval_grid_html(rows, image_uri, name, item_class=item_class))
@@ -438,7 +440,8 @@ def inspect_sections(
     embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
     keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
     valid_ks = tuple(k for k in ks if k < len(labels))
-    metrics, report = panels.split_analysis(embeddings, labels, valid_ks, keep)
+    masks = (opened.is_query, opened.is_gallery)  # the query/gallery protocol, when it has one
+    metrics, report = panels.split_analysis(embeddings, labels, valid_ks, keep, *masks)
     st.subheader("Metrics")
     metrics_table({opened.split: metrics}, key=f"{key}-metrics")
     st.subheader("Singular-value spectrum")
@@ -456,7 +459,8 @@ def inspect_sections(
     selection_details(selected, embeddings, labels, class_names, image_uri, key=f"{key}-projection")
     st.subheader(f"Per-class density ({opened.split})")
     panels.density_panel(embeddings, labels, class_names, key=key)
-    st.subheader(f"Retrieval ({opened.split}, leave-one-out)")
+    protocol = "leave-one-out" if opened.is_query is None else "queries against the gallery"
+    st.subheader(f"Retrieval ({opened.split}, {protocol})")
     retrieval_explorer(report, embeddings, labels, class_names, image_uri, key=f"{key}-retrieval")
     st.subheader("Confused classes")
     confusion_panel(report, labels, class_names, image_uri, key=f"{key}-confusion")

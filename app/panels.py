@@ -33,9 +33,14 @@ def checkpoint_metadata(path: str, mtime_ns: int) -> dict[str, Any]:
 
 @st.cache_data(show_spinner="Scoring retrieval…", max_entries=16)
 def split_analysis(
-    embeddings: np.ndarray, labels: np.ndarray, ks: tuple[int, ...], keep: int
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    ks: tuple[int, ...],
+    keep: int,
+    is_query: np.ndarray | None = None,
+    is_gallery: np.ndarray | None = None,
 ) -> tuple[dict[str, float], analysis.RetrievalReport]:
-    return analysis.analyse_split(embeddings, labels, ks, keep)
+    return analysis.analyse_split(embeddings, labels, ks, keep, is_query, is_gallery)
 
 
 def file_version(path: Path) -> tuple[str, int]:
