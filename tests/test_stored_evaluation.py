@@ -21,6 +21,7 @@ from dml_core.engine.evaluation import embed_checkpoint
 from dml_core.engine.stored_evaluation import (
     SECTION_KEY,
     StoredEvaluationError,
+    build_evaluation,
     evaluate_and_store,
     has_evaluation,
     open_evaluation,
@@ -28,6 +29,7 @@ from dml_core.engine.stored_evaluation import (
     write_evaluation,
 )
 from dml_core.engine.trainer import Trainer
+from dml_core.metrics import retrieval_metrics
 from dml_core.presets import preset
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "checkpoint_v1_toy.safetensors"
@@ -123,6 +125,42 @@ def test_a_corrupt_section_is_one_error_and_open_falls_back_to_computing(
     assert note is not None and "stored evaluation section" in note
     np.testing.assert_array_equal(evaluation.embeddings, good.embeddings)
     assert evaluation.metrics == pytest.approx(good.metrics, nan_ok=True)
+
+
+def test_masks_score_the_section_and_round_trip(old_checkpoint: Path) -> None:
+    """Under is_query/is_gallery the stored metrics are the query/gallery ones and the masks
+    read back; a section with one mask, or a mask that is not 0/1, is refused."""
+    good = evaluate_and_store(old_checkpoint, device="cpu", umap=None)
+    rng = np.random.default_rng(0)
+    is_query = rng.random(len(good)) < 0.5
+    is_gallery = ~is_query
+    is_gallery[:5] = True  # items that are both
+    points = good.embeddings.astype(np.float32)
+    masked = build_evaluation(
+        points, good.labels, good.item_ids, good.class_names, ks=(1, 2), umap=None,
+        is_query=is_query, is_gallery=is_gallery,
+    )  # fmt: skip
+    expected = retrieval_metrics(
+        points, good.labels, ks=(1, 2), is_query=is_query, is_gallery=is_gallery
+    )
+    for key in ("recall@1", "recall@2", "map@r", "num_queries", "num_gallery"):
+        assert masked.metrics[f"test/{key}"] == pytest.approx(expected[key]), key
+    assert masked.metrics["test/recall@1"] != pytest.approx(good.metrics["test/recall@1"])
+    write_evaluation(old_checkpoint, masked)
+    read = read_evaluation(old_checkpoint)
+    np.testing.assert_array_equal(read.is_query, is_query)
+    np.testing.assert_array_equal(read.is_gallery, is_gallery)
+    assert read.metrics == masked.metrics
+    tensors = load_file(str(old_checkpoint))
+    with safe_open(str(old_checkpoint), framework="pt") as handle:
+        header = dict(handle.metadata())
+    for broken in (
+        {k: v for k, v in tensors.items() if k != "evaluation.is_gallery"},
+        {**tensors, "evaluation.is_query": torch.full((len(good),), 2, dtype=torch.uint8)},
+    ):
+        save_file(broken, str(old_checkpoint), metadata=header)
+        with pytest.raises(StoredEvaluationError, match="is_query/is_gallery"):
+            read_evaluation(old_checkpoint)
 
 
 def test_training_ends_with_the_section_in_best_and_last(tmp_path: Path) -> None:
