@@ -222,11 +222,13 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _project(args: argparse.Namespace) -> int:
     """The stored evaluation (docs/DESIGN.md §6) for each checkpoint; files that are not DML
-    Explorer checkpoints (a bare backbone) are skipped with one line each."""
+    Explorer checkpoints (a bare backbone) are skipped with one line each. One file, or every file
+    skipped: an error (status 2)."""
     from dml_core.engine.checkpoint import CheckpointError
     from dml_core.engine.projection import INTERACTIVE
     from dml_core.engine.stored_evaluation import evaluate_and_store
 
+    skipped = 0
     for checkpoint in args.checkpoints:
         try:
             stored = evaluate_and_store(
@@ -236,7 +238,10 @@ def _project(args: argparse.Namespace) -> int:
                 umap=None if args.no_umap else INTERACTIVE,
             )
         except CheckpointError as error:
+            if len(args.checkpoints) == 1:
+                raise
             print(f"skipped: {error}", file=sys.stderr)
+            skipped += 1
             continue
         summary = {
             "checkpoint": checkpoint,
@@ -245,6 +250,8 @@ def _project(args: argparse.Namespace) -> int:
             "test/recall@1": stored.metrics.get("test/recall@1"),
         }
         print(json.dumps(summary))
+    if skipped == len(args.checkpoints):
+        raise ValueError(f"every checkpoint was skipped ({skipped}); none was updated")
     return 0
 
 

@@ -134,8 +134,6 @@ class TrainConfig:
             problems.append(f"rho_spectrum must be full or official, got {self.rho_spectrum!r}")
         if self.early_stop_min_epochs < 0:
             problems.append(f"early_stop_min_epochs must be >= 0, got {self.early_stop_min_epochs}")
-        if self.early_stop_min_delta < 0:
-            problems.append(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}")
         if not 0 < self.early_stop_fraction < 1:
             problems.append(
                 f"early_stop_fraction must be in (0, 1), got {self.early_stop_fraction}"
@@ -151,10 +149,32 @@ class TrainConfig:
             problems.append(
                 f"best_metric must be one of {', '.join(selectable)}, got {self.best_metric!r}"
             )
+        problems += self._runtime_problems()
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             problems.append(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    def _runtime_problems(self) -> list[str]:
+        """Values only training itself would trip over, after the run folder exists (issue 27)."""
+        problems = []
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            problems.append(
+                f"max_steps_per_epoch must be at least 1, got {self.max_steps_per_epoch}"
+            )
+        if self.eval_batch_size < 1 or self.num_workers < 0:
+            problems.append("eval_batch_size must be at least 1 and num_workers at least 0")
+        if not 0 <= self.seed < 2**32:  # numpy's global seed takes 0 … 2³² − 1
+            problems.append(f"seed must be in 0 … {2**32 - 1}, got {self.seed}")
+        rates = {"lr": self.lr, "weight_decay": self.weight_decay, "momentum": self.momentum}
+        rates |= {"loss_lr": 0.0 if self.loss_lr is None else self.loss_lr}
+        rates |= {"early_stop_min_delta": self.early_stop_min_delta}
+        for name, value in rates.items():
+            if not 0 <= value < float("inf"):  # NaN fails too
+                problems.append(f"{name} must be a finite number >= 0, got {value}")
+        if not 0 < self.lr_gamma < float("inf"):
+            problems.append(f"lr_gamma must be a finite number > 0, got {self.lr_gamma}")
+        return problems
 
     def save(self, path: str | Path) -> None:
         from dml_core.io import atomic_write_json

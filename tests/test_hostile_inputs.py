@@ -374,3 +374,122 @@ def test_a_state_write_that_fails_leaves_no_pending_last(tmp_path: Path) -> None
     assert not (out / PENDING_LAST).exists()
     assert not (out / "last.safetensors").exists()
     assert not [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --- 6. contract nits: every option checked before the folder, every file message names it -----
+
+
+def _bad_embedding_files(folder: Path) -> dict[str, Path]:
+    """Files that once gave EOFError, BadZipFile, KeyError or numpy's allow_pickle advice."""
+    folder.mkdir()
+    files = {name: folder / name for name in ("empty.npz", "empty.npy", "labels.npy")}
+    files["empty.npz"].write_bytes(b"")
+    files["empty.npy"].write_bytes(b"")
+    np.save(files["labels.npy"], np.arange(4) % 2)
+    files["garbage.npz"] = folder / "garbage.npz"
+    files["garbage.npz"].write_bytes(np.random.default_rng(0).bytes(300))
+    files["zip-header.npz"] = folder / "zip-header.npz"
+    files["zip-header.npz"].write_bytes(b"PK\x03\x04 but no archive follows")
+    files["duplicate.csv"] = folder / "duplicate.csv"
+    files["duplicate.csv"].write_text("label,e0,e0\n0,0.1,0.2\n1,0.3,0.4\n0,0.5,0.6\n1,0.7,0.8\n")
+    files["big.npz"] = folder / "big.npz"
+    rng = np.random.default_rng(1)
+    embeddings = (rng.normal(size=(20, 8)) * 1e20).astype("float32")
+    np.savez(files["big.npz"], embeddings=embeddings, labels=np.repeat(np.arange(4), 5))
+    return files
+
+
+def test_file_messages_name_the_file_and_never_advise_pickles(tmp_path: Path) -> None:
+    from dml_core.interop import read_embeddings
+
+    files = _bad_embedding_files(tmp_path / "files")
+    expected = {
+        "empty.npz": "not a .npz archive (empty)",
+        "empty.npy": "not a readable .npy file (empty)",
+        "garbage.npz": "not a .npz archive",
+        "zip-header.npz": "not a .npz archive",
+        "duplicate.csv": "column names must be distinct",
+        "big.npz": "too large",
+    }
+    for name, fragment in expected.items():
+        labels = files["labels.npy"] if name.endswith(".npy") else None
+        with pytest.raises(ValueError) as error:
+            read_embeddings(files[name], labels)
+        message = str(error.value)
+        assert message.startswith(str(files[name])) and fragment in message, message
+        assert (
+            "\n" not in message and "allow_pickle" not in message and "pickle.load" not in message
+        )
+        if name == "big.npz":
+            assert isinstance(error.value, EmbeddingRangeError)
+    cases = [
+        ["evaluate", "--embeddings", str(files[name])] for name in expected if name != "empty.npy"
+    ]
+    cases.append(["evaluate", "--embeddings", str(files["empty.npy"])])
+    cases[-1] += ["--labels", str(files["labels.npy"])]
+    cases.append(["export", str(files["big.npz"]), "--format", "csv", "--out", str(tmp_path / "x")])
+    results = _forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
+    for args, result in zip(cases, results, strict=True):
+        _assert_one_line(result, args[2] if args[0] == "evaluate" else args[1])
+    assert not (tmp_path / "x").exists()
+
+
+def test_options_are_checked_before_the_run_folder_exists(tmp_path: Path) -> None:
+    """Issue 27 item 7: ``--max-steps-per-epoch -1`` wrote ``config.json`` and then failed, so the
+    corrected command was refused ("already holds a run"); a huge ``--seed`` said "Overflow when
+    unpacking long long". Now every option is checked first, and the corrected command runs."""
+    train = ["train", "--preset", "toy", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    bad = {
+        "max_steps_per_epoch": ["--max-steps-per-epoch", "-1"],
+        "seed": ["--seed", str(10**30)],
+        "eval_batch_size": ["--eval-batch-size", "0"],
+        "momentum": ["--momentum", "-1"],
+        "lr": ["--lr", "inf"],
+        "lr_gamma": ["--lr-gamma", "nan"],
+        "early_stop_min_delta": ["--early-stop-min-delta", "nan"],
+    }
+    cases = [
+        {"args": [*train, *flags, "--out", str(tmp_path / name)], "cwd": str(tmp_path)}
+        for name, flags in bad.items()
+    ]
+    for name, result in zip(bad, _forked_cli(cases), strict=True):
+        _assert_one_line(result, name)
+        assert not (tmp_path / name).exists()
+    corrected = [*train, "--max-steps-per-epoch", "2", "--out", str(tmp_path / "seed")]
+    corrected += ["--seed", str(2**32 - 1)]
+    [result] = _forked_cli([{"args": corrected, "cwd": str(tmp_path)}])
+    assert result["returncode"] == 0, result
+    assert read_metadata(tmp_path / "seed" / "last.safetensors")["config"]["seed"] == 2**32 - 1
+
+
+def test_project_fails_when_it_skipped_everything_and_import_keeps_its_source(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import save_file
+
+    weights = [tmp_path / "plain-a.safetensors", tmp_path / "plain-b.safetensors"]
+    for path in weights:
+        save_file({"backbone.0.weight": torch.zeros(4, 2)}, str(path))
+    source = tmp_path / "state.pth"
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8))
+    torch.save({"0.weight": model[0].weight.detach(), "fc.weight": torch.zeros(4, 8)}, source)
+    before = source.read_bytes()
+    zero = tmp_path / "zero.pth"  # 1 KB that once asked for 10⁷ × 2048 floats
+    torch.save({"fc.weight": torch.empty(10**7, 0)}, zero)
+    assert zero.stat().st_size < 4096
+    cases = [
+        ["project", str(weights[0]), "--device", "cpu"],
+        ["project", *map(str, weights), "--device", "cpu"],
+        ["import", str(source), "--out", str(source), "--arch", "mlp"],
+        ["import", str(zero), "--out", str(tmp_path / "zero.safetensors"), "--arch", "resnet50"],
+    ]
+    results = _forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
+    _assert_one_line(results[0], str(weights[0]))
+    lines = results[1]["stderr"].splitlines()
+    assert results[1]["returncode"] == 2 and len(lines) == 3, results[1]
+    assert all(lines[i].startswith("skipped: ") and str(weights[i]) in lines[i] for i in (0, 1))
+    assert lines[2].startswith("error: every checkpoint was skipped (2)")
+    _assert_one_line(results[2], str(source), "is the file being imported")
+    assert source.read_bytes() == before
+    _assert_one_line(results[3], str(zero), "(10000000, 0)", "65536")
+    assert not (tmp_path / "zero.safetensors").exists()

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import save_checkpoint
+from dml_core.engine.checkpoint import MAX_EMBED_DIM, save_checkpoint
 from dml_core.interop import pml
 from dml_core.interop.official import official_config, official_model_options
 from dml_core.interop.restricted_pickle import load_restricted, refuse_torchscript
@@ -304,6 +304,8 @@ def import_checkpoint(
     sources = [source] if isinstance(source, str | Path) else list(source)
     read, files = read_sources([Path(s) for s in sources], iteration)
     source = files[0] if len(files) == 1 else Path(sources[0])
+    if Path(out).exists() and any(Path(out).samefile(f) for f in files):
+        raise ValueError(f"{out} is the file being imported; write the import to another --out")
     shapes = {}
     for key, value in read.state.items():
         target = target_key(key)
@@ -324,12 +326,19 @@ def import_checkpoint(
             "a PML trunk is imported with its embedder: import TRUNK.pth EMBEDDER.pth"
         )
     embed_dim = head[0]
+    if not 1 <= embed_dim <= MAX_EMBED_DIM or head[1] < 1:  # bounds before the model is built
+        raise ValueError(
+            f"{source}: embedding layer of shape {head} (expected (d, features) with d in 1 to "
+            f"{MAX_EMBED_DIM} and features >= 1)"
+        )
     if read.opt is not None and read.opt.get("embed_dim") not in (None, embed_dim):
         raise ValueError(
             f"{source}: opt.embed_dim is {read.opt['embed_dim']} but last_linear gives {embed_dim}"
         )
     first_conv = shapes.get("backbone.0.weight")
     in_channels = first_conv[1] if options["arch"] == "small_cnn" and first_conv else 3
+    if not 1 <= in_channels <= 64:
+        raise ValueError(f"{source}: first layer takes {in_channels} channels (expected 1 to 64)")
     model = build_model(
         options["arch"],
         embed_dim,

@@ -24,6 +24,8 @@ Relative image paths are relative to the file's folder (``EmbeddingSet.image_pat
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ import numpy as np
 
 from dml_core.data.csv_dataset import parse_flag
 from dml_core.interop.tables import SHOWN, parse_text_labels, read_table
+from dml_core.metrics._inputs import EmbeddingRangeError, check_embeddings
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 SUFFIXES = (".npz", ".npy", ".parquet", ".csv")
@@ -189,18 +192,22 @@ def read_embeddings(path: str | Path, labels: str | Path | None = None) -> Embed
         if suffix == ".npy":
             return _read_npy(path, labels)
         return make_embedding_set(**read_table(path), source=path)
-    except ValueError as error:
+    except KeyError as error:  # pyarrow: 'Field "e0" exists 2 times in schema'
+        raise ValueError(f"{path}: column names must be distinct ({error.args[0]})") from None
+    except ValueError as error:  # one line that names the file; the range error keeps its type
         message = str(error)
-        raise ValueError(
-            message if message.startswith(str(path)) else f"{path}: {message}"
-        ) from None
+        kind = EmbeddingRangeError if isinstance(error, EmbeddingRangeError) else ValueError
+        raise kind(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def _read_npz(path: Path) -> EmbeddingSet:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"not a readable .npz archive ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        why = "empty" if path.stat().st_size == 0 else _reason(error)
+        raise ValueError(f"not a .npz archive ({why}); expected np.savez's zip of arrays") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError("holds a single .npy array, not a .npz archive of embeddings and labels")
     with archive:
         arrays = {name: _load_array(archive, name) for name in archive.files}
     missing = [name for name in ("embeddings", "labels") if name not in arrays]
@@ -226,11 +233,21 @@ def _read_npz(path: Path) -> EmbeddingSet:
 def _load_array(archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
     try:
         return archive[name]
-    except ValueError:
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise ValueError(f"array {name!r} cannot be read ({_reason(error)})") from None
         raise ValueError(
             f"array {name!r} holds Python objects (pickled), which are never loaded; "
             "store strings as a fixed-width unicode array (np.array(values, dtype=str))"
         ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"array {name!r} cannot be read ({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    """An error's first line; for a file that is no zip, never numpy's advice to load pickles."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return "not a zip file" if "allow_pickle" in text or "pickled" in text else text
 
 
 def _read_npy(path: Path, labels: str | Path | None) -> EmbeddingSet:
@@ -257,13 +274,18 @@ def _read_npy(path: Path, labels: str | Path | None) -> EmbeddingSet:
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError:
-        raise ValueError(
-            f"{path.name}: the {what} array holds Python objects (pickled), which are never loaded"
-        ) from None
-    except OSError as error:
-        raise ValueError(f"{path.name} is not a readable .npy file ({error})") from None
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        if str(error).startswith("Object arrays"):  # a real .npy of Python objects
+            raise ValueError(
+                f"{path.name}: the {what} array holds Python objects (pickled)"
+            ) from None
+        why = "empty" if path.stat().st_size == 0 else _reason(error)
+        raise ValueError(f"{path.name} is not a readable .npy file ({why})") from None
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise ValueError(f"{path.name} is a .npz archive, not a .npy array")
+    return loaded
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -288,7 +310,7 @@ def _check_matrix(embeddings: object) -> np.ndarray:
             f"{len(bad_rows)} embedding row(s) hold NaN or infinite values, e.g. rows "
             f"{bad_rows[:SHOWN].tolist()}"
         )
-    return np.ascontiguousarray(matrix, dtype=np.float32)
+    return check_embeddings(np.ascontiguousarray(matrix, dtype=np.float32))  # norm bound
 
 
 def _column(values: object, name: str, num_items: int) -> np.ndarray:
