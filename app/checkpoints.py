@@ -10,6 +10,7 @@ Paths are resolved (symlinks followed) before the check, so a link pointing outs
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 from dataclasses import dataclass
@@ -62,7 +63,10 @@ def resolve_under_roots(path: str | Path, folders: str = "checkpoint folders") -
     candidate = Path(path).expanduser()
     if not candidate.is_absolute():
         candidate = REPO_ROOT / candidate
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except RuntimeError:  # Python < 3.13 raises this for a symlink loop
+        raise OSError(errno.ELOOP, "a symlink loop", str(path)) from None
     roots = allowed_roots()
     if not any(resolved.is_relative_to(root) for root in roots):
         names = ", ".join(str(root) for root in roots)
@@ -139,7 +143,11 @@ def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[Checkpo
             try:
                 path = resolve_checkpoint(candidate)
                 problem = _header_problem(path)
-            except (CheckpointError, OSError):
+            except OSError as error:  # a loop is listed; a file gone meanwhile is not
+                if error.errno == errno.ELOOP:
+                    problems.setdefault(candidate, f"{_label(candidate, roots)}: a symlink loop")
+                continue
+            except CheckpointError:
                 continue
             if problem is None:
                 found.setdefault(path, CheckpointEntry(path, _label(path, roots)))

@@ -14,6 +14,7 @@ and labels. Per-item comparisons need equal signatures.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import zipfile
@@ -115,6 +116,8 @@ def _label(path: Path) -> str:
 
 
 _looks_readable: dict[Path, tuple[int, int, bool, str | None]] = {}
+MAX_CSV_HEADER = 1 << 20
+"""Characters of a CSV's first line a listing reads (its header; 2²⁰ holds 100,000 columns)."""
 
 
 def _looks_like_embeddings(path: Path) -> tuple[bool, str | None]:
@@ -141,7 +144,9 @@ def _looks_like_embeddings(path: Path) -> tuple[bool, str | None]:
             looks = "label" in pq.read_schema(path).names
         else:
             with open(path, encoding="utf-8", errors="replace") as handle:
-                header = handle.readline()
+                header = handle.readline(MAX_CSV_HEADER)  # a listing reads the header alone
+            if len(header) == MAX_CSV_HEADER and not header.endswith("\n"):
+                raise ValueError(f"no header line within its first {MAX_CSV_HEADER} characters")
             looks = "label" in [column.strip().strip('"') for column in header.split(",")]
     except Exception as error:  # an unreadable file is listed as such instead of breaking the page
         looks, problem = False, f"{type(error).__name__}: {error}"
@@ -168,7 +173,11 @@ def discover_embedding_files(*, unreadable: list[str] | None = None) -> list[Sou
                 if not candidate.is_file():
                     continue
                 looks, problem = _looks_like_embeddings(source.path)
-            except (UnsafeCheckpointError, OSError):
+            except OSError as error:  # a loop is listed; a file gone meanwhile is not
+                if error.errno == errno.ELOOP:
+                    problems.setdefault(candidate, f"{_label(candidate)}: a symlink loop")
+                continue
+            except UnsafeCheckpointError:
                 continue
             if looks:
                 found.setdefault(source.path, source)

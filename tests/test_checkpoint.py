@@ -21,7 +21,8 @@ from dml_core.models import build_model
 
 
 def metadata_for(model) -> dict:
-    return {"model": model.config(), "config": {}, "epoch": 3}
+    config = {"dataset": "toy_diagonal", "arch": "mlp", "embed_dim": 2}  # read_metadata checks it
+    return {"model": model.config(), "config": config, "epoch": 3}
 
 
 @pytest.fixture

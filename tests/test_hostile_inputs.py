@@ -493,3 +493,114 @@ def test_project_fails_when_it_skipped_everything_and_import_keeps_its_source(
     assert source.read_bytes() == before
     _assert_one_line(results[3], str(zero), "(10000000, 0)", "65536")
     assert not (tmp_path / "zero.safetensors").exists()
+
+
+# --- 7. checkpoints without a run's config, symlink loops, huge CSV headers in a listing ---------
+
+
+def _configless(folder: Path) -> dict[str, Path]:
+    """Checkpoints that pass the header check but once raised KeyError/TypeError on a page."""
+    from dml_core.config import TrainConfig
+    from dml_core.engine.checkpoint import save_checkpoint
+    from dml_core.models import build_model
+    from dml_core.presets import preset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig.from_dict({**preset("toy"), "device": "cpu"}).to_dict()
+    model = build_model("mlp", 2, pretrained=None, frozen_bn=False, normalize=True, in_channels=3)
+    base = {"kind": "last", "config": config, "model": model.config(), "history": []}
+    documents = {
+        "good": base,
+        "no-config": {k: v for k, v in base.items() if k != "config"},
+        "empty-config": {**base, "config": {}},
+        "eval-ks": {**base, "config": {**config, "eval_ks": "abc"}},
+        "history": {**base, "history": [{"epoch": 1, "test/recall@1": "high"}]},
+    }
+    return {
+        name: save_checkpoint(folder / f"{name}.safetensors", model, document)
+        for name, document in documents.items()
+    }
+
+
+def test_checkpoints_without_a_runs_config_are_unreadable_in_cli_and_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 2: no ``config``, an empty one, ``eval_ks="abc"`` and history rows of text
+    passed the header check and raised on the pages. One schema check in ``read_metadata`` (the
+    config as ``TrainConfig.from_dict`` takes it, history rows of numbers): the CLI says one line
+    naming the file, the app lists them as unreadable with that reason and opens the good one."""
+    from app.checkpoints import discover_checkpoints
+    from dml_core.engine.checkpoint import CheckpointError
+
+    root = tmp_path / "extra"
+    files = _configless(root)
+    reasons = {
+        "no-config": "has no training config",
+        "empty-config": "has no training config",
+        "eval-ks": "eval_ks must be a list of integers",
+        "history": "'test/recall@1' is 'high'",
+    }
+    for name, reason in reasons.items():
+        with pytest.raises(CheckpointError, match=reason) as error:
+            read_metadata(files[name])
+        assert str(error.value).startswith(str(files[name]))
+    read_metadata(files["good"])
+    cases = [["evaluate", "--checkpoint", str(files[name]), "--device", "cpu"] for name in reasons]
+    cases.append(["project", str(files["history"]), "--device", "cpu"])
+    results = _forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
+    for args, result in zip(cases, results, strict=True):
+        _assert_one_line(result, args[2] if args[0] == "evaluate" else args[1])
+    monkeypatch.setenv("DML_EXPLORER_CHECKPOINT_DIRS", str(root))
+    monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(tmp_path / "runs"))
+    unreadable: list[str] = []
+    found = [e.label for e in discover_checkpoints(unreadable=unreadable)]
+    assert "extra/good.safetensors" in found
+    mine = sorted(line for line in unreadable if line.startswith("extra/"))
+    assert [line.split(": ", 1)[0] for line in mine] == sorted(
+        f"extra/{name}.safetensors" for name in reasons
+    )
+    for line in mine:
+        name = line.split("/", 1)[1].split(".")[0]
+        assert reasons[name] in line, line
+
+
+def test_a_symlink_loop_or_a_huge_csv_does_not_break_a_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 items 2 and 3: a symlink loop in an allowed folder broke Inspect and Compare for
+    every file ("Symlink loop"); a 2 GB sparse ``.csv`` cost 13 s and +4.1 GB on every listing,
+    which needs its header alone. Now the loop is listed as unreadable, the others still open, and
+    the CSV's first 2²⁰ characters are all a listing reads."""
+    import resource
+
+    from app.sources import MAX_CSV_HEADER, discover_sources, resolve_source
+
+    root = tmp_path / "extra"
+    _configless(root)
+    good = _export_set(root, "good", 12)
+    (root / "loop-a.npz").symlink_to(root / "loop-b.npz")
+    (root / "loop-b.npz").symlink_to(root / "loop-a.npz")
+    (root / "loop.safetensors").symlink_to(root / "loop.safetensors")
+    (root / "again").symlink_to(root)  # a folder loop, never followed
+    sparse = root / "sparse.csv"
+    with open(sparse, "wb") as handle:
+        handle.truncate(2 * 1024**3)  # 2 GiB of NUL bytes, no newline, no blocks on disk
+    monkeypatch.setenv("DML_EXPLORER_CHECKPOINT_DIRS", str(root))
+    monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(tmp_path / "runs"))
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    unreadable: list[str] = []
+    found = [source.label for source in discover_sources(unreadable=unreadable)]
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert {"extra/good.safetensors", "extra/good.npz"} <= set(found)
+    assert not [label for label in found if "loop" in label or "again" in label]
+    mine = sorted(line for line in unreadable if line.startswith("extra/"))
+    assert "extra/loop-a.npz: a symlink loop" in mine
+    assert "extra/loop-b.npz: a symlink loop" in mine
+    assert "extra/loop.safetensors: a symlink loop" in mine
+    assert f"extra/sparse.csv: ValueError: no header line within its first {MAX_CSV_HEADER}" in (
+        " ".join(mine)
+    )
+    assert grown < 256 * 1024, f"a listing grew the peak RSS by {grown} KiB"
+    assert resolve_source(good).kind == "embeddings"
+    with pytest.raises(OSError, match="symlink loop"):
+        resolve_source(root / "loop-a.npz")

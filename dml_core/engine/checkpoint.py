@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dml_core import __version__
+from dml_core.engine.header_schema import document_problem, is_count
 from dml_core.io import atomic_write, fault_point, load_plain_torch_file
 
 FORMAT_VERSION = 1
@@ -33,7 +34,6 @@ STATE_FILE = "train_state.pt"
 LAST_FILE = "last.safetensors"
 PENDING_LAST = ".last.safetensors.next"
 """The new ``last`` while its pair is being committed (hidden: no reader lists it)."""
-MAX_EMBED_DIM = 65_536
 MAX_HEADER_BYTES = 100_000_000
 
 
@@ -140,15 +140,6 @@ def _parse_json(path: Path, data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _is_int(value: Any, low: int = 0, high: int | None = None) -> bool:
-    return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and value >= low
-        and (high is None or value <= high)
-    )
-
-
 def _check_header(path: Path, header: dict[str, Any]) -> int:
     """Every tensor entry has a dtype, a shape of sizes and ordered offsets; ``__metadata__`` maps
     strings to strings. Returns the end of the tensor data."""
@@ -166,10 +157,10 @@ def _check_header(path: Path, header: dict[str, Any]) -> int:
         if (
             not isinstance(entry.get("dtype") if isinstance(entry, dict) else None, str)
             or not isinstance(shape, list)
-            or not all(_is_int(n) for n in shape)
+            or not all(is_count(n) for n in shape)
             or not isinstance(offsets, list)
             or len(offsets) != 2
-            or not all(_is_int(n) for n in offsets)
+            or not all(is_count(n) for n in offsets)
             or offsets[0] > offsets[1]
         ):
             raise _refuse(path, f"has a malformed entry for tensor {name[:80]!r}")
@@ -178,33 +169,10 @@ def _check_header(path: Path, header: dict[str, Any]) -> int:
 
 
 def _check_document(path: Path, document: dict[str, Any]) -> None:
-    """The fields readers use have the types and bounds of docs/DESIGN.md §6."""
-    model = document.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("arch"), str):
-        raise _refuse(path, "has no model architecture in its metadata")
-    if not _is_int(model.get("embed_dim"), 1, MAX_EMBED_DIM):
-        raise _refuse(
-            path, f"has embed_dim {model.get('embed_dim')!r} (expected 1 to {MAX_EMBED_DIM})"
-        )
-    if "in_channels" in model and not _is_int(model["in_channels"], 1, 64):
-        raise _refuse(path, f"has in_channels {model['in_channels']!r} (expected 1 to 64)")
-    for key in ("normalize", "frozen_bn"):
-        if key in model and not isinstance(model[key], bool):
-            raise _refuse(path, f"has model.{key} {model[key]!r} (expected true or false)")
-    for key in ("epoch", "step"):  # null: unknown (an imported checkpoint)
-        if document.get(key) is not None and not _is_int(document[key]):
-            raise _refuse(path, f"has {key} {document[key]!r} (expected a count or null)")
-    for key, kind in (("config", dict), ("best", dict), ("dataset", dict), ("history", list)):
-        if key in document and not isinstance(document[key], kind):
-            raise _refuse(path, f"has a {key} that is not a JSON {kind.__name__}")
-    if not all(isinstance(row, dict) for row in document.get("history", [])):
-        raise _refuse(path, "has history rows that are not JSON objects")
-    classes = document.get("dataset", {}).get("classes", {})
-    if not isinstance(classes, dict) or not all(
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-        for names in classes.values()
-    ):
-        raise _refuse(path, "has dataset classes that are not lists of names")
+    """The fields readers use have the types and bounds of docs/DESIGN.md §6 (``header_schema``)."""
+    problem = document_problem(document)
+    if problem is not None:
+        raise _refuse(path, problem)
 
 
 def load_tensors(path: str | Path, prefix: str) -> dict[str, torch.Tensor]:
@@ -342,7 +310,7 @@ def read_train_state(path: str | Path) -> TrainState:
         raise CheckpointError(f"{path} is not a DML Explorer train state (fields missing)")
     counts = ("epoch", "batch_in_epoch", "step")
     if (
-        not all(_is_int(values[name]) for name in counts)
+        not all(is_count(values[name]) for name in counts)
         or not isinstance(values["optimizer"], dict)
         or not isinstance(values["scheduler"], dict)
         or not all(

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import MAX_EMBED_DIM, save_checkpoint
+from dml_core.engine.checkpoint import save_checkpoint
+from dml_core.engine.header_schema import MAX_EMBED_DIM
 from dml_core.interop import pml
 from dml_core.interop.official import official_config, official_model_options
 from dml_core.interop.restricted_pickle import load_restricted, refuse_torchscript
@@ -327,10 +328,8 @@ def import_checkpoint(
         )
     embed_dim = head[0]
     if not 1 <= embed_dim <= MAX_EMBED_DIM or head[1] < 1:  # bounds before the model is built
-        raise ValueError(
-            f"{source}: embedding layer of shape {head} (expected (d, features) with d in 1 to "
-            f"{MAX_EMBED_DIM} and features >= 1)"
-        )
+        bound = f"(expected (d, features), d in 1 to {MAX_EMBED_DIM}, features >= 1)"
+        raise ValueError(f"{source}: embedding layer of shape {head} {bound}")
     if read.opt is not None and read.opt.get("embed_dim") not in (None, embed_dim):
         raise ValueError(
             f"{source}: opt.embed_dim is {read.opt['embed_dim']} but last_linear gives {embed_dim}"
