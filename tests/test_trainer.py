@@ -219,9 +219,13 @@ PINNED_TOY_LOSSES = [
     0.036104049533605576, 0.03597355633974075, 0.03149592876434326, 0.027282534167170525,
     0.03003012016415596, 0.03393252193927765,
 ]  # fmt: skip
-PINNED_GLYPHS_LOSSES = [0.9586206674575806, 0.7927972078323364, 0.48276031017303467]
-"""With margin's β at an absolute ``loss_lr=5e-4`` instead of 50× the network's rate (issue 15)
-the second and third losses are 0.8365 and 0.5052."""
+PINNED_GLYPHS_LOSSES = [0.9586206674575806, 0.8423470258712769, 0.7828888893127441]
+"""Margin normalised by the triplets with an active term (the official form, the default)."""
+PINNED_GLYPHS_LOSSES_ACTIVE_TERMS = [0.9586206674575806, 0.7927972078323364, 0.48276031017303467]
+"""The same run with margin normalised by its active terms (``normalization=active_terms``, the
+default before issue 25): the pins of every earlier session, so nothing else moved. With margin's
+β at an absolute ``loss_lr=5e-4`` instead of 50× the network's rate (issue 15) its second and
+third losses are 0.8365 and 0.5052."""
 PINNED_TOLERANCE = 1e-4
 
 
@@ -251,6 +255,13 @@ def test_toy_preset_with_a_fixed_seed_gives_the_pinned_losses() -> None:
 def test_glyphs_run_with_a_fixed_seed_gives_the_pinned_losses() -> None:
     losses = _first_losses({**TINY_GLYPHS, "snapshots": "off"}, len(PINNED_GLYPHS_LOSSES))
     assert losses == pytest.approx(PINNED_GLYPHS_LOSSES, rel=PINNED_TOLERANCE)
+    old_form = {
+        **TINY_GLYPHS,
+        "snapshots": "off",
+        "loss_options": {"normalization": "active_terms"},
+    }
+    losses = _first_losses(old_form, len(PINNED_GLYPHS_LOSSES_ACTIVE_TERMS))
+    assert losses == pytest.approx(PINNED_GLYPHS_LOSSES_ACTIVE_TERMS, rel=PINNED_TOLERANCE)
 
 
 def test_loss_parameter_rates_are_relative_to_the_network_rate() -> None:
