@@ -276,3 +276,14 @@ def test_the_glyphs_page_regenerates_with_todays_numbers(tmp_path: Path) -> None
     before = (ROOT / "tests/fixtures/results-before-study-library.md").read_text()
     assert numbers(page) == numbers(before) and len(numbers(page)) > 1400
     assert numbers((ROOT / "docs/RESULTS-first-study.md").read_text()) == numbers(page)
+
+
+def test_the_corrected_glyphs_page_is_what_its_summaries_give() -> None:
+    """docs/RESULTS.md (the corrected study, runs landing over several sessions) holds exactly the
+    numbers ``study results`` computes from the committed summaries: none is typed by hand."""
+    corrected = [
+        load_spec(ROOT / f"studies/glyphs-{regime}.yaml") for regime in ("finetune", "scratch")
+    ]
+    page = results_page(corrected)
+    assert numbers((ROOT / "docs/RESULTS.md").read_text()) == numbers(page)
+    assert "runs finished" in page
