@@ -25,11 +25,16 @@ from dml_core.metrics._inputs import MAX_EMBEDDING_NORM, EmbeddingRangeError, ch
 pytestmark = pytest.mark.slow
 
 
-def _forked_cli(cases: list[dict]) -> list[dict]:
+def _forked_cli(cases: list[dict], parallel: int = 2) -> list[dict]:
     """``{"returncode", "stderr"}`` of ``python -m dml_core`` for each case (``args``, ``cwd``,
-    optional ``env``), each in its own forked process (``forked_cli.py``)."""
+    optional ``env``), each in its own forked process (``forked_cli.py``), ``parallel`` at a time."""
     forked = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("forked_cli.py"))],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("forked_cli.py")),
+            "--parallel",
+            str(parallel),
+        ],
         input=json.dumps(cases),
         capture_output=True,
         text=True,
@@ -244,7 +249,9 @@ def test_an_export_killed_mid_write_leaves_the_previous_export_whole(tmp_path: P
         }
         for kill in kills
     ]
-    for result in _forked_cli(cases):
+    # One after the other: an export removes the staging folders it finds beside its target,
+    # so a second export started meanwhile would remove the first one's live staging folder.
+    for result in _forked_cli(cases, parallel=1):
         assert result["returncode"] == -9, result  # killed, as intended
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert list(tmp_path.glob(".projector.*.staging"))  # what the kills left
