@@ -395,4 +395,6 @@ def minimum_detectable_effect(
     upper = std
     while shortfall(upper) < 0:
         upper *= 2
+    if math.isnan(shortfall(upper)):  # scipy's noncentral t gives NaN at 1 degree of freedom
+        return float((critical + stats.t.ppf(power, df)) * std / math.sqrt(n))
     return float(brentq(shortfall, 0.0, upper, xtol=1e-12 * std))

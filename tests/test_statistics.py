@@ -398,6 +398,9 @@ def test_minimum_detectable_effect_has_the_stated_power_by_simulation(std: float
 
 
 def test_minimum_detectable_effect_shrinks_with_seeds() -> None:
-    effects = [minimum_detectable_effect(0.01, n) for n in (3, 5, 8, 20)]
+    effects = [minimum_detectable_effect(0.01, n) for n in (2, 3, 5, 8, 20)]
     assert effects == sorted(effects, reverse=True)
     assert math.isnan(minimum_detectable_effect(0.01, 1))
+    # Two seeds (1 degree of freedom), where scipy's noncentral t gives NaN: the t approximation.
+    approximation = (stats.t.ppf(0.975, 1) + stats.t.ppf(0.8, 1)) * 0.01 / math.sqrt(2)
+    assert effects[0] == pytest.approx(approximation)
