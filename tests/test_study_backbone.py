@@ -10,17 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from dml_core.study import load_spec
+from dml_core.study import load_runs, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
+FIRST_FINETUNE = ROOT / "studies/first/glyphs-finetune.yaml"
 
 
 @pytest.mark.slow
-def test_the_fine_tune_caveat_holds_seed_0_starts_with_the_pretraining_head(
+def test_no_study_seed_starts_with_the_pretraining_head(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The page's caveat: the backbone was pretrained with the script's default seed 0, so a
-    fine-tune run of seed 0 (and only it) initialises its new head as the pretraining did."""
+    """The first study's confound, removed. Its backbone was pretrained with torch seed 0, so
+    fine-tune seed 0 initialised its new head exactly as the pretraining had (its page's caveat).
+    The shipped backbone records its seed in its header, outside every seed of the corrected
+    study, converged by the pretraining's rule; a fine-tune with the pretraining's own seed would
+    still start at the pretraining head, no study seed does."""
     from safetensors import safe_open
 
     from dml_core.config import TrainConfig
@@ -28,21 +32,23 @@ def test_the_fine_tune_caveat_holds_seed_0_starts_with_the_pretraining_head(
     from dml_core.models import build_model
     from dml_core.presets import GLYPHS_BACKBONE, preset
 
-    assert (
-        "Seed 0 is not like the others"
-        in load_spec(ROOT / "studies/first/glyphs-finetune.yaml").page.caveat
-    )
+    assert "Seed 0 is not like the others" in load_spec(FIRST_FINETUNE).page.caveat
     with safe_open(str(GLYPHS_BACKBONE), "pt") as backbone:
-        assert "--seed" not in backbone.metadata()["command"]  # the script's default: 0
+        metadata = backbone.metadata()
+    seed = int(metadata["seed"])
+    study = load_spec(ROOT / "studies/glyphs-finetune.yaml")
+    study_seeds = {s for method in study.methods.values() for s in method.seeds}
+    assert seed == pretrain.PRETRAIN_SEED and seed not in study_seeds
+    assert metadata["stop"] == "converged"
     values = preset("glyphs-finetune")
-    torch.manual_seed(0)  # as scripts/pretrain_glyphs_backbone.py does before building its model
+    torch.manual_seed(seed)  # as the pretraining script does before building its model
     pretraining_head = build_model("small_cnn", values["embed_dim"], in_channels=1).head.weight
     monkeypatch.setenv("DML_EXPLORER_CACHE", str(tmp_path))
-    for seed in (0, 1):
-        trainer = Trainer(TrainConfig.from_dict({**values, "device": "cpu", "seed": seed}))
+    for run_seed in (0, 1, seed):
+        trainer = Trainer(TrainConfig.from_dict({**values, "device": "cpu", "seed": run_seed}))
         head = trainer.model.state_dict()["head.weight"]
         trainer.close()
-        assert torch.equal(head, pretraining_head) == (seed == 0)
+        assert torch.equal(head, pretraining_head) == (run_seed == seed)
 
 
 def load_pretrain_module():
@@ -93,8 +99,21 @@ def test_tiny_pretraining_writes_a_backbone_that_build_model_loads(tmp_path: Pat
         stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     assert metadata["command"] == "python scripts/pretrain_glyphs_backbone.py " + " ".join(argv)
     assert json.loads(metadata["glyph_spec"])["seed"] == pretrain.PRETRAIN_GLYPH_SEED
+    assert metadata["seed"] == str(pretrain.PRETRAIN_SEED)
     assert len(json.loads(metadata["history"])) == 2
     model = build_model("small_cnn", 128, pretrained=str(out), frozen_bn=True, in_channels=1)
     loaded = model.backbone.state_dict()
     assert set(loaded) == set(stored)
     assert all(torch.equal(loaded[key], stored[key]) for key in stored)
+
+
+def test_the_first_study_backbone_is_kept_with_the_sha_its_summaries_record() -> None:
+    """The first study's fine-tune summaries name their backbone by SHA-256; that file is kept."""
+    import hashlib
+
+    shipped = ROOT / "checkpoints/glyphs-backbone-first-study.safetensors"
+    digest = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    runs = load_runs(load_spec(FIRST_FINETUNE))
+    assert {r.backbone for group in runs.values() for r in group} == {digest}
+    current = hashlib.sha256((ROOT / "checkpoints/glyphs-backbone.safetensors").read_bytes())
+    assert current.hexdigest() != digest
