@@ -145,8 +145,8 @@ def section(spec: StudySpec, by_method: Runs, figure_link: str | None = None) ->
         f"The `{spec.preset}` preset {spec.page.description}; the study "
         f"(`{os.path.basename(spec.path)}`) adds `{study_flags(spec)}` and stops a run when its "
         f"{selection} has set no new best over the last {_fraction(spec)} of its evaluations "
-        f"(after at least {spec.stopping.min_epochs} epochs), at the latest at epoch "
-        f"{spec.epochs}. Every value below is taken at the epoch of the best {selection}"
+        f"(after at least {spec.stopping.min_epochs} epochs{_rule_options(spec)}), at the latest "
+        f"at epoch {spec.epochs}. Every value below is taken at the epoch of the best {selection}"
         + (
             " (validation Recall@1 saturates near 0.95 on the 20 held-out classes, within its "
             "sampling error of ±0.008)."
@@ -231,6 +231,19 @@ def claim_paragraphs(spec: StudySpec, by_method: Runs) -> list[str]:
         verdict, table = claim(spec, by_method)
         lines += [f"**{title}: {verdict}.** {text.format(**values)}", "", *table, ""]
     return lines
+
+
+def _rule_options(spec: StudySpec) -> str:
+    """The rule's options in words ("" for the plain rule, so the first study's page is unchanged)."""
+    words = ""
+    if spec.stopping.min_delta > 0:
+        words += f"; a gain of at most {spec.stopping.min_delta:g} is no new best"
+    if spec.stopping.from_recovery:
+        words += (
+            "; counting only the evaluations from the first one above the run's first, so a dip "
+            "while a new head settles is no plateau"
+        )
+    return words
 
 
 def _fraction(spec: StudySpec) -> str:
