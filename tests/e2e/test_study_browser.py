@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import REPO_ROOT, AppUnderTest, screenshot_at_sizes, wait_until_idle
+from playwright.sync_api import expect
 
 GLYPHS_STUDY = "studies/first/glyphs-finetune.yaml"
 
@@ -107,6 +108,7 @@ def test_a_click_on_a_curve_opens_the_run_in_inspect(app: AppUnderTest, page) ->
     page.mouse.click(x, y)
     page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=90_000)
     field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
+    expect(field).not_to_have_value("", timeout=60_000)  # the page fills it as it opens
     opened = field.input_value()
     assert Path(opened).name == "best.safetensors"
     assert Path(opened).resolve().parent.parent == (study.parent / "runs").resolve()
