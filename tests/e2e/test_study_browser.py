@@ -52,6 +52,9 @@ def test_the_glyphs_study_shows_its_claims_and_the_explain_scatter(
     page.get_by_text("Claim 3").wait_for(timeout=60_000)
     plot_drawn(page, "over method means")
     print(f"warm open of the glyphs study: {time.monotonic() - started:.2f} s")  # not asserted
+    # The page streams in: the Explain section's last parts may land after the scatter.
+    page.get_by_text("Leave one method out").wait_for(timeout=30_000)
+    page.get_by_text("The paper's CUB200 value -0.80 lies").wait_for(timeout=30_000)
     assert page.locator(".stException").count() == 0
     for claim in ("Claim 1", "Claim 2", "Claim 3"):
         assert page.get_by_text(claim).count() >= 1
