@@ -81,6 +81,8 @@ def test_from_recovery_does_not_stop_a_run_in_its_first_dip() -> None:
     recovered = history([*[r["v"] for r in dip], 0.45, 0.47, 0.48, 0.48], "v")
     assert not should_stop(recovered[:11], "v", min_epochs=8, from_recovery=True)
     assert should_stop(recovered, "v", min_epochs=8, from_recovery=True)
+    # A first evaluation without a value is beaten by the first finite one.
+    assert should_stop(history([math.nan, 0.4, 0.5, 0.5, 0.5, 0.5]), from_recovery=True)
     # A run that improves at once drops only its first evaluation.
     rising = history([0.30, 0.40, 0.50, 0.49, 0.50, 0.48])
     assert should_stop(rising, from_recovery=True)

@@ -86,8 +86,11 @@ def recovered_history(
     if not values:
         return history
     direction = _METRIC_OF_DIRECTION[lower_is_better]
+    start = (
+        values[0] if math.isfinite(values[0]) else None
+    )  # a NaN start: any finite value beats it
     for index in range(1, len(values)):
-        if improves(direction, values[index], values[0]):
+        if improves(direction, values[index], start):
             return history[index:]
     return history[:0]
 
