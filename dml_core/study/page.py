@@ -162,7 +162,8 @@ def section(spec: StudySpec, by_method: Runs, figure_link: str | None = None) ->
         lines[-1] += (
             f" {total - finished} remain; continue them with "
             f"`python -m dml_core study run {spec.path.as_posix()}` (or in pieces, "
-            f"`--shard i/n` for i = 1…n), then `python -m dml_core study results`. Until "
+            f"`--shard i/n` for i = 1…n), then `python -m dml_core study results "
+            f"{spec.path.as_posix()}` (with the other study files of the page). Until "
             "every method has all its seeds the verdicts below are provisional: an "
             "interval over 2 or 3 seeds rests on 1 or 2 degrees of freedom, and a verdict may "
             "still change."
