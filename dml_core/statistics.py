@@ -173,10 +173,10 @@ def method_mean_correlation(
     mean_x = np.stack([x[i].mean(axis=1) for x, i in zip(xs, indices, strict=True)], axis=1)
     mean_y = np.stack([y[i].mean(axis=1) for y, i in zip(ys, indices, strict=True)], axis=1)
     values = correlation(mean_x, mean_y, method)
-    return _percentile_interval(estimate, values, len(groups), confidence)
+    return percentile_interval(estimate, values, len(groups), confidence)
 
 
-def _percentile_interval(estimate: float, values: np.ndarray, n: int, confidence: float):
+def percentile_interval(estimate: float, values: np.ndarray, n: int, confidence: float):
     """The bootstrap's percentile interval over its finite values (NaN when there are none)."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
@@ -272,7 +272,7 @@ def joint_bootstrap_correlation(
                 sums[:, :, j] += np.array([xy[m][s] for s in stratum]).T[:, drawn].sum(axis=2)
     counts = np.array([len(xy[m]) for m in names])
     values = correlation(sums[0] / counts, sums[1] / counts, method)
-    return _percentile_interval(estimate, values, len(names), confidence)
+    return percentile_interval(estimate, values, len(names), confidence)
 
 
 @dataclass(frozen=True)

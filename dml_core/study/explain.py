@@ -38,6 +38,7 @@ from dml_core.statistics import (
     bootstrap_indices,
     correlation,
     joint_bootstrap_correlation,
+    percentile_interval,
     permutation_correlation_test,
     seed_strata,
 )
@@ -166,12 +167,7 @@ def run_level_correlation(
         columns_x.append(picked[..., 0].reshape(resamples, -1))
         columns_y.append(picked[..., 1].reshape(resamples, -1))
     values = correlation(np.hstack(columns_x), np.hstack(columns_y), method)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return Interval(estimate, math.nan, math.nan, n)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high), n)
+    return percentile_interval(estimate, values, n, confidence)
 
 
 @dataclass(frozen=True)
