@@ -71,10 +71,10 @@ class Comparisons:
     context_metrics: tuple[str, ...] = ()
     paper_correlations: dict[str, float] = field(default_factory=dict)
     sampling_error: float = 0.0
-    rules: int = 2
-    """Verdict rules: 2 (``rules.py``, the default) or 1 (``claims.py``, the first glyphs study)."""
     """Standard error of the selection metric (``bench/val_sampling_error.py``): a run at the cap
     whose last-quarter gain exceeds it counts as not converged (0: no such rule)."""
+    rules: int = 2
+    """Verdict rules: 2 (``rules.py``, the default) or 1 (``claims.py``, the first glyphs study)."""
 
 
 @dataclass(frozen=True)
