@@ -6,10 +6,13 @@ the dataset index of each row), ``evaluation.pca`` and, when computed, ``evaluat
 float32), under the query/gallery protocol (the ``csv`` dataset) ``evaluation.is_query`` and
 ``evaluation.is_gallery`` (N uint8, 0/1; absent: every item is both); the header key
 ``dml_explorer_evaluation`` holds one JSON document: ``section_version``, ``split``, ``epoch``,
-``class_names`` (indexed by label), ``metrics`` (``test/…``, scored under those masks) and ``umap``
-(the settings of the stored UMAP, or null). The weights and the checkpoint's own header are left as they
-were. A checkpoint without the section opens as before; one whose section does not read back
-consistently raises :class:`StoredEvaluationError`, and readers compute the evaluation instead.
+``class_names`` (indexed by label), ``metrics`` (``test/…``, scored under those masks),
+``rho_spectrum`` (the spectrum ρ@k was computed on: the run's ``rho_spectrum``, so the section, the
+run's history and ``evaluate`` give one number) and ``umap`` (the settings of the stored UMAP, or
+null). The weights and the checkpoint's own header are left as they were. A checkpoint without the
+section opens as before; one whose section does not read back consistently, or holds ρ@k on another
+spectrum than its config names (sections written before ``rho_spectrum`` was recorded hold "full"),
+raises :class:`StoredEvaluationError`, and readers compute the evaluation instead.
 """
 
 from __future__ import annotations
@@ -27,13 +30,20 @@ import torch
 
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.evaluation import CheckpointEmbeddings, embed_checkpoint, split_metrics
+from dml_core.engine.fingerprint import (
+    EVALUATION_PREFIX,
+    Fingerprint,
+    checkpoint_fingerprint,
+    stat_key,
+    weights_digest,
+)
 from dml_core.engine.projection import INTERACTIVE, UmapSettings, pca_2d, umap_2d
 from dml_core.io import atomic_write, fault_point
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 SECTION_KEY = "dml_explorer_evaluation"
 SECTION_VERSION = 1
-PREFIX = "evaluation."
+PREFIX = EVALUATION_PREFIX
 MIN_UMAP_ITEMS = 10
 """Below this many items the section holds PCA only."""
 
@@ -45,35 +55,6 @@ class StoredEvaluationError(ValueError):
 class CheckpointChangedError(StoredEvaluationError):
     """The checkpoint was rewritten while its evaluation was computed: storing it would put one
     file's evaluation beside another's weights."""
-
-
-Fingerprint = tuple[int, int, int, str]
-"""(inode, size, mtime_ns, SHA-256 of the weights): a checkpoint as read."""
-
-
-def _weights_digest(tensors: Mapping[str, Any]) -> str:
-    """SHA-256 over every tensor but the evaluation section: name, dtype, shape, bytes, by name."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in sorted(n for n in tensors if not n.startswith(PREFIX)):
-        tensor = tensors[name]
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _stat_key(path: Path) -> tuple[int, int, int]:
-    stat = path.stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
-def checkpoint_fingerprint(path: str | Path) -> Fingerprint:
-    """The file's identity (inode, size, mtime_ns) and its weights' SHA-256, read now."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    return (*_stat_key(path), _weights_digest(load_file(str(path))))
 
 
 @dataclass(frozen=True)
@@ -94,6 +75,8 @@ class StoredEvaluation:
     is_query: np.ndarray | None = None
     """Per item: a query (bool); None with ``is_gallery``: every item is both (leave-one-out)."""
     is_gallery: np.ndarray | None = None
+    rho_spectrum: str = "full"
+    """The singular values ρ@k was computed on ("full" or "official", ``embedding_space_metrics``)."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -111,9 +94,11 @@ def build_evaluation(
     umap: UmapSettings | None = INTERACTIVE,
     is_query: np.ndarray | None = None,
     is_gallery: np.ndarray | None = None,
+    rho_spectrum: str = "full",
 ) -> StoredEvaluation:
-    """Score (``split_metrics``, under the ``is_query``/``is_gallery`` masks when given: the
-    query/gallery protocol), project (PCA; UMAP with ``umap`` unless None) and pack."""
+    """Score (``split_metrics``, ρ@k on ``rho_spectrum``, under the ``is_query``/``is_gallery``
+    masks when given: the query/gallery protocol), project (PCA; UMAP with ``umap`` unless None)
+    and pack."""
     points = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
     labels = np.asarray(labels, dtype=np.int64)
     masks = [None if m is None else np.asarray(m, dtype=bool) for m in (is_query, is_gallery)]
@@ -125,7 +110,11 @@ def build_evaluation(
     searched = len(labels) if masks[1] is None else int(masks[1].sum())
     valid_ks = [k for k in ks if k < searched]
     scored = len(labels) > 1 and searched > 0
-    metrics = split_metrics(split, points, labels, valid_ks, **protocol) if scored else {}
+    metrics = (
+        split_metrics(split, points, labels, valid_ks, rho_spectrum=rho_spectrum, **protocol)
+        if scored
+        else {}
+    )
     array = points.numpy()
     umap_layout = None
     if umap is not None and len(labels) >= MIN_UMAP_ITEMS:
@@ -143,6 +132,7 @@ def build_evaluation(
         epoch=epoch,
         is_query=masks[0],
         is_gallery=masks[1],
+        rho_spectrum=rho_spectrum,
     )
 
 
@@ -165,7 +155,7 @@ def write_evaluation(
     read_metadata(path)
 
     def unchanged() -> None:
-        if expected is not None and _stat_key(path) != expected[:3]:
+        if expected is not None and stat_key(path) != expected[:3]:
             raise CheckpointChangedError(
                 f"{path} was rewritten while its evaluation was computed; nothing was stored "
                 "(run project again once the file stays put)"
@@ -180,7 +170,7 @@ def write_evaluation(
             if not name.startswith(PREFIX)
         }
     unchanged()
-    if expected is not None and _weights_digest(tensors) != expected[3]:
+    if expected is not None and weights_digest(tensors) != expected[3]:
         raise CheckpointChangedError(f"{path}: its weights changed while it was evaluated")
     tensors[PREFIX + "embeddings"] = torch.from_numpy(
         np.ascontiguousarray(evaluation.embeddings, dtype=np.float16)
@@ -203,6 +193,7 @@ def write_evaluation(
             "epoch": evaluation.epoch,
             "class_names": list(evaluation.class_names),
             "metrics": {k: _finite_or_none(v) for k, v in evaluation.metrics.items()},
+            "rho_spectrum": evaluation.rho_spectrum,
             "umap": evaluation.umap_settings if evaluation.umap is not None else None,
         },
         sort_keys=True,
@@ -225,7 +216,7 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
     from safetensors import safe_open
 
     path = Path(path)
-    read_metadata(path)
+    configured = (read_metadata(path).get("config") or {}).get("rho_spectrum", "full")
 
     def broken(reason: str) -> StoredEvaluationError:
         return StoredEvaluationError(f"{path}: the stored evaluation section {reason}")
@@ -276,6 +267,12 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
         raise broken("has non-finite embeddings")
     if not isinstance(class_names, list) or labels.min() < 0 or labels.max() >= len(class_names):
         raise broken("has labels outside its class names")
+    spectrum = document.get("rho_spectrum", "full")  # what sections without the key computed
+    if spectrum != configured:
+        raise broken(
+            f"holds ρ@k on the {spectrum!r} spectrum, the run's config says {configured!r} "
+            "(store it again: python -m dml_core project <checkpoint>)"
+        )
     metrics = {
         str(k): float("nan") if v is None else float(v)
         for k, v in (document.get("metrics") or {}).items()
@@ -293,6 +290,7 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
         epoch=document.get("epoch"),
         is_query=arrays["is_query"].astype(bool) if "is_query" in arrays else None,
         is_gallery=arrays["is_gallery"].astype(bool) if "is_gallery" in arrays else None,
+        rho_spectrum=spectrum,
     )
 
 
@@ -314,6 +312,7 @@ def evaluation_of(
         umap=umap,
         is_query=embedded.is_query,
         is_gallery=embedded.is_gallery,
+        rho_spectrum=embedded.config.rho_spectrum,
     )
 
 
@@ -359,6 +358,7 @@ def evaluate_and_store(
     (another fingerprint at the commit, ``write_evaluation``) is evaluated once more, then refused
     with :class:`CheckpointChangedError`."""
     path = Path(path)
+    read_metadata(path)  # a file that is no checkpoint: one line naming it, before any tensor
     for attempt in (1, 2):
         before = checkpoint_fingerprint(path)
         embedded = embed_checkpoint(path, split, data_root=data_root, device=device)
