@@ -6,6 +6,7 @@ Example: ``python -m toy --seeds 20 --json docs/toy/toy_study.json --figure docs
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
@@ -27,10 +28,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--iterations", type=int, default=defaults.iterations)
     parser.add_argument("--embed-dim", type=int, choices=(2, 3), default=defaults.embed_dim)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="runs in parallel, one process each (default: the cores, at most 2)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     return args
+
+
+def default_workers() -> int:
+    """One process per core this process may use, at most 2 (the machine this was measured on)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, cores or 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(done: int, total: int) -> None:
         print(f"\r{done}/{total} runs", end="" if done < total else "\n", file=sys.stderr)
 
-    study = run_study(args.modes, args.seeds, settings, progress=report)
+    study = run_study(args.modes, args.seeds, settings, progress=report, workers=args.workers)
     if args.json:
         atomic_write_json(args.json, study)
     if args.figure:

@@ -188,13 +188,18 @@ class ToyResult:
     losses: np.ndarray = field(repr=False)
 
 
+def use_one_thread() -> None:
+    """One torch and one faiss thread from now on (a study's worker processes start with this)."""
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+
+
 @contextmanager
 def single_thread() -> Iterator[None]:
     """One torch and one faiss thread while the toy computes: its arrays are tiny, and on a busy
     machine OpenMP workers waiting for each other cost more than the arithmetic."""
     torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
+    use_one_thread()
     try:
         yield
     finally:
@@ -265,7 +270,7 @@ class ToyRun:
                 return True
         return False
 
-    def _frame(self, loss: float) -> ToyFrame:
+    def _frame(self, loss: float, metrics: bool) -> ToyFrame:
         train_embeddings, test_embeddings = self.embeddings()
         return ToyFrame(
             step=self.trainer.step,
@@ -279,31 +284,38 @@ class ToyRun:
                 np.asarray(self.trainer.eval_train_set.labels),
                 test_embeddings,
                 np.asarray(self.trainer.test_set.labels),
-            ),
+            )
+            if metrics
+            else {},
         )
 
-    def frames(self, every: int, start: bool = False) -> Iterator[ToyFrame]:
+    def frames(self, every: int, start: bool = False, metrics: bool = True) -> Iterator[ToyFrame]:
         """A frame every ``every`` steps and one (``done``) at the end; with ``start``, first the
-        untrained network's (step 0, loss NaN)."""
+        untrained network's (step 0, loss NaN); without ``metrics`` the frames' ``metrics`` stay
+        empty (:func:`run_toy` takes its own from the trainer's evaluation)."""
         if every < 1:
             raise ValueError(f"every must be a positive number of steps, got {every}")
         if start:
             with single_thread():
-                frame = self._frame(float("nan"))
+                frame = self._frame(float("nan"), metrics)
             yield frame
         while True:
             with single_thread():
                 if not self._advance(every):
                     return
-                frame = self._frame(float(self.trainer.last_loss))
+                frame = self._frame(float(self.trainer.last_loss), metrics)
             yield frame
 
     def result(self, frame: ToyFrame) -> ToyResult:
         """The finished run's result, from its last frame."""
         train_labels = np.asarray(self.trainer.eval_train_set.labels)
+        train_recall = frame.metrics.get("train_recall@1")
+        if train_recall is None:
+            with single_thread():
+                train_recall = leave_one_out_recall_at_1(frame.train_embeddings, train_labels)
         metrics = {
             "test_recall@1": self.final_metrics["test/recall@1"],
-            "train_recall@1": leave_one_out_recall_at_1(frame.train_embeddings, train_labels),
+            "train_recall@1": train_recall,
             "rho@1": self.final_metrics["train/rho@1"],
             "pi_ratio": self.final_metrics["train/pi_ratio"],
         }
@@ -358,5 +370,5 @@ def run_toy(settings: ToySettings) -> ToyResult:
     """Train one mode and seed to the end; metrics per ``RESULT_METRICS`` (test Recall@1 on the
     test classes, leave-one-out; ρ@1 and π_ratio of the train embedding)."""
     run = ToyRun(settings)
-    *_, last = run.frames(settings.iterations)
+    *_, last = run.frames(settings.iterations, metrics=False)
     return run.result(last)

@@ -5,14 +5,15 @@ batches, so a paired comparison removes most of the between-seed spread)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from toy.api import RESULT_METRICS, TOY_MODES, ToySettings, run_toy
+from toy.api import RESULT_METRICS, TOY_MODES, ToySettings, run_toy, use_one_thread
 
 INTERVAL = "ci95: two-sided 95% Student-t interval of the mean over seeds"
 Progress = Callable[[int, int], None]
@@ -70,14 +71,37 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def study_record(settings: ToySettings) -> dict[str, Any]:
+    """One run of a study: its seed, ``RESULT_METRICS`` and spectrum (what a worker sends back)."""
+    result = run_toy(settings)
+    return {"seed": settings.seed, **result.metrics, "spectrum": result.spectrum.tolist()}
+
+
+def study_records(runs: list[ToySettings], workers: int) -> Iterator[dict[str, Any]]:
+    """``study_record`` of each run, in order: in this process (``workers`` 1) or in a pool of
+    ``workers`` processes, forked where the platform allows (the parent's imports are inherited),
+    each with one torch and one faiss thread. A run depends on its settings only (its seed fixes
+    data, initialisation, batches and swaps), so the records are the same either way."""
+    workers = min(workers, len(runs))
+    if workers <= 1:
+        yield from map(study_record, runs)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(workers, initializer=use_one_thread) as pool:
+        yield from pool.imap(study_record, runs)
+
+
 def run_study(
     modes: Sequence[str] = TOY_MODES,
     seeds: int | Sequence[int] = 20,
     settings: ToySettings | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every mode for every seed (``seeds``: a count or the seeds themselves) with the other
-    fields of ``settings``; ``progress(done, total)`` after each run. Returns a JSON-able dict:
+    fields of ``settings``, in ``workers`` processes (1: this one, :func:`study_records`);
+    ``progress(done, total)`` after each run. Returns a JSON-able dict:
     ``settings``, ``seeds``, ``interval``, ``modes`` (per mode: ``swap_probability``,
     ``pull_weight``, ``summary`` of each metric and of ``spectrum``, ``per_seed`` records) and
     ``versus_base`` (paired differences mode − base, when ``base`` is among the modes)."""
@@ -89,16 +113,18 @@ def run_study(
             f"run_study needs modes among {', '.join(TOY_MODES)} (got {list(modes)}) "
             f"and at least one seed (got {seed_list})"
         )
-    total = len(modes) * len(seed_list)
+    if workers < 1:
+        raise ValueError(f"run_study needs at least one worker process, got {workers}")
+    runs = [replace(settings, mode=mode, seed=seed) for mode in modes for seed in seed_list]
+    done: list[dict[str, Any]] = []
+    for record in study_records(runs, workers):
+        done.append(record)
+        if progress is not None:
+            progress(len(done), len(runs))
     per_mode: dict[str, Any] = {}
     values: dict[str, dict[str, np.ndarray]] = {}
     for mode_index, mode in enumerate(modes):
-        records = []
-        for seed_index, seed in enumerate(seed_list):
-            result = run_toy(replace(settings, mode=mode, seed=seed))
-            records.append({"seed": seed, **result.metrics, "spectrum": result.spectrum.tolist()})
-            if progress is not None:
-                progress(mode_index * len(seed_list) + seed_index + 1, total)
+        records = done[mode_index * len(seed_list) : (mode_index + 1) * len(seed_list)]
         values[mode] = {
             name: np.array([record[name] for record in records])
             for name in (*RESULT_METRICS, "spectrum")
