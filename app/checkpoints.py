@@ -48,15 +48,6 @@ class CheckpointEntry:
     label: str
 
 
-@dataclass(frozen=True)
-class Embedded:
-    """One split of a checkpoint embedded: float32 embeddings (N, d) and labels (N,)."""
-
-    embeddings: np.ndarray
-    labels: np.ndarray
-    split: str
-
-
 def resolve_under_roots(path: str | Path, folders: str = "checkpoint folders") -> Path:
     """The resolved path (symlinks followed) if it lies under an allowed root, else raise;
     ``folders`` names the roots in the message."""
@@ -158,10 +149,6 @@ def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[Checkpo
     return sorted(found.values(), key=lambda entry: entry.label)
 
 
-def checkpoint_config(metadata: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_dict(metadata["config"])
-
-
 @functools.lru_cache(maxsize=8)
 def _split_dataset(config_json: str, split: str) -> Any:
     return build_split(TrainConfig.from_dict(json.loads(config_json)), split)
@@ -171,42 +158,6 @@ def split_dataset(config: dict[str, Any], split: str = "test") -> Any:
     """The dataset of ``split`` that a checkpoint's (or run's) config names, built once per
     process; raises one of :data:`DATASET_ERRORS` when its data is not on this machine."""
     return _split_dataset(json.dumps(config, sort_keys=True), split)
-
-
-def dataset_problem(metadata: dict[str, Any], split: str = "test") -> str | None:
-    """None if the checkpoint's dataset can be built here, else the reason it cannot."""
-    try:
-        split_dataset(metadata["config"], split)
-    except DATASET_ERRORS as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
-def embed_split(path: Path, split: str) -> Embedded:
-    """Embed ``split`` ("test" or "eval_train") of the checkpoint's dataset on the CPU.
-
-    The result is cached on disk beside the projections, keyed by the checkpoint's path, mtime and
-    the split, so a fresh app process shows a checkpoint it has seen before at once.
-    """
-    from app.projection import projection_key, read_arrays, write_arrays
-    from dml_core.engine.evaluation import embed_checkpoint
-
-    path = resolve_checkpoint(path)
-    key = projection_key(path, split, "embeddings")
-    cached = read_arrays(key)
-    if cached is not None and {"embeddings", "labels"} <= cached.keys():
-        return Embedded(cached["embeddings"], cached["labels"], split)
-    computed = embed_checkpoint(path, split, device="cpu", amp="off")
-    embedded = Embedded(
-        computed.embeddings.numpy().astype(np.float32), np.asarray(computed.labels), split
-    )
-    write_arrays(key, embeddings=embedded.embeddings, labels=embedded.labels)
-    return embedded
-
-
-def stored_history(metadata: dict[str, Any]) -> list[dict[str, float]]:
-    """The per-evaluation metric history the checkpoint carries (may be empty)."""
-    return list(metadata.get("history") or [])
 
 
 @dataclass(frozen=True)
@@ -220,11 +171,16 @@ class CheckpointView:
     """Why it was not read from the checkpoint (None when it was)."""
 
 
+MASKS = ("is_query", "is_gallery")
+"""The query/gallery masks a computed evaluation keeps in the cache when it has them."""
+
+
 def _cached_evaluation(key: str) -> StoredEvaluation | None:
     arrays = read_arrays(key)
     names = {"embeddings", "labels", "item_ids", "pca", "class_names", "metrics"}
     if arrays is None or not names <= arrays.keys():
         return None
+    masks = {name: arrays[name].astype(bool) if name in arrays else None for name in MASKS}
     return StoredEvaluation(
         split="test",
         embeddings=arrays["embeddings"],
@@ -233,6 +189,7 @@ def _cached_evaluation(key: str) -> StoredEvaluation | None:
         class_names=[str(name) for name in arrays["class_names"]],
         metrics=json.loads(str(arrays["metrics"])),
         pca=arrays["pca"],
+        **masks,
     )
 
 
@@ -254,6 +211,7 @@ def checkpoint_evaluation(path: str | Path) -> CheckpointView:
     if cached is not None:
         return CheckpointView(cached, "cache", note)
     computed, _ = open_evaluation(path, device="cpu")
+    masks = {name: getattr(computed, name) for name in MASKS}
     write_arrays(
         key,
         embeddings=computed.embeddings,
@@ -262,5 +220,6 @@ def checkpoint_evaluation(path: str | Path) -> CheckpointView:
         pca=computed.pca,
         class_names=np.array(computed.class_names, dtype=str),
         metrics=np.array(json.dumps(computed.metrics)),
+        **{name: np.asarray(mask, dtype=bool) for name, mask in masks.items() if mask is not None},
     )
     return CheckpointView(computed, "computed", note)

@@ -3,13 +3,12 @@
 Both must lie under the allowed roots (:func:`app.settings.allowed_roots`), checked on the resolved
 path (symlinks followed), exactly as :func:`app.checkpoints.resolve_checkpoint` checks checkpoints.
 Embedding files are ``.npz``, ``.npy`` (+ a labels file beside it), ``.parquet`` and ``.csv`` in the
-layouts :mod:`dml_core.interop.embeddings_file` reads. Their thumbnails come from the image paths
-they name, and only from paths that also resolve under the allowed roots; otherwise the pages show
-index and class without pictures.
+layouts :mod:`dml_core.interop.embeddings_file` reads. Their pictures: :mod:`app.item_images`.
 
-Every opened split carries a ``signature`` naming the items it holds: for a checkpoint its dataset
-(name, options, data root) and split, for a file a hash of its ids (row numbers when it has none)
-and labels. Per-item comparisons need equal signatures.
+Either kind opens as one :class:`Opened` split, the only thing the pages receive: the items, and
+what a checkpoint stores beside them (metrics, PCA/UMAP, its header with history and config). Every
+opened split carries a ``signature`` naming the items it holds (:func:`items_signature`, the same
+for both kinds); per-item comparisons need equal signatures (:func:`per_item_problem`).
 """
 
 from __future__ import annotations
@@ -18,14 +17,14 @@ import errno
 import hashlib
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from app.analysis import display_names
+from app import analysis
 from app.cache import file_version
 from app.checkpoints import (
     DATASET_ERRORS,
@@ -34,20 +33,17 @@ from app.checkpoints import (
     discover_checkpoints,
     resolve_checkpoint,
     resolve_under_roots,
-    split_dataset,
 )
 from app.settings import allowed_roots
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.stored_evaluation import StoredEvaluation
 from dml_core.interop import EmbeddingSet, make_embedding_set, read_embeddings
+from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 EMBEDDING_SUFFIXES = (".npz", ".npy", ".parquet", ".csv")
 SKIPPED_FOLDERS = frozenset({"snapshots"})
 """Folders of npz files that are not embedding files for Inspect (a run's per-epoch snapshots)."""
 LABELS_SIDECAR = ".labels"
-
-Thumbnail = Callable[[int, int], Image.Image | None]
-"""``thumbnail(index, size)`` → the item's picture, or None."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +57,33 @@ class Source:
 
 @dataclass(frozen=True)
 class Opened:
-    """One split of a source, as the pages use it (picklable, so Streamlit can cache it)."""
+    """One split of a source, as Inspect and Compare use it: the items (``record``) and, for a
+    checkpoint, what it stores beside them. Picklable, so Streamlit can cache it."""
 
     record: EmbeddingSet
     split: str
     signature: str
-    kind: str
+    source: Source
+    metrics: dict[str, float] | None = None
+    """The stored (or once computed and cached) metrics, keys ``<split>/<metric>``; None for a file
+    (the pages score it, :func:`app.panels.analysed`)."""
+    pca: np.ndarray | None = None
+    umap: np.ndarray | None = None
+    """The stored projections (N×2), None where the source has none."""
+    metadata: dict[str, Any] | None = None
+    """A checkpoint's header (config, history, best, epoch); None for a file."""
+    origin: str = "file"
+    """``file``; for a checkpoint ``stored`` (its own section), ``cache`` or ``computed`` here."""
+    note: str | None = None
+    """Why a checkpoint's evaluation was not read from it (None when it was)."""
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    @property
+    def label(self) -> str:
+        return self.source.label
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -87,9 +104,41 @@ class Opened:
         return self.record.is_gallery
 
     @property
+    def protocol(self) -> str:
+        return "leave-one-out" if self.is_query is None else "queries against the gallery"
+
+    @property
     def class_names(self) -> list[str]:
         """The class names as displayed (:func:`app.analysis.display_names`)."""
-        return display_names(self.record.class_names)
+        return analysis.display_names(self.record.class_names)
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        return None if self.metadata is None else self.metadata.get("config")
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The per-evaluation metric history a checkpoint carries (empty for a file)."""
+        return list((self.metadata or {}).get("history") or [])
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The folder a checkpoint lies in (its run's, with snapshots if it wrote any)."""
+        return self.source.path.parent if self.kind == "checkpoint" else None
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """Recall@k's k: the checkpoint's ``eval_ks``, else the library's default."""
+        return tuple((self.config or {}).get("eval_ks") or DEFAULT_RECALL_KS)
+
+
+class NotEvaluated(Exception):
+    """A checkpoint without a stored evaluation whose dataset is not on this machine: only its
+    header (``metadata``: config, history) can be shown."""
+
+    def __init__(self, source: Source, metadata: dict[str, Any], reason: str) -> None:
+        super().__init__(reason)
+        self.source, self.metadata = source, metadata
 
 
 def is_embedding_file(path: str | Path) -> bool:
@@ -196,45 +245,64 @@ def discover_sources(*, unreadable: list[str] | None = None) -> list[Source]:
     return [Source(e.path, e.label, "checkpoint") for e in checkpoints] + files
 
 
-def _signature(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def checkpoint_signature(config: dict, split: str) -> str:
-    """The items a checkpoint's split holds: dataset name, options and data root."""
-    digest = _signature(
-        config.get("dataset"), config.get("dataset_options"), config.get("data_root")
-    )
-    return f"{config.get('dataset')} ({split}, {digest})"
-
-
-def file_signature(record: EmbeddingSet, split: str) -> str:
-    """The items an embedding file's split holds: its ids (or row count) and labels."""
-    ids = record.ids.tolist() if record.ids is not None else len(record)
+def items_signature(record: EmbeddingSet) -> str:
+    """The items a split holds, the same way for both kinds: a hash of their ids (a checkpoint's
+    dataset indices, a file's ids or row numbers) and each item's class name."""
     names = [record.class_names[int(label)] for label in record.labels]
-    return f"embedding file items ({split}, {_signature(ids, names)})"
+    parts = json.dumps([record.item_ids().tolist(), names], default=str).encode()
+    return f"{len(record)} items ({hashlib.sha256(parts).hexdigest()[:12]})"
+
+
+def per_item_problem(opened: Sequence[Opened]) -> str | None:
+    """None when every split holds the same items in the same order (equal signatures and
+    labels), else why per-item comparisons are off: the one test of "same items"."""
+    return analysis.per_item_problem(
+        [o.signature for o in opened], [o.labels for o in opened], [o.label for o in opened]
+    )
+
+
+def source_splits(source: Source) -> list[str]:
+    """The splits a source can open: a checkpoint's ``test``; the splits a file names
+    (``["test"]`` when it names none)."""
+    if source.kind == "checkpoint":
+        return ["test"]
+    return read_embeddings(source.path).split_names()
 
 
 def open_split(source: Source, split: str = "test") -> Opened:
-    """Embed (checkpoint, cached on disk) or read (file) one split.
+    """A checkpoint's stored test evaluation (else the cached or once computed one) with its
+    header, or one split of an embedding file.
 
     A file without a split column is all ``test``; a file whose splits do not include ``split``
-    raises ``ValueError`` naming the splits it has. A checkpoint whose dataset is not on this
-    machine raises one of :data:`app.checkpoints.DATASET_ERRORS`.
+    raises ``ValueError`` naming the splits it has. A checkpoint without a stored evaluation whose
+    dataset is not on this machine raises :class:`NotEvaluated`.
     """
     if source.kind == "checkpoint":
         if split != "test":
             raise ValueError(f"checkpoints are opened on their test split, not {split!r}")
-        config = read_metadata(source.path)["config"]
-        return opened_from_evaluation(checkpoint_evaluation(source.path).evaluation, config)
+        metadata = read_metadata(source.path)
+        try:
+            view = checkpoint_evaluation(source.path)
+        except DATASET_ERRORS as error:
+            raise NotEvaluated(source, metadata, str(error)) from error
+        return opened_from_evaluation(
+            view.evaluation, metadata["config"], source, metadata, view.source, view.note
+        )
     record = read_embeddings(source.path)
     names = record.split_names()
     chosen = split if split in names or record.split is None else names[0]
     part = record.select_split(chosen)
-    return Opened(part, chosen, file_signature(part, chosen), "embeddings")
+    return Opened(part, chosen, items_signature(part), source)
 
 
-def opened_from_evaluation(evaluation: StoredEvaluation, config: dict) -> Opened:
+def opened_from_evaluation(
+    evaluation: StoredEvaluation,
+    config: dict[str, Any],
+    source: Source | None = None,
+    metadata: dict[str, Any] | None = None,
+    origin: str = "stored",
+    note: str | None = None,
+) -> Opened:
     """A checkpoint's stored (or cached) test evaluation as an :class:`Opened` split; ids are the
     dataset indices of its items; its query/gallery masks when it has them."""
     record = make_embedding_set(
@@ -247,58 +315,20 @@ def opened_from_evaluation(evaluation: StoredEvaluation, config: dict) -> Opened
         is_gallery=evaluation.is_gallery,
     )
     return Opened(
-        record, evaluation.split, checkpoint_signature(config, evaluation.split), "checkpoint"
+        record,
+        evaluation.split,
+        items_signature(record),
+        source or Source(Path(), "checkpoint", "checkpoint"),
+        metrics=dict(evaluation.metrics),
+        pca=evaluation.pca,
+        umap=evaluation.umap,
+        metadata=metadata if metadata is not None else {"config": config},
+        origin=origin,
+        note=note,
     )
 
 
-def file_splits(source: Source) -> list[str]:
-    """The splits an embedding file names (``["test"]`` when it names none)."""
-    return read_embeddings(source.path).split_names()
-
-
-def thumbnail_getter(source: Source, opened: Opened) -> Thumbnail | None:
-    """Pictures of the opened items: a checkpoint's dataset thumbnails; a file's images where its
-    paths resolve under the allowed roots (None when no path does)."""
-    if source.kind == "checkpoint":
-        return checkpoint_thumbnail(read_metadata(source.path)["config"], opened)
-    record = opened.record
-    if record.paths is None:
-        return None
-    roots = allowed_roots()
-    allowed: list[Path | None] = []
-    for index in range(len(record)):
-        path = record.image_path(index)
-        resolved = None if path is None else path.expanduser().resolve()
-        inside = resolved is not None and any(resolved.is_relative_to(r) for r in roots)
-        allowed.append(resolved if inside and resolved.is_file() else None)
-    if not any(allowed):
-        return None
-    from dml_core.data.base import UNREADABLE_ERRORS, fit_thumbnail, load_rgb
-
-    def thumbnail(index: int, size: int) -> Image.Image | None:
-        path = allowed[int(index)]
-        if path is None:
-            return None
-        try:
-            return fit_thumbnail(load_rgb(path), size)
-        except UNREADABLE_ERRORS:
-            return None
-
-    return thumbnail
-
-
-def checkpoint_thumbnail(config: dict, opened: Opened) -> Thumbnail | None:
-    """The dataset's thumbnails of the opened items (ids are dataset indices); None when the
-    dataset is not on this machine."""
-    try:
-        dataset = split_dataset(config, opened.split)
-    except DATASET_ERRORS:
-        return None
-    ids = opened.record.item_ids()
-    return lambda index, size: dataset.thumbnail(int(ids[int(index)]), size)
-
-
-def export_zip(opened: Opened, fmt: str, thumbnail: Thumbnail | None) -> bytes:
+def export_zip(opened: Opened, fmt: str, thumbnail: Callable[[int, int], Any] | None) -> bytes:
     """The files ``dml_core export`` writes for ``fmt`` (tensorboard, parquet, csv), zipped."""
     import io
     import tempfile

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app import sources
+from app import item_images, sources
 from app.checkpoints import UnsafeCheckpointError
 from dml_core.metrics import retrieval_metrics
 
@@ -78,7 +78,7 @@ def test_embedding_files_are_opened_only_under_the_roots(roots: dict[str, Path])
 def test_thumbnails_only_from_paths_under_the_roots(roots: dict[str, Path]) -> None:
     source = sources.resolve_source(roots["extra"] / "model_a.npz")
     opened = sources.open_split(source)
-    thumbnail = sources.thumbnail_getter(source, opened)
+    thumbnail = item_images.thumbnail_getter(opened)
     assert thumbnail is not None and thumbnail(3, 16).size == (16, 16)
     outside_images = roots["tmp"] / "pics"
     outside_images.mkdir()
@@ -86,7 +86,9 @@ def test_thumbnails_only_from_paths_under_the_roots(roots: dict[str, Path]) -> N
     paths = [str(outside_images / "x.png")] * (CLASSES * PER_CLASS)
     _write_npz(roots["extra"] / "outside_paths.npz", 0, paths=paths)
     source = sources.resolve_source(roots["extra"] / "outside_paths.npz")
-    assert sources.thumbnail_getter(source, sources.open_split(source)) is None
+    opened = sources.open_split(source)
+    assert item_images.thumbnail_getter(opened) is None
+    assert "under the allowed folders" in item_images.thumbnail_note(opened)
 
 
 def test_signatures_follow_the_items_and_export_zips_the_files(roots: dict[str, Path]) -> None:
@@ -102,9 +104,7 @@ def test_signatures_follow_the_items_and_export_zips_the_files(roots: dict[str, 
         ("tensorboard", {"tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt"}),
         ("csv", {"embeddings.csv"}),
     ):
-        thumbnail = sources.thumbnail_getter(
-            sources.resolve_source(roots["extra"] / "model_a.npz"), a
-        )
+        thumbnail = item_images.thumbnail_getter(a)
         with zipfile.ZipFile(io.BytesIO(sources.export_zip(a, fmt, thumbnail))) as archive:
             assert set(archive.namelist()) == expected
 
@@ -132,12 +132,12 @@ def test_inspect_opens_an_npz_and_shows_a_clicked_points_neighbours(
     assert names[: len(recalls)] == sorted(recalls, key=lambda n: int(n.split("@")[1]))
     assert names[0] == "recall@1" and names[len(recalls)] == "map@r"
     # What a click stores (the browser test clicks for real): one selected item.
-    app.session_state["inspect-file-projection-selected"] = [5]
+    app.session_state["inspect-projection-selected"] = [5]
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert any("Item #5 · kind0" in m.value for m in app.markdown)
     # The strict query box.
-    app.text_input(key="inspect-file-retrieval-queries").input("4000, -1, abc").run()
+    app.text_input(key="inspect-retrieval-queries").input("4000, -1, abc").run()
     assert any("'4000' is out of range" in e.value and "'abc'" in e.value for e in app.error)
 
 
@@ -240,7 +240,7 @@ def test_a_class_name_that_is_not_utf8_is_shown_with_a_replacement_character(
     app = _open("inspect")
     app.selectbox(key="inspect-checkpoint").set_value("extra/latin1.npz").run()
     assert not app.exception, [e.value for e in app.exception]
-    app.session_state["inspect-file-projection-selected"] = [5]  # item 5 is of class 0
+    app.session_state["inspect-projection-selected"] = [5]  # item 5 is of class 0
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert any("Item #5 · caf\ufffd" in m.value for m in app.markdown)
