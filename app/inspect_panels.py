@@ -1,58 +1,31 @@
-"""Streamlit pieces of the Inspect page: the clickable projection, the retrieval explorer with a
-strict query box and ranked worst queries, the confusion view, the stored history, the export
-button, and the whole page for an embedding file. Numbers come from :mod:`app.analysis`,
-figures from :mod:`app.figures`, files from :mod:`app.sources`."""
+"""Streamlit pieces of the Inspect page, each drawing one opened split (:class:`app.sources.Opened`,
+a checkpoint's or an embedding file's alike): the clickable projection, the retrieval explorer with
+a strict query box and ranked worst queries, the confusion view, the stored history, the export
+button, and the page's caption. Numbers come from :mod:`app.analysis`, figures from
+:mod:`app.figures`, files from :mod:`app.sources`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, panels, sources
-from app.projection import projection_key, umap_projection
-from app.settings import CURVE_METRICS, umap_enabled
-from dml_core.engine.projection import pca_2d
+from app import analysis, figures, item_images, panels, sources
+from app.settings import CURVE_METRICS
 from dml_core.interop import FORMATS
-from dml_core.metrics import singular_value_spectrum
-from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 NEIGHBORS_SHOWN = 8
 WORST_SHOWN = 4
 CONFUSION_K = 5
 CONFUSED_PAIRS = 8
-THUMBNAIL_PIXELS = 64
-
-
-@st.cache_data(show_spinner="Opening…", max_entries=16)
-def opened_split(path: str, mtime_ns: int, kind: str, split: str) -> sources.Opened:
-    """:func:`app.sources.open_split`, cached per file version."""
-    source = sources.Source(Path(path), path, kind)
-    return sources.open_split(source, split)
 
 
 @st.cache_data(show_spinner="Finding nearest positives and negatives…", max_entries=16)
 def nearest_other(embeddings: np.ndarray, labels: np.ndarray) -> analysis.NearestOther:
     return analysis.nearest_other(embeddings, labels)
-
-
-def image_uri_getter(thumbnail: sources.Thumbnail | None) -> Callable[[int], str] | None:
-    """``index → data URI`` of the item's thumbnail (a grey square where it has none)."""
-    if thumbnail is None:
-        return None
-    from PIL import Image
-
-    blank = analysis.png_data_uri(Image.new("RGB", (8, 8), (200, 200, 200)))
-
-    def uri(index: int) -> str:
-        picture = thumbnail(int(index), THUMBNAIL_PIXELS)
-        return blank if picture is None else analysis.png_data_uri(picture)
-
-    return uri
 
 
 def _class_namer(labels: np.ndarray, class_names: Sequence[str]) -> Callable[[int], str]:
@@ -77,19 +50,10 @@ def _selected_items(event: Any) -> list[int]:
     return items
 
 
-def split_report(embeddings: np.ndarray, labels: np.ndarray) -> analysis.RetrievalReport:
-    """The leave-one-out retrieval report (Recall@1…8 where defined, 8 neighbours kept)."""
-    count = len(labels)
-    ks = tuple(k for k in DEFAULT_RECALL_KS if k < count)
-    keep = min(analysis.RETRIEVAL_COLUMNS, count - 1)
-    return panels.split_analysis(embeddings, labels, ks, keep)[1]
-
-
 def projection_explorer(
     coordinates: np.ndarray,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
+    opened: sources.Opened,
+    report: analysis.RetrievalReport,
     *,
     key: str,
     title: str = "",
@@ -97,9 +61,9 @@ def projection_explorer(
     """The projection coloured by class, Recall@1 hit/miss, AP@R or nearest wrong class (with a
     legend), with a class filter. Returns the selected items: one after a click (pan mode, the
     default), many after a box or lasso. The selection is kept until another one is made or
-    "clear selection" is pressed, so the star and rings drawn for it never clear it."""
-    labels = np.asarray(labels)
-    report = split_report(embeddings, labels)
+    "clear selection" is pressed, so the star and rings drawn for it never clear it. Hits,
+    AP@R and neighbours come from ``report`` (the source's protocol)."""
+    embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
     controls = st.columns([2, 3])
     color_by = controls[0].selectbox("colour by", figures.COLOR_MODES, key=f"{key}-color")
     shown_names = controls[1].multiselect(
@@ -147,16 +111,15 @@ def projection_explorer(
 
 def selection_details(
     selected: Sequence[int],
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
+    opened: sources.Opened,
+    report: analysis.RetrievalReport,
     image_uri: Callable[[int], str] | None,
     *,
     key: str,
 ) -> None:
     """One selected item: its nearest neighbours in the embedding space, with thumbnails (when
     there are images), index, class and distance. Several: the first of them, labelled."""
-    labels = np.asarray(labels)
+    labels, class_names = opened.labels, opened.class_names
     class_of = _class_namer(labels, class_names)
     if not selected:
         st.caption(
@@ -171,14 +134,20 @@ def selection_details(
         st.rerun()
     if len(selected) == 1:
         single = int(selected[0])
-        report = split_report(embeddings, labels)
         row = analysis.retrieval_rows(report, labels, [single], NEIGHBORS_SHOWN)
         ap = report.average_precision_at_r[single]
         hit = analysis.hit_at_1(report, labels)[single]
         verdict = "lone query" if np.isnan(hit) else ("hit" if hit == 1 else "miss")
+        if opened.is_query is not None and not opened.is_query[single]:
+            left.markdown(
+                f"**Item #{single} · {class_of(single)}** is not a query (gallery only): it "
+                "has no neighbours under the query/gallery protocol."
+            )
+            return
+        among = "in the gallery" if opened.is_query is not None else "in the embedding space"
         left.markdown(
             f"**Item #{single} · {class_of(single)}**: its {len(row[0].neighbors)} nearest "
-            f"neighbours in the embedding space (Euclidean distance d; green border: same "
+            f"neighbours {among} (Euclidean distance d; green border: same "
             f"class, red: other). AP@R {ap:.2f}, Recall@1 {verdict}."
         )
         st.html(
@@ -200,37 +169,19 @@ def selection_details(
     st.html(figures.thumbnails_html(preview, image_uri, class_of))
 
 
-def file_projection(
-    projection_id: str, embeddings: np.ndarray, *, key: str
-) -> tuple[np.ndarray, str]:
-    """PCA at once; UMAP (cached on disk under ``projection_id``) once computed."""
-    method = st.radio("projection", ["PCA", "UMAP"], horizontal=True, key=f"{key}-method")
-    if method == "UMAP":
-        coordinates = umap_projection(projection_id, embeddings)
-        if coordinates is not None:
-            return coordinates, "UMAP"
-        if umap_enabled():
-            panels.rerun_when_umap_ready(projection_id, embeddings)
-        else:
-            st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
-    return pca_2d(embeddings), "PCA"
-
-
 # --- retrieval, worst queries, confusion -------------------------------------------------------
 
 
 def retrieval_explorer(
     report: analysis.RetrievalReport,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
+    opened: sources.Opened,
     image_uri: Callable[[int], str] | None,
     *,
     key: str,
 ) -> None:
     """Typed or random queries with their top-k, then the worst queries (ranked as the page
     says)."""
-    labels = np.asarray(labels)
+    embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
     count = len(labels)
     columns = st.columns([1, 2, 1])
     k = columns[0].slider("neighbours", 1, report.neighbor_indices.shape[1], 5, key=f"{key}-k")
@@ -287,13 +238,13 @@ def retrieval_explorer(
 
 def confusion_panel(
     report: analysis.RetrievalReport,
-    labels: np.ndarray,
-    class_names: Sequence[str],
+    opened: sources.Opened,
     image_uri: Callable[[int], str] | None,
     *,
     key: str,
 ) -> None:
     """The most confused (query class → retrieved class) pairs among each query's top-k."""
+    labels, class_names = opened.labels, opened.class_names
     k = min(CONFUSION_K, report.neighbor_indices.shape[1])
     pairs = analysis.confused_pairs(labels, report.neighbor_indices, k, top=CONFUSED_PAIRS)
     if not pairs:
@@ -356,9 +307,7 @@ def metrics_table(columns: Mapping[str, Mapping[str, float]], *, key: str) -> No
     st.dataframe(frame, key=key, column_config={"_index": st.column_config.TextColumn("metric")})
 
 
-def export_panel(
-    source: sources.Source, opened: sources.Opened, thumbnail: sources.Thumbnail | None, *, key: str
-) -> None:
+def export_panel(opened: sources.Opened, *, key: str) -> None:
     """An Export button: the TensorBoard projector files, parquet or CSV of the shown split,
     zipped for download (what ``python -m dml_core export`` writes)."""
     columns = st.columns([2, 1, 2])
@@ -370,99 +319,52 @@ def export_panel(
         "parquet/csv: one row per item with embedding, PCA, AP@R and hit@1.",
     )
     ready_key = f"{key}-zip"
-    stamp = (str(source.path), opened.split, fmt)
+    stamp = (str(opened.source.path), opened.split, fmt)
     if columns[1].button("Export", key=f"{key}-build"):
         with st.spinner("Writing the export…"):
+            thumbnail = item_images.thumbnail_getter(opened)
             st.session_state[ready_key] = (stamp, sources.export_zip(opened, fmt, thumbnail))
     ready = st.session_state.get(ready_key)
     if ready is not None and ready[0] == stamp:
         columns[2].download_button(
             f"Download {fmt} (.zip)",
             ready[1],
-            file_name=f"{source.path.stem}-{opened.split}-{fmt}.zip",
+            file_name=f"{opened.source.path.stem}-{opened.split}-{fmt}.zip",
             mime="application/zip",
             key=f"{key}-download",
         )
 
 
-# --- the page for an embedding file -------------------------------------------------------------
-
-
-def inspect_embedding_file(source: sources.Source) -> None:
-    """Everything Inspect shows that needs no model: metrics, spectrum, projection, density,
-    retrieval, worst queries, confusion and export, for an embedding file."""
-    path, mtime_ns = str(source.path), source.path.stat().st_mtime_ns
-    try:
-        splits = sources.file_splits(source)
-        split = (
-            st.selectbox("split", splits, key="inspect-file-split")
-            if len(splits) > 1
-            else splits[0]
-        )
-        opened = opened_split(path, mtime_ns, source.kind, split)
-    except (ValueError, OSError) as error:
-        st.error(str(error))
-        st.stop()
+def describe(opened: sources.Opened) -> str:
+    """The page's first caption: where the split comes from and what it holds."""
+    if opened.metadata is not None:
+        return describe_checkpoint(opened.label, opened.metadata)
     record = opened.record
-    st.caption(
-        f"{source.path} · embedding file · {len(record)} items · {record.dim} dimensions · "
+    return (
+        f"{opened.label} · embedding file · {len(record)} items · {record.dim} dimensions · "
         f"{len(record.class_names)} classes · split {opened.split}"
     )
-    thumbnail = sources.thumbnail_getter(source, opened)
-    if thumbnail is None:
-        st.caption(
-            "No thumbnails: the file names no image paths under the allowed folders."
-            if record.paths is not None
-            else "No thumbnails: the file names no image paths."
-        )
-    image_uri = image_uri_getter(thumbnail)
-    inspect_sections(
-        source,
-        opened,
-        image_uri,
-        thumbnail,
-        projection_id=projection_key(source.path, opened.split, "umap"),
-        key="inspect-file",
+
+
+def describe_checkpoint(label: str, metadata: Mapping[str, Any]) -> str:
+    config = metadata["config"]
+    return (
+        f"{label} · {config['dataset']} · {config['arch']} · loss {config['loss']} · miner "
+        f"{config['miner']} · ρ {config['rho']} · epoch {metadata.get('epoch')}"
     )
 
 
-def inspect_sections(
-    source: sources.Source,
-    opened: sources.Opened,
-    image_uri: Callable[[int], str] | None,
-    thumbnail: sources.Thumbnail | None,
-    *,
-    projection_id: str,
-    key: str,
-    ks: Sequence[int] = DEFAULT_RECALL_KS,
-) -> None:
-    """Metrics, spectrum, projection, density, retrieval, confusion and export of one split."""
-    embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
-    keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
-    valid_ks = tuple(k for k in ks if k < len(labels))
-    masks = (opened.is_query, opened.is_gallery)  # the query/gallery protocol, when it has one
-    metrics, report = panels.split_analysis(embeddings, labels, valid_ks, keep, *masks)
-    st.subheader("Metrics")
-    metrics_table({opened.split: metrics}, key=f"{key}-metrics")
-    st.subheader("Singular-value spectrum")
-    panels.spectrum_panel({opened.split: singular_value_spectrum(embeddings)}, key=f"{key}-spec")
-    st.subheader(f"Projection ({opened.split})")
-    coordinates, method = file_projection(projection_id, embeddings, key=f"{key}-projection")
-    selected = projection_explorer(
-        coordinates,
-        embeddings,
-        labels,
-        class_names,
-        key=f"{key}-projection",
-        title=f"{method} · {len(labels)} items",
+def not_evaluated(missing: sources.NotEvaluated) -> None:
+    """A checkpoint with no stored evaluation and no dataset here: its header's history only."""
+    config = missing.metadata["config"]
+    st.caption(describe_checkpoint(missing.source.label, missing.metadata))
+    st.warning(
+        f"This checkpoint carries no stored evaluation and its dataset {config['dataset']!r} is not "
+        f"available on this machine, so only its metadata and metric history are shown. Run "
+        f"`python -m dml_core project {missing.source.path}` where the data is to store the "
+        f"evaluation in it.\n\n{missing}",
+        icon="⚠️",
     )
-    selection_details(selected, embeddings, labels, class_names, image_uri, key=f"{key}-projection")
-    st.subheader(f"Per-class density ({opened.split})")
-    panels.density_panel(embeddings, labels, class_names, key=key)
-    protocol = "leave-one-out" if opened.is_query is None else "queries against the gallery"
-    st.subheader(f"Retrieval ({opened.split}, {protocol})")
-    retrieval_explorer(report, embeddings, labels, class_names, image_uri, key=f"{key}-retrieval")
-    st.subheader("Confused classes")
-    confusion_panel(report, labels, class_names, image_uri, key=f"{key}-confusion")
-    st.subheader("Export")
-    export_panel(source, opened, thumbnail, key=f"{key}-export")
+    history_panel(missing.metadata, key="inspect")
+    with st.expander("configuration"):
+        st.json(config)

@@ -1,22 +1,21 @@
-"""Streamlit pieces the pages share: cached loaders and the spectrum, projection and density
-panels. Figures and numbers come from the pure modules (figures, analysis, projection).
+"""Streamlit pieces Inspect and Compare share: the one cached way to open a source
+(:func:`open_source`), the metrics and retrieval report of an opened split (:func:`analysed`), its
+pictures, and the spectrum, density and selection panels. Figures and numbers come from the pure
+modules (figures, analysis, projection).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures
-from app.checkpoints import resolve_checkpoint
-from app.projection import pca_2d, umap_projection
-from app.settings import umap_enabled
-from dml_core.engine.checkpoint import read_metadata
+from app import analysis, figures, item_images, sources
+from app.cache import file_version
+from app.sources import Opened, Source
 from dml_core.metrics import per_class_density
 
 POLL_SECONDS = 1.0
@@ -25,10 +24,33 @@ SELECTION_PREVIEW = 24
 """Thumbnails shown of a selection."""
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def checkpoint_metadata(path: str, mtime_ns: int) -> dict[str, Any]:
-    """Header-only metadata, cached per file version (``mtime_ns`` is part of the key)."""
-    return read_metadata(path)
+@st.cache_resource(
+    show_spinner="Opening (a checkpoint without a stored evaluation is evaluated once)…",
+    max_entries=16,
+)
+def _opened(path: str, label: str, kind: str, mtime_ns: int, size: int, split: str) -> Opened:
+    return sources.open_split(Source(Path(path), label, kind), split)
+
+
+def open_source(source: Source, split: str = "test") -> Opened:
+    """:func:`app.sources.open_split`, kept in memory per file version (path, mtime, size) and
+    split: one object for both pages and every rerun. Raises what ``open_split`` raises."""
+    _, mtime_ns, size = file_version(source.path)
+    return _opened(str(source.path), source.label, source.kind, mtime_ns, size, split)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _image_uri(
+    path: str, mtime_ns: int, size: int, split: str, _opened: Opened
+) -> Callable[[int], str] | None:
+    return item_images.image_uri_getter(item_images.thumbnail_getter(_opened))
+
+
+def image_uri(opened: Opened) -> Callable[[int], str] | None:
+    """``row → data URI`` of the item's picture (:mod:`app.item_images`), None when the source
+    has no pictures here; built once per file version."""
+    _, mtime_ns, size = file_version(opened.source.path)
+    return _image_uri(str(opened.source.path), mtime_ns, size, opened.split, opened)
 
 
 @st.cache_data(show_spinner="Scoring retrieval…", max_entries=16)
@@ -43,9 +65,19 @@ def split_analysis(
     return analysis.analyse_split(embeddings, labels, ks, keep, is_query, is_gallery)
 
 
-def file_version(path: Path) -> tuple[str, int]:
-    resolved = resolve_checkpoint(path)
-    return str(resolved), resolved.stat().st_mtime_ns
+def analysed(opened: Opened) -> tuple[dict[str, float], analysis.RetrievalReport]:
+    """What both pages show of a split: its metrics (a checkpoint's stored ones, else scored here;
+    keys without the split) and the per-query retrieval report, each under the source's protocol
+    (queries against the gallery when it has ``is_query``/``is_gallery``, else leave-one-out)."""
+    labels = opened.labels
+    ks = tuple(k for k in opened.ks if k < len(labels))
+    keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
+    masks = (opened.is_query, opened.is_gallery)
+    scored, report = split_analysis(opened.embeddings, labels, ks, keep, *masks)
+    if opened.metrics is None:
+        return scored, report
+    prefix = f"{opened.split}/"
+    return {k.removeprefix(prefix): v for k, v in opened.metrics.items()}, report
 
 
 def spectrum_panel(spectra: dict[str, np.ndarray], key: str) -> None:
@@ -55,46 +87,6 @@ def spectrum_panel(spectra: dict[str, np.ndarray], key: str) -> None:
     right.plotly_chart(figures.spectrum_figure(spectra, log_scale=True), key=f"{key}-log")
 
 
-def projection_panel(
-    projection_key: str,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    image_uri: Callable[[int], str] | None,
-    *,
-    key: str,
-    title: str = "",
-) -> None:
-    """PCA at once; UMAP replaces it when the background thread has it (polled by a fragment)."""
-    method = st.radio(
-        "projection",
-        ["UMAP", "PCA"],
-        horizontal=True,
-        key=f"{key}-method",
-        label_visibility="collapsed",
-    )
-    coordinates = umap_projection(projection_key, embeddings) if method == "UMAP" else None
-    if method == "UMAP" and coordinates is None and not umap_enabled():
-        st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
-        method = "PCA"
-    elif method == "UMAP" and coordinates is None:
-        rerun_when_umap_ready(projection_key, embeddings)
-        method = "PCA"
-    if coordinates is None:
-        coordinates = pca_2d(embeddings)
-    figure = figures.projection_figure(
-        coordinates, labels, class_names, title=f"{title} {method}".strip()
-    )
-    event = st.plotly_chart(
-        figure, key=f"{key}-chart", on_select="rerun", selection_mode=("points", "box", "lasso")
-    )
-    selected = list(event.selection.point_indices) if event else []
-    if selected and image_uri is not None:
-        selection_preview(selected, labels, class_names, image_uri)
-    elif image_uri is not None:
-        st.caption("Box/lasso-select or click points to see their images.")
-
-
 @st.fragment(run_every=POLL_SECONDS)
 def rerun_when_ready(ready: Callable[[], bool], message: str) -> None:
     """Poll ``ready`` every second while a background job runs (and only then); rerun the page
@@ -102,14 +94,6 @@ def rerun_when_ready(ready: Callable[[], bool], message: str) -> None:
     if ready():
         st.rerun(scope="app")
     st.caption(message)
-
-
-def rerun_when_umap_ready(projection_key: str, embeddings: np.ndarray) -> None:
-    """:func:`rerun_when_ready` on the background UMAP of ``embeddings`` under ``projection_key``."""
-    rerun_when_ready(
-        lambda: umap_projection(projection_key, embeddings) is not None,
-        "UMAP is computing in the background; PCA until it is ready.",
-    )
 
 
 def selection_preview(

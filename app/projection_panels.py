@@ -1,31 +1,53 @@
-"""Streamlit pieces for projections: a scatter that reports its selection and highlights items,
-thumbnails of a selection, a wait that reruns the page once a background UMAP lands, and the
+"""Streamlit pieces for projections: the layout of an opened split (stored, else PCA at once and
+UMAP in the background), a scatter that reports its selection and highlights items, and the
 snapshot player of a run (:mod:`app.player`)."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 import streamlit as st
 
-from app import analysis, figures, panels, player
-from app.checkpoints import CheckpointView, checkpoint_evaluation, dataset_problem, split_dataset
-from app.projection import background
+from app import figures, panels, player
+from app.projection import background, is_cached, pca_2d, projection_key, umap_projection
 from app.settings import umap_enabled
-from dml_core.engine.stored_evaluation import StoredEvaluation
+from app.sources import Opened
 
 
-@st.cache_resource(
-    show_spinner="Evaluating the checkpoint (it carries no stored evaluation)…", max_entries=16
-)
-def checkpoint_view(path: str, mtime_ns: int) -> CheckpointView:
-    """:func:`app.checkpoints.checkpoint_evaluation`, kept in memory per file version."""
-    return checkpoint_evaluation(path)
+def layout(opened: Opened, method: str) -> tuple[np.ndarray, str]:
+    """The 2-D layout of ``opened`` for ``method`` (``UMAP`` or ``PCA``) and what it is: the stored
+    projection when the source has one (nothing recomputed), else PCA at once and UMAP from the
+    background thread (cached on disk under the file's identity; PCA while it computes)."""
+    pca = pca_layout(opened)
+    if method != "UMAP":
+        return pca, "PCA"
+    if opened.umap is not None:
+        return opened.umap, "UMAP"
+    if not umap_enabled():
+        st.caption("UMAP is turned off (DML_EXPLORER_UMAP=off): PCA.")
+        return pca, "PCA"
+    key = umap_key(opened)
+    computed = umap_projection(key, opened.embeddings)
+    if computed is not None:
+        return computed, "UMAP"
+    panels.rerun_when_ready(
+        lambda: is_cached(key), "UMAP is computing in the background; PCA until then."
+    )
+    return pca, "PCA (UMAP computing)"
+
+
+def pca_layout(opened: Opened) -> np.ndarray:
+    """The stored PCA, else the PCA of the embeddings."""
+    return opened.pca if opened.pca is not None else pca_2d(opened.embeddings)
+
+
+def umap_key(opened: Opened) -> str:
+    """The disk-cache key of the UMAP the app fits for ``opened`` (its file's identity)."""
+    return projection_key(opened.source.path, opened.split, "umap-interactive")
 
 
 def placeholder_uri(row: int) -> str:
@@ -36,21 +58,6 @@ def placeholder_uri(row: int) -> str:
         f'text-anchor="middle" fill="#555">#{html.escape(str(row))}</text></svg>'
     )
     return "data:image/svg+xml;utf8," + quote(svg)
-
-
-def row_images(
-    metadata: dict[str, Any], evaluation: StoredEvaluation
-) -> tuple[Callable[[int], str] | None, str | None]:
-    """``(image of a row, None)`` when the checkpoint's dataset is here, else ``(None, why)``."""
-    problem = dataset_problem(metadata)
-    if problem is not None:
-        return None, (
-            f"Dataset {metadata['config']['dataset']!r} is not on this machine, so there are no "
-            "thumbnails; everything else comes from the checkpoint."
-        )
-    dataset = split_dataset(metadata["config"], "test")
-    item_ids = evaluation.item_ids
-    return (lambda row: analysis.png_data_uri(dataset.thumbnail(int(item_ids[row]), 64))), None
 
 
 def scatter(
@@ -76,23 +83,6 @@ def scatter(
         figure, key=key, on_select="rerun", selection_mode=("points", "box", "lasso")
     )
     return list(event.selection.point_indices) if event else []
-
-
-def thumbnails(
-    rows: Sequence[int],
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    image_uri: Callable[[int], str] | None,
-    dataset_note: str | None,
-) -> None:
-    """The first images of a selection, or why there are none."""
-    if not rows:
-        st.caption("Box/lasso-select or click points to highlight items and see their images.")
-        return
-    if image_uri is None:
-        st.caption(f"{len(rows)} selected. {dataset_note or 'No images for this dataset.'}")
-        return
-    panels.selection_preview(rows, labels, class_names, image_uri)
 
 
 def snapshot_player(
