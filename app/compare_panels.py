@@ -1,6 +1,6 @@
-"""Streamlit pieces of the Compare page: the metric table (headline metrics first, Δ visible),
-the differing-datasets warning, per-class Δ, the queries one side gets right and the other wrong,
-and the whole comparison when an embedding file is among the picks. Numbers come from
+"""Streamlit pieces of the Compare page, for opened splits of any kind (:class:`app.sources.Opened`):
+the metric table (headline metrics first, Δ visible), the not-the-same-items warning, the aligned
+layouts, per-class Δ and the queries one side gets right and the other wrong. Numbers come from
 :mod:`app.analysis`, figures from :mod:`app.figures`."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, inspect_panels, panels, sources
-from app.projection import projection_key
-from dml_core.metrics import singular_value_spectrum
-from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
+from app import analysis, figures, panels, projection_panels, sources
+from app.cache import cache_key, file_version
+from app.projection import is_cached, procrustes_align, umap_projection
 
 DISAGREEMENTS_SHOWN = 5
 MEASURES = {"Recall@1 (hit@1)": "hit", "AP@R": "ap"}
@@ -66,18 +65,69 @@ def metrics_panel(tables: Mapping[str, Mapping[str, float]], *, key: str) -> Non
     st.dataframe(frame[ordered], hide_index=True, key=key, column_config=config)
 
 
-def per_item_problem(sides: Sequence[Side]) -> str | None:
-    """:func:`app.analysis.per_item_problem` over the sides; shows the warning when there is one."""
-    problem = analysis.per_item_problem(
-        [s.signature for s in sides], [s.labels for s in sides], [s.name for s in sides]
+def side(opened: sources.Opened, report: analysis.RetrievalReport) -> Side:
+    """One compared split, from the opened source and its report (:func:`app.panels.analysed`)."""
+    return Side(
+        opened.label,
+        opened.labels,
+        report,
+        opened.class_names,
+        opened.signature,
+        panels.image_uri(opened),
     )
-    if problem is not None:
-        st.warning(
-            f"Not the same items: {problem}. Metrics are compared above, but per-class Δ and "
-            "per-query comparisons are turned off.",
-            icon="⚠️",
+
+
+def per_item_warning(problem: str) -> None:
+    """Why per-item comparisons are off (:func:`app.sources.per_item_problem`)."""
+    st.warning(
+        f"Not the same items: {problem}. Metrics are compared above, but the common layout, "
+        "per-class Δ and per-query comparisons are turned off.",
+        icon="⚠️",
+    )
+
+
+def aligned_layouts(
+    shown: Mapping[str, sources.Opened], method: str, same_items: bool
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Each split's layout and what it is. Splits of the same items share one frame: each
+    PCA rotated onto the first's, each UMAP fitted from the first's layout (the first's stored
+    UMAP when it has one; fits cached on disk, PCA while they compute). Other splits get their
+    own layout (:func:`app.projection_panels.layout`)."""
+    opened = list(shown.values())
+    reference = opened[0]
+    if not same_items:
+        return {label: projection_panels.layout(o, method) for label, o in shown.items()}
+
+    def rotated(title: str) -> dict[str, tuple[np.ndarray, str]]:
+        base = projection_panels.pca_layout(reference)
+        return {
+            label: (procrustes_align(projection_panels.pca_layout(o), base), title)
+            for label, o in shown.items()
+        }
+
+    if method == "PCA":
+        return rotated("PCA, rotated onto #1")
+    first = reference.umap
+    pending: list[str] = []
+    if first is None:
+        first = umap_projection(projection_panels.umap_key(reference), reference.embeddings)
+        pending += [] if first is not None else [projection_panels.umap_key(reference)]
+    layouts: dict[str, np.ndarray | None] = {next(iter(shown)): first}
+    path, mtime_ns, _ = file_version(reference.source.path)
+    anchor = f"{path}|{mtime_ns}"
+    for label, other in list(shown.items())[1:]:
+        layouts[label] = None
+        if first is not None:
+            key = cache_key(other.source.path, other.split, "umap-aligned-to", anchor)
+            layouts[label] = umap_projection(key, other.embeddings, init=first)
+            pending += [] if layouts[label] is not None else [key]
+    if pending or first is None:
+        panels.rerun_when_ready(
+            lambda: all(is_cached(key) for key in pending),
+            "The aligned UMAPs are computing; PCA (rotated onto the first) until then.",
         )
-    return problem
+        return rotated("PCA (UMAP computing)")
+    return {label: (layout, "UMAP from #1's layout") for label, layout in layouts.items()}  # type: ignore[misc]
 
 
 def _values(side: Side, measure: str) -> np.ndarray:
@@ -87,8 +137,8 @@ def _values(side: Side, measure: str) -> np.ndarray:
 
 
 def per_item_views(sides: Sequence[Side], *, key: str) -> None:
-    """Per-class Δ and the A-right/B-wrong queries of the first two sides (after the check)."""
-    if len(sides) < 2 or per_item_problem(sides) is not None:
+    """Per-class Δ and the A-right/B-wrong queries of the first two sides (of the same items)."""
+    if len(sides) < 2:
         return
     if len(sides) > 2:
         st.caption(f"Per-item views compare the first two: {sides[0].name} and {sides[1].name}.")
@@ -184,87 +234,3 @@ def disagreement_panel(a: Side, b: Side, *, key: str) -> None:
                             item_class=lambda i, labels=side.labels: int(labels[i]),
                         )
                     )
-
-
-def checkpoint_side(
-    name: str,
-    config: Mapping[str, object],
-    labels: np.ndarray,
-    report: analysis.RetrievalReport,
-    class_names: Sequence[str],
-    image_uri: Callable[[int], str] | None,
-    split: str = "test",
-) -> Side:
-    """A side from what the Compare page already computed for a checkpoint."""
-    return Side(
-        name,
-        np.asarray(labels),
-        report,
-        list(class_names),
-        sources.checkpoint_signature(dict(config), split),
-        image_uri,
-    )
-
-
-def compare_sources(picked: Sequence[sources.Source], *, key: str = "compare-files") -> None:
-    """The whole comparison for any mix of checkpoints and embedding files (their test split, or
-    a file's only split): metrics, spectra, projections, per-class Δ, disagreements."""
-    opened: dict[str, sources.Opened] = {}
-    thumbnails = {}
-    for source in picked:
-        try:
-            item = inspect_panels.opened_split(
-                str(source.path), source.path.stat().st_mtime_ns, source.kind, "test"
-            )
-            thumbnails[source.label] = sources.thumbnail_getter(source, item)
-        except (ValueError, OSError, KeyError, TypeError) as error:
-            st.error(f"{source.label}: {error}")
-            st.stop()
-        opened[source.label] = item
-    tables = {}
-    sides = []
-    for source in picked:
-        item = opened[source.label]
-        keep = min(analysis.RETRIEVAL_COLUMNS, len(item.labels) - 1)
-        ks = tuple(k for k in DEFAULT_RECALL_KS if k < len(item.labels))
-        metrics, report = panels.split_analysis(item.embeddings, item.labels, ks, keep)
-        tables[source.label] = {f"{item.split}/{k}": v for k, v in metrics.items()}
-        sides.append(
-            Side(
-                source.label,
-                item.labels,
-                report,
-                item.class_names,
-                item.signature,
-                inspect_panels.image_uri_getter(thumbnails[source.label]),
-            )
-        )
-    st.subheader("Metrics (Δ against the first)")
-    metrics_panel(tables, key=f"{key}-metrics")
-    per_item_problem(sides)
-    st.subheader("Spectra")
-    panels.spectrum_panel(
-        {label: singular_value_spectrum(item.embeddings) for label, item in opened.items()},
-        key=f"{key}-spectrum",
-    )
-    st.subheader("Projections")
-    columns = st.columns(len(picked))
-    for column, source, side in zip(columns, picked, sides, strict=True):
-        item = opened[source.label]
-        with column:
-            panels.projection_panel(
-                projection_key(source.path, item.split, "umap"),
-                item.embeddings,
-                item.labels,
-                item.class_names,
-                side.image_uri,
-                key=f"{key}-projection-{source.label}",
-                title=source.label,
-            )
-    if (
-        analysis.per_item_problem(
-            [s.signature for s in sides], [s.labels for s in sides], [s.name for s in sides]
-        )
-        is None
-    ):
-        per_item_views(sides, key=key)

@@ -87,9 +87,10 @@ def test_inspect_shows_the_metric_table(app_env: dict[str, Path]) -> None:
     table = metric_table(app, lambda frame: "recall@1" in frame.index)
     for key in ("recall@1", "map@r", "rho@2", "pi_ratio"):
         assert key in table.index
-    from app.checkpoints import embed_split
+    from dml_core.engine.evaluation import embed_checkpoint
 
-    embedded = embed_split(app_env["runs"] / "norho" / "last.safetensors", "test")
+    path = app_env["runs"] / "norho" / "last.safetensors"
+    embedded = embed_checkpoint(path, "test", device="cpu", amp="off")
     expected = retrieval_metrics(embedded.embeddings, embedded.labels, ks=(1,))["recall@1"]
     assert table.loc["recall@1", "test"] == pytest.approx(expected)
     assert not app.warning
@@ -101,8 +102,9 @@ def test_missing_dataset_shows_the_notice_and_stored_metrics(app_env: dict[str, 
     assert not app.exception, [e.value for e in app.exception]
     assert any("not available" in warning.value for warning in app.warning)
     assert "cub200" in app.caption[0].value
-    history = app.dataframe[0].value
-    assert "test/recall@1" in history.columns
+    assert app.title[0].value == "Inspect cub.safetensors"
+    history = metric_table(app, lambda frame: "metric" in frame.columns)  # one row per metric
+    assert "test/recall@1" in history["metric"].tolist()
 
 
 def test_inspect_refuses_a_path_outside_the_roots(app_env: dict[str, Path], tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_compare_shows_deltas_against_the_first(app_env: dict[str, Path]) -> Non
     names = [trace["name"] for trace in json.loads(spectra[0].proto.spec)["data"]]
     assert names == chosen
     headings = [heading.value for heading in app.subheader]
-    assert headings.index("Metrics (Δ against the first)") < headings.index("Projections (test)")
+    assert headings.index("Metrics (Δ against the first)") < headings.index("Projections")
     projections = [c for c in app.get("plotly_chart") if "compare-projection" in c.proto.id]
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in projections]
     assert titles == [f"{label}<br><sub>PCA, rotated onto #1</sub>" for label in chosen]
