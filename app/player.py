@@ -6,8 +6,9 @@ rotated onto the previous one (orthogonal Procrustes), so they are there the mom
 are. UMAP frames are a chain: each snapshot's UMAP starts from the previous snapshot's layout
 (``dml_core.engine.projection.umap_2d(init=…)``), so an item moves only as far as its neighbourhood
 changed; each link is cached on disk under the snapshot file's version and its predecessor's key.
-The figure animates on the client (plotly frames, a slider and a play button): playing costs the
-server nothing.
+The figure is the app's one animation player (:mod:`app.figures.animation`, also the Toy lab's
+replay): it animates on the client, so playing costs the server nothing. :func:`show` draws a
+player in Streamlit.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ import numpy as np
 import plotly.graph_objects as go
 
 from app.cache import cache_key, read_arrays, write_arrays
+from app.figures.animation import CONTROLS_HEIGHT, PLAYER_CONFIG, PlayerFrame, add_player
+from app.figures.palette import CLASS_COLORSCALE
 from dml_core.engine.projection import pca_2d, procrustes_align, umap_2d
 
 FRAME_MS = 700
+"""Time an epoch stays on screen at 1×."""
+HEIGHT = 540
+TITLE_HEIGHT = 40
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,9 @@ def animation_figure(
     title: str,
     start: int | None = None,
 ) -> go.Figure:
-    """The layouts as plotly frames with a slider over epochs and a play button (client-side)."""
+    """The layouts as the app's player (:func:`app.figures.animation.add_player`): one frame per
+    epoch, ▶ ¼×…2× / ❚❚ and an epoch slider above the plot, the epoch in the title; the axes
+    hold every frame, so playing never rescales the picture."""
     labels = np.asarray(labels)
     names = [class_names[int(v)] if class_names else str(int(v)) for v in labels]
     text = [f"#{i} · {n}" for i, n in enumerate(names)]
@@ -127,67 +135,56 @@ def animation_figure(
     highs = np.max([f.max(axis=0) for f in frames], axis=0)
     pad = 0.05 * (highs - lows + 1e-9)
     shown = len(frames) - 1 if start is None else start
-
-    def trace(layout: np.ndarray) -> go.Scattergl:
-        return go.Scattergl(
-            x=layout[:, 0],
-            y=layout[:, 1],
+    figure = go.Figure(
+        go.Scattergl(
+            x=frames[shown][:, 0],
+            y=frames[shown][:, 1],
             mode="markers",
-            marker={"color": labels, "colorscale": "Turbo", "size": 5, "opacity": 0.8},
+            marker={"color": labels, "colorscale": CLASS_COLORSCALE, "size": 5, "opacity": 0.8},
             text=text,
             hovertemplate="%{text}<extra></extra>",
         )
-
-    names_of = [f"epoch {epoch}" for epoch in epochs]
-    figure = go.Figure(
-        data=[trace(frames[shown])],
-        frames=[
-            go.Frame(data=[trace(layout)], name=name)
-            for name, layout in zip(names_of, frames, strict=True)
-        ],
     )
-    animate = {"frame": {"duration": FRAME_MS, "redraw": True}, "transition": {"duration": 0}}
+    plot_height = HEIGHT - TITLE_HEIGHT - CONTROLS_HEIGHT - 10
     figure.update_layout(
-        title=title,
-        height=480,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title={"text": f"{title} · epoch {epochs[shown]}", "y": 0.99, "yanchor": "top"},
+        height=HEIGHT,
+        margin={"l": 10, "r": 10, "t": TITLE_HEIGHT + CONTROLS_HEIGHT, "b": 10},
         xaxis={"range": [lows[0] - pad[0], highs[0] + pad[0]], "showticklabels": False},
         yaxis={"range": [lows[1] - pad[1], highs[1] + pad[1]], "showticklabels": False},
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "left",
-                "x": 0.0,
-                "y": -0.02,
-                "xanchor": "left",
-                "yanchor": "top",
-                "buttons": [
-                    {"label": "▶ play", "method": "animate", "args": [None, animate]},
-                    {
-                        "label": "❚❚",
-                        "method": "animate",
-                        "args": [[None], {"mode": "immediate", "frame": {"duration": 0}}],
-                    },
-                ],
-            }
-        ],
-        sliders=[
-            {
-                "active": shown,
-                "x": 0.18,
-                "len": 0.82,
-                "y": -0.02,
-                "yanchor": "top",
-                "currentvalue": {"prefix": ""},
-                "steps": [
-                    {
-                        "label": str(epoch),
-                        "method": "animate",
-                        "args": [[name], {"mode": "immediate", **animate}],
-                    }
-                    for epoch, name in zip(epochs, names_of, strict=True)
-                ],
-            }
-        ],
     )
-    return figure
+    player_frames = [
+        PlayerFrame(
+            str(epoch),
+            [{"type": "scattergl", "x": layout[:, 0], "y": layout[:, 1]}],
+            {"title": {"text": f"{title} · epoch {epoch}"}},
+        )
+        for epoch, layout in zip(epochs, frames, strict=True)
+    ]
+    controls_top = 1 + CONTROLS_HEIGHT / plot_height
+    return add_player(
+        figure, player_frames, traces=[0], frame_ms=FRAME_MS, y=controls_top, active=shown
+    )
+
+
+QUIET_INTERRUPTIONS = """<script>
+if (!window.dmlQuietAnimations) {
+  window.dmlQuietAnimations = true;
+  // plotly.js rejects an interrupted animation's promise with no reason (a second ▶, ❚❚ or a
+  // slider click while playing); nothing waits on it, so the page marks it as handled.
+  window.addEventListener("unhandledrejection", (event) => {
+    if (event.reason === undefined) event.preventDefault();
+  });
+}
+</script>"""
+
+
+def show(figure: go.Figure, *, key: str, where=None) -> None:
+    """Draw a player figure in Streamlit (``where``: a container, default the page) with
+    :data:`~app.figures.animation.PLAYER_CONFIG`, after the page's handler of interrupted
+    animations (:data:`QUIET_INTERRUPTIONS`)."""
+    import streamlit as st
+
+    where = where or st
+    where.html(QUIET_INTERRUPTIONS, unsafe_allow_javascript=True)
+    where.plotly_chart(figure, key=key, config=PLAYER_CONFIG)

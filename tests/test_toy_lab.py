@@ -1,5 +1,5 @@
 """The Toy lab page through ``streamlit.testing.v1.AppTest`` (real toy runs, 40 iterations) and
-its figure builders (app/toy_figures.py) on real recordings."""
+its figure builders (app/figures/toy.py, app/figures/replay.py) on real recordings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import toy_figures
+from app.figures import replay
+from app.figures import toy as toy_plots
+from app.figures.labels import NUMBER_FORMAT
 from toy import ToySettings, record_toy, toy_data
 from toy.palette import TEST_COLOURS, TRAIN_COLOURS
 
@@ -141,7 +143,7 @@ def recordings() -> dict[str, object]:
 def test_replay_holds_every_frame_and_the_last_one_is_shown(recordings: dict) -> None:
     runs = recordings[2]
     labels = runs["base"].result
-    figure = toy_figures.replay_figure(
+    figure = replay.replay_figure(
         {m: r.frames for m, r in runs.items()}, labels.train_labels, labels.test_labels
     )
     assert [frame.name for frame in figure.frames] == [str(s) for s in runs["base"].steps]
@@ -155,7 +157,7 @@ def test_replay_holds_every_frame_and_the_last_one_is_shown(recordings: dict) ->
     assert figure.layout.title.text == "embedding at step 20 of 20"
     with pytest.raises(ValueError, match="same steps"):
         short = record_toy(ToySettings(iterations=10))
-        toy_figures.replay_figure(
+        replay.replay_figure(
             {"base": runs["base"].frames, "rho": short.frames},
             labels.train_labels,
             labels.test_labels,
@@ -164,7 +166,7 @@ def test_replay_holds_every_frame_and_the_last_one_is_shown(recordings: dict) ->
 
 def test_train_and_test_classes_use_distinct_colour_families(recordings: dict) -> None:
     assert not set(TRAIN_COLOURS) & set(TEST_COLOURS)
-    figure = toy_figures.data_figure(toy_data(0))
+    figure = toy_plots.data_figure(toy_data(0))
     colours = {trace.name: trace.marker.color for trace in figure.data}
     assert {colours[f"train {c}"] for c in range(4)} == set(TRAIN_COLOURS)
     assert {colours[f"test {c}"] for c in range(4)} == set(TEST_COLOURS)
@@ -174,7 +176,7 @@ def test_train_and_test_classes_use_distinct_colour_families(recordings: dict) -
 def test_three_d_replay_draws_the_sphere_in_a_fixed_cube(recordings: dict) -> None:
     runs = recordings[3]
     result = runs["base"].result
-    figure = toy_figures.replay_figure(
+    figure = replay.replay_figure(
         {m: r.frames for m, r in runs.items()}, result.train_labels, result.test_labels
     )
     spheres = [trace for trace in figure.data if trace.type == "surface"]
@@ -189,13 +191,13 @@ def test_three_d_replay_draws_the_sphere_in_a_fixed_cube(recordings: dict) -> No
 
 
 def test_loss_and_study_axes_use_plain_decimals() -> None:
-    figure = toy_figures.loss_figure({"paper": np.array([2e-6, 1e-6, 0.0])})
-    assert figure.layout.yaxis.tickformat == toy_figures.NUMBER_FORMAT
-    assert "s" not in toy_figures.NUMBER_FORMAT, "no SI prefixes (µ, m)"
+    figure = toy_plots.loss_figure({"paper": np.array([2e-6, 1e-6, 0.0])})
+    assert figure.layout.yaxis.tickformat == NUMBER_FORMAT
+    assert "s" not in NUMBER_FORMAT, "no SI prefixes (µ, m)"
     study = json.loads(
         (Path(__file__).resolve().parents[1] / "docs/toy/toy_study.json").read_text()
     )
-    strip = toy_figures.study_figure(study, "test_recall@1")
+    strip = toy_plots.study_figure(study, "test_recall@1")
     seeds = [trace for trace in strip.data if trace.name.endswith(": seeds")]
     assert [len(trace.y) for trace in seeds] == [len(study["seeds"])] * len(study["modes"])
     means = [trace for trace in strip.data if trace.name.endswith(": mean")]

@@ -16,7 +16,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import analysis, toy_figures
+from app import player, toy_text
+from app.figures import replay
+from app.figures import toy as toy_plots
 from app.settings import REPO_ROOT
 from toy import MODE_DESCRIPTIONS, TOY_MODES, ToyRecording, ToySettings, record_toy, toy_data
 from toy.api import RESULT_METRICS
@@ -37,11 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "toy-lr": 0.03,
 }
 KEPT_RECORDINGS = 16
-# (metric, label, st.metric delta colour, format) in each mode's panel
+# (metric, label, st.metric delta colour, format, term of toy_text.TERMS) in each mode's panel
 PANEL_METRICS = (
-    ("test_recall@1", "test Recall@1", "normal", ".2f"),
-    ("rho@1", "ρ@1 (lower = flatter)", "inverse", ".3f"),
-    ("pi_ratio", "π_ratio", "normal", ".4f"),
+    ("test_recall@1", "test Recall@1", "normal", ".2f", "test Recall@1"),
+    ("rho@1", "ρ@1 (lower = flatter)", "inverse", ".3f", "ρ@1"),
+    ("pi_ratio", "π_ratio", "normal", ".4f", "π_ratio"),
 )
 PAGE_CSS = """
 <style>
@@ -52,11 +54,13 @@ PRESENTATION_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
 [data-testid="stMainBlockContainer"] { padding-top: 2.5rem; max-width: 100%; }
-[data-testid="stMain"] [data-testid="stMarkdownContainer"] p,
-[data-testid="stMain"] [data-testid="stMarkdownContainer"] li { font-size: 1.3rem; }
+[data-testid="stMain"] [data-testid="stMarkdown"] p,
+[data-testid="stMain"] [data-testid="stMarkdown"] li { font-size: 1.3rem; }
 [data-testid="stMain"] [data-testid="stCaptionContainer"] { font-size: 1.1rem; }
-[data-testid="stMetricValue"] { font-size: 2.6rem; }
-[data-testid="stMetricDelta"] { font-size: 1.2rem; }
+[data-testid="stMain"] [data-testid="stMetricValue"],
+[data-testid="stMain"] [data-testid="stMetricValue"] p { font-size: 2.6rem; }
+[data-testid="stMain"] [data-testid="stMetricDelta"],
+[data-testid="stMain"] [data-testid="stMetricDelta"] p { font-size: 1.2rem; }
 [data-testid="stMain"] h1 { font-size: 2.6rem !important; }
 </style>
 """
@@ -79,6 +83,8 @@ def presentation_toggle(where) -> None:
 
 
 def push_slider(where, uses_push: bool) -> float:
+    """The p_ρ slider, disabled unless mode rho is among the modes that will train."""
+    unused = "" if uses_push else " Disabled: mode rho is not selected."
     return where.slider(
         "push probability p_ρ",
         0.0,
@@ -86,7 +92,16 @@ def push_slider(where, uses_push: bool) -> float:
         step=0.05,
         key="toy-push",
         disabled=not uses_push,
-        help="share of triplets (a, p, n) swapped to (a, a, p); only mode rho uses it",
+        help=toy_text.TERMS["p_ρ"] + " " + toy_text.TERMS["swaps"] + unused,
+    )
+
+
+def modes_picker(where):
+    return where.multiselect(
+        "modes side by side",
+        TOY_MODES,
+        key="toy-compare-modes",
+        help=toy_text.modes_help(TOY_MODES),
     )
 
 
@@ -97,8 +112,8 @@ def embedding_radio(where) -> int:
 
 
 if presentation:  # one row of controls on the page, the sidebar hidden
-    row = st.columns([3, 2, 1.1, 1.1, 1.5])
-    compare_modes = row[0].multiselect("modes side by side", TOY_MODES, key="toy-compare-modes")
+    row = st.columns([3, 2, 1, 1.1, 1.8])
+    compare_modes = modes_picker(row[0])
     mode = state["toy-mode"]
     push_probability = push_slider(row[1], "rho" in compare_modes)
     seed = row[2].number_input("seed", 0, 10_000, key="toy-seed")
@@ -113,8 +128,9 @@ else:
             TOY_MODES,
             key="toy-mode",
             format_func=lambda m: f"{m}: {MODE_DESCRIPTIONS[m]}",
+            help=toy_text.modes_help(TOY_MODES),
         )
-        compare_modes = st.multiselect("modes side by side", TOY_MODES, key="toy-compare-modes")
+        compare_modes = modes_picker(st)
         uses_push = "rho" in (mode, *compare_modes)
         push_probability = push_slider(st, uses_push)
         if not uses_push:
@@ -136,33 +152,18 @@ settings = ToySettings(
     seed=int(seed),
     embed_dim=int(embed_dim),
 )
-style = toy_figures.toy_style(presentation)
+style = toy_plots.toy_style(presentation)
 data = toy_data(settings.seed)
 
-STORY = (
-    "**What to point at.** Train *base* and *paper* side by side: *base* squeezes the classes "
-    "onto the one direction the train labels need (one singular value takes nearly all the mass) "
-    "and the test classes, which differ along the other direction, pile up; *paper* (the "
-    "published regularized run) keeps the second singular value alive. *no_pull* (pull term "
-    "dropped) flattens the spectrum as much, *rho* (swaps with p_ρ, pull kept) moves it a little. "
-    "Press ▶ to replay a run, drag the slider to any step. Then run the seeds below: test "
-    "Recall@1 varies a lot from seed to seed, so one seed proves nothing."
-)
 data_column, story_column = st.columns([3, 2])
 data_column.plotly_chart(
-    toy_figures.data_figure(data, style), key="toy-data", config=toy_figures.PLOT_CONFIG
+    toy_plots.data_figure(data, style), key="toy-data", config=toy_plots.PLOT_CONFIG
 )
 if presentation:
-    story_column.markdown(
-        "Train classes (blues, filled) lie on the diagonal; the **unseen** test classes (reds, "
-        "hollow) differ along the other direction."
-    )
+    story_column.markdown(toy_text.PRESENTATION_STORY)
 else:
-    story_column.markdown(STORY)
-    story_column.caption(
-        "The network maps these 2-D inputs to the unit circle (or sphere) below. Train and test "
-        "are different classes: cool colours for train, warm ones for test."
-    )
+    story_column.markdown(toy_text.STORY)
+    story_column.caption(toy_text.STORY_CAPTION)
 
 if presentation:
     compare_column, note_column = st.columns([1.4, 3.6])
@@ -202,7 +203,7 @@ def recorded(run_settings: ToySettings, on_frame=None) -> ToyRecording:
 
 def draw_live(frame) -> None:
     display_area.plotly_chart(
-        toy_figures.replay_figure(
+        replay.replay_figure(
             {settings.mode: [frame]},
             data["train_labels"],
             data["test_labels"],
@@ -210,7 +211,7 @@ def draw_live(frame) -> None:
             animate=False,
         ),
         key=f"toy-live-{frame.step}",
-        config=toy_figures.PLOT_CONFIG,
+        config=toy_plots.PLOT_CONFIG,
     )
 
 
@@ -240,20 +241,33 @@ def shown_changed(shown: dict) -> bool:
 
 def mode_panels(recordings: dict[str, ToyRecording]) -> None:
     """One bordered panel per mode: its final metrics and, beside the reference mode (base when
-    shown, else the first), the difference to it."""
+    shown, else the first), the difference to it; then what the side by side shows, in words."""
     metrics = {m: recording.result.metrics for m, recording in recordings.items()}
     reference = "base" if "base" in metrics else next(iter(metrics))
     deltas = versus_reference(metrics, reference)
     for column, (shown_mode, values) in zip(st.columns(len(metrics)), metrics.items(), strict=True):
         with column.container(border=True, key=f"toy-panel-{shown_mode}"):
-            st.markdown(f"**{shown_mode}** · {MODE_DESCRIPTIONS[shown_mode]}")
-            for name, label, colour, number in PANEL_METRICS:
+            st.markdown(
+                f"**{shown_mode}** · {MODE_DESCRIPTIONS[shown_mode]}",
+                help=toy_text.MODES[shown_mode],
+            )
+            for name, label, colour, number, term in PANEL_METRICS:
                 delta = None
                 if shown_mode != reference:
                     delta = f"{deltas[shown_mode][name]:+{number}} vs {reference}"
-                st.metric(label, format(values[name], number), delta, delta_color=colour)
+                st.metric(
+                    label,
+                    format(values[name], number),
+                    delta,
+                    delta_color=colour,
+                    help=toy_text.TERMS[term],
+                )
+    spectra = {m: recording.result.spectrum for m, recording in recordings.items()}
+    with st.container(key="toy-in-words"):
+        for sentence in toy_text.comparison_sentences(reference, metrics, spectra):
+            st.markdown(sentence)
     others = [m for m in metrics if m != reference]
-    if others:
+    if others and not presentation:
         st.markdown(
             f"**Versus {reference}, same seed {next(iter(recordings.values())).result.settings.seed}"
             " (same data, initialisation and batches):** "
@@ -264,16 +278,22 @@ def mode_panels(recordings: dict[str, ToyRecording]) -> None:
             )
             + ". One seed: the seeds below show how much of that is luck."
         )
-    if not presentation:
+    if presentation:  # the help icons' sentences, visible
+        with st.container(key="toy-glossary"):
+            for line in [toy_text.MODES[m] for m in metrics] + [
+                toy_text.TERMS[t] for t in toy_text.GLOSSARY_TERMS
+            ]:
+                st.markdown(line)
+    else:
         rows = []
         for shown_mode, values in metrics.items():
             row: dict[str, Any] = {"mode": shown_mode}
             for name in RESULT_METRICS:
-                row[toy_figures.METRIC_LABELS[name]] = round(values[name], 4)
+                label = toy_text.METRIC_LABELS[name]
+                row[label] = round(values[name], 4)
                 if name != "train_recall@1":
-                    row[f"Δ {toy_figures.METRIC_LABELS[name]}"] = round(deltas[shown_mode][name], 4)
-            spectrum = recordings[shown_mode].result.spectrum
-            row["s̃ (train)"] = " / ".join(f"{value:.3f}" for value in spectrum)
+                    row[f"Δ {label}"] = round(deltas[shown_mode][name], 4)
+            row["s̃ (train)"] = " / ".join(f"{value:.3f}" for value in spectra[shown_mode])
             rows.append(row)
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="toy-compare-table")
 
@@ -288,21 +308,20 @@ else:
     recordings = {m: recorded(replace(shown_settings, mode=m)) for m in shown["modes"]}
     first = next(iter(recordings.values())).result
     with display_area.container():
-        st.plotly_chart(
-            toy_figures.replay_figure(
+        player.show(
+            replay.replay_figure(
                 {m: r.frames for m, r in recordings.items()},
                 first.train_labels,
                 first.test_labels,
                 style,
             ),
             key="toy-spectrum-and-embeddings",
-            config=toy_figures.PLOT_CONFIG,
         )
         mode_panels(recordings)
         st.plotly_chart(
-            toy_figures.loss_figure({m: r.result.losses for m, r in recordings.items()}, style),
+            toy_plots.loss_figure({m: r.result.losses for m, r in recordings.items()}, style),
             key="toy-loss",
-            config=toy_figures.PLOT_CONFIG,
+            config=toy_plots.PLOT_CONFIG,
         )
     if shown_changed(shown):
         button = "Train" if shown["kind"] == "single" else "Train side by side"
@@ -331,7 +350,7 @@ study_modes = study_columns[0].multiselect(
 )
 num_seeds = study_columns[1].number_input("seeds", 2, 50, 5, key="toy-study-seeds")
 study_metric = study_columns[2].selectbox(
-    "metric", RESULT_METRICS, key="toy-study-metric", format_func=toy_figures.METRIC_LABELS.get
+    "metric", RESULT_METRICS, key="toy-study-metric", format_func=toy_text.METRIC_LABELS.get
 )
 
 
@@ -359,20 +378,14 @@ if stored:
     study = stored_study(str(STORED_STUDY))
 if study is not None:
     st.plotly_chart(
-        toy_figures.study_figure(study, study_metric, style),
+        toy_plots.study_figure(study, study_metric, style),
         key="toy-study-figure",
-        config=toy_figures.PLOT_CONFIG,
+        config=toy_plots.PLOT_CONFIG,
     )
-    if stored:
-        st.caption(
-            f"Stored study ({len(study['seeds'])} seeds, default settings, `python -m toy`, "
-            "docs/toy/toy_study.json); press Run to use the current settings."
-        )
-    else:
-        st.caption(f"{len(study['seeds'])} seeds; {study['interval']}.")
+    st.caption(toy_text.study_caption(study, stored=stored))
     if not presentation:
         st.dataframe(
-            pd.DataFrame(analysis.study_rows(study, RESULT_METRICS)),
+            pd.DataFrame(toy_text.study_rows(study, RESULT_METRICS)),
             hide_index=True,
             key="toy-study-table",
         )
