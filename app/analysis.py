@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from app.format import metric_text
 from dml_core.metrics import RetrievalReport, embedding_space_metrics, retrieval_report
 
 RETRIEVAL_COLUMNS = 8
@@ -357,7 +358,7 @@ def confused_pairs(
 
 
 def _value_text(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return metric_text(value) if isinstance(value, float) else str(value)
 
 
 def best_result_rows(best: Mapping[str, object] | None) -> list[dict[str, object]]:

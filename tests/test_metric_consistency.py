@@ -76,7 +76,7 @@ def test_a_section_on_another_spectrum_is_refused_and_project_stores_it_again(
         good.embeddings, good.labels, good.item_ids, good.class_names, umap=None
     )  # what the stored section held before it followed the run's config: the full spectrum
     write_evaluation(path, stale)
-    with pytest.raises(StoredEvaluationError, match="'full' spectrum.*says 'official'"):
+    with pytest.raises(StoredEvaluationError, match=r"'full' spectrum.*says 'official'"):
         read_evaluation(path)
     assert main(["project", str(path), "--device", "cpu", "--no-umap"]) == 0
     capsys.readouterr()
