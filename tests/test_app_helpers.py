@@ -314,29 +314,68 @@ def test_study_rows_format_mean_and_interval() -> None:
     ]
 
 
-def test_embeddings_are_cached_on_disk_per_checkpoint_and_split(
+def write_oml_checkpoint(folder: Path) -> Path:
+    """An untrained small CNN on a tiny OML dataset CSV whose validation half is queries (even
+    items) against a gallery (odd items); the checkpoint stores no evaluation."""
+    import csv
+
+    from PIL import Image
+
+    from dml_core.models import build_model
+
+    rows = []
+    for label in range(4):
+        for item in range(4):
+            path = folder / "images" / f"{label}-{item}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (60 * label, 40 * item, 90)).save(path)
+            validation = label >= 2
+            query = item % 2 == 0
+            flags = (str(query), str(not query)) if validation else ("", "")
+            split = "validation" if validation else "train"
+            rows.append([label, str(path.relative_to(folder)), split, *flags])
+    table = folder / "dataset.csv"
+    with open(table, "w", newline="") as handle:
+        csv.writer(handle).writerows([["label", "path", "split", "is_query", "is_gallery"], *rows])
+    settings = {**preset("glyphs"), "dataset": "csv", "data_root": str(table)}
+    config = TrainConfig.from_dict({**settings, "image_size": 16, "embed_dim": 8})
+    model = build_model("small_cnn", 8, pretrained=None, in_channels=3)
+    metadata = {"kind": "last", "config": config.to_dict(), "model": model.config(), "history": []}
+    return save_checkpoint(folder / "oml.safetensors", model, metadata)
+
+
+def test_a_computed_evaluation_is_cached_with_its_query_gallery_masks(
     checkpoint_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.checkpoints import embed_split
-    from dml_core.engine.trainer import Trainer
+    from app import sources
+    from app.cache import cache_key, read_arrays, write_arrays
+    from app.checkpoints import checkpoint_evaluation
 
     monkeypatch.setenv("DML_EXPLORER_PROJECTION_CACHE", str(tmp_path / "cache"))
-    run = checkpoint_root / "toy"
-    Trainer(TrainConfig.from_dict({**preset("toy"), "epochs": 5}), run).run()
-    checkpoint = run / "last.safetensors"
-    first = embed_split(checkpoint, "test")
-    key = projection.projection_key(checkpoint, "test", "embeddings")
-    stored = projection.read_arrays(key)
-    assert stored is not None
-    np.testing.assert_array_equal(stored["embeddings"], first.embeddings)
-    np.testing.assert_array_equal(stored["labels"], first.labels)
-    # A cache hit returns what is on disk (proven by changing it) ...
-    projection.write_arrays(key, embeddings=stored["embeddings"] * 0, labels=stored["labels"])
-    assert not embed_split(checkpoint, "test").embeddings.any()
-    # ... and another split, or a rewritten checkpoint, is computed afresh.
-    assert embed_split(checkpoint, "eval_train").embeddings.any()
+    checkpoint = write_oml_checkpoint(checkpoint_root)
+    computed = checkpoint_evaluation(checkpoint)
+    assert computed.source == "computed" and "no stored evaluation" in computed.note
+    np.testing.assert_array_equal(computed.evaluation.is_query, [True, False] * 4)
+    np.testing.assert_array_equal(computed.evaluation.is_gallery, [False, True] * 4)
+    cached = checkpoint_evaluation(checkpoint)
+    assert cached.source == "cache"
+    for name in ("embeddings", "labels", "item_ids", "pca", "is_query", "is_gallery"):
+        np.testing.assert_array_equal(
+            getattr(cached.evaluation, name), getattr(computed.evaluation, name)
+        )
+    assert cached.evaluation.metrics == computed.evaluation.metrics
+    assert cached.evaluation.metrics["test/num_queries"] == 4
+    # Opened through the app's one road, the masks reach the pages.
+    opened = sources.open_split(sources.resolve_source(checkpoint))
+    assert opened.origin == "cache" and opened.protocol == "queries against the gallery"
+    np.testing.assert_array_equal(opened.is_query, computed.evaluation.is_query)
+    # A cache hit returns what is on disk (proven by changing it); a rewritten file misses.
+    key = cache_key(checkpoint, "test", "evaluation")
+    arrays = read_arrays(key)
+    write_arrays(key, **{**arrays, "embeddings": arrays["embeddings"] * 0})
+    assert not checkpoint_evaluation(checkpoint).evaluation.embeddings.any()
     os.utime(checkpoint, ns=(1, 1))
-    np.testing.assert_allclose(embed_split(checkpoint, "test").embeddings, first.embeddings)
+    assert checkpoint_evaluation(checkpoint).source == "computed"
 
 
 # --- settings, cache and discovery ----------------------------------------------------------------
