@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app import analysis, figures
+from app import analysis
+from app.figures.curves import history_figure
+from app.figures.labels import log_axis
+from app.figures.palette import FADED, LONE_COLOR, class_colors
+from app.figures.projection import inspect_projection_figure
 from dml_core.metrics import retrieval_report
 
 
@@ -168,16 +172,16 @@ def test_best_result_and_history_are_tables() -> None:
 
 def test_history_figure_gives_each_metric_its_own_axis() -> None:
     history = [{"epoch": 1, "test/map@r": 0.1, "train/pi_ratio": 2.0}]
-    figure = figures.history_figure(history, ["test/map@r", "train/pi_ratio"])
+    figure = history_figure(history, ["test/map@r", "train/pi_ratio"])
     assert [trace.yaxis for trace in figure.data] == ["y", "y2"]
     assert tuple(figure.layout.yaxis.range) == (0, 1.02)
 
 
 def test_log_axis_labels_decades_only() -> None:
-    settings = figures.log_axis([0.5, 0.001])
+    settings = log_axis([0.5, 0.001])
     assert settings["dtick"] == 1 and settings["type"] == "log"
-    narrow = figures.log_axis([0.3, 0.2])
-    assert figures.log_axis([0.17, 0.02])["ticktext"] == ["0.01", "0.02", "0.05", "0.1", "0.2"]
+    narrow = log_axis([0.3, 0.2])
+    assert log_axis([0.17, 0.02])["ticktext"] == ["0.01", "0.02", "0.05", "0.1", "0.2"]
     assert narrow["ticktext"] == ["0.1", "0.2", "0.5"]  # written out, not "2" and "5"
 
 
@@ -186,11 +190,11 @@ def test_projection_figure_has_a_legend_per_colour_mode_and_item_customdata() ->
     coordinates = points[:, :2]
     report = retrieval_report(points, labels, ks=(1,), keep_neighbors=3)
     hits = analysis.hit_at_1(report, labels)
-    by_class = figures.inspect_projection_figure(coordinates, labels, ["a", "b", "c"])
+    by_class = inspect_projection_figure(coordinates, labels, ["a", "b", "c"])
     assert [t.name for t in by_class.data] == ["a", "b", "c"]
     items = sorted(int(i) for trace in by_class.data for i in trace.customdata)
     assert items == list(range(12))
-    by_hit = figures.inspect_projection_figure(
+    by_hit = inspect_projection_figure(
         coordinates, labels, ["a", "b", "c"], color_by="Recall@1 hit/miss", hits=hits,
         shown_classes=[0], selected=2, neighbors=[1, 3],
     )  # fmt: skip
@@ -198,3 +202,38 @@ def test_projection_figure_has_a_legend_per_colour_mode_and_item_customdata() ->
     assert names[0] == "other classes" and names[-1] == "selected #2"
     assert list(by_hit.data[-1].customdata) == [2]
     assert by_hit.layout.dragmode is None  # Streamlit's pan mode: a click selects
+
+
+def test_projection_figure_colours_by_ap_and_by_nearest_wrong_class() -> None:
+    points, labels = _clusters(seed=6, classes=3, per_class=4)
+    coordinates = points[:, :2]
+    average_precision = np.linspace(0, 1, 12)
+    average_precision[5] = np.nan  # a lone query
+    by_ap = inspect_projection_figure(
+        coordinates, labels, ["a", "b", "c"], color_by="AP@R", average_precision=average_precision
+    )
+    scale, lone = by_ap.data
+    assert scale.marker.cmin == 0 and scale.marker.cmax == 1 and not scale.showlegend
+    np.testing.assert_allclose(scale.marker.color, np.delete(average_precision, 5))
+    assert lone.name == "lone query" and list(lone.customdata) == [5]
+    assert lone.marker.color == LONE_COLOR
+
+    nearest = np.array([4, 4, 8, -1, 0, 0, 8, 8, 0, 0, 4, 4])  # item of the nearest other class
+    by_wrong = inspect_projection_figure(
+        coordinates, labels, ["a", "b", "c"], color_by="nearest wrong class",
+        nearest_wrong=nearest, shown_classes=[0, 1],
+    )  # fmt: skip
+    names = [trace.name for trace in by_wrong.data]
+    assert names == ["other classes", "nearest wrong: none", "nearest wrong: a",
+                     "nearest wrong: b", "nearest wrong: c"]  # fmt: skip
+    assert by_wrong.data[0].marker.color == FADED and list(by_wrong.data[0].customdata) == list(
+        range(8, 12)
+    )
+    colours = class_colors(3)
+    assert [t.marker.color for t in by_wrong.data[2:]] == colours
+    assert sorted(int(i) for t in by_wrong.data[1:] for i in t.customdata) == list(range(8))
+    # without nearest-wrong data the points keep their class colours and names
+    fallback = inspect_projection_figure(
+        coordinates, labels, ["a", "b", "c"], color_by="nearest wrong class"
+    )
+    assert [t.name for t in fallback.data] == ["a", "b", "c"]

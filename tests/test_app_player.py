@@ -1,16 +1,23 @@
-"""Playing a run's snapshots: aligned PCA frames at once, a cached UMAP chain, the animated figure."""
+"""Playing a run's snapshots: aligned PCA frames at once, a cached UMAP chain, the animated figure,
+and the one player (app/figures/animation.py) that it shares with the Toy lab's replay."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from app import player
+from app.figures import animation
+from app.figures.replay import FRAME_MILLISECONDS, replay_figure
 from dml_core.engine.evaluation import write_snapshot
 from dml_core.engine.projection import pca_2d
+from toy import ToySettings, record_toy
 
 
 @pytest.fixture
@@ -96,3 +103,61 @@ def test_animation_has_a_frame_per_epoch_a_slider_and_a_play_button(run_dir: Pat
     # Axes fixed over all frames, so playing does not rescale the picture.
     low = min(f[:, 0].min() for f in frames)
     assert figure.layout.xaxis.range[0] <= low
+
+
+def test_the_snapshot_player_and_the_toy_replay_are_one_player(run_dir: Path) -> None:
+    snapshots = [player.read_snapshot(p) for p in player.snapshot_paths(run_dir)]
+    snapshot_figure = player.animation_figure(
+        [1, 2, 3], player.aligned_pca_frames(snapshots), snapshots[0].labels, None, title="PCA"
+    )
+    toy_run = record_toy(ToySettings(iterations=4))
+    result = toy_run.result
+    toy_figure = replay_figure({"base": toy_run.frames}, result.train_labels, result.test_labels)
+    menus = [figure.layout.updatemenus[0] for figure in (snapshot_figure, toy_figure)]
+    labels = [[button.label for button in menu.buttons] for menu in menus]
+    assert labels[0] == labels[1] == [*(f"▶ {s}" for s in animation.SPEEDS), "❚❚"]
+    for menu, frame_ms in zip(menus, (player.FRAME_MS, FRAME_MILLISECONDS), strict=True):
+        durations = [button.args[1]["frame"]["duration"] for button in menu.buttons[:-1]]
+        assert durations == [round(frame_ms / speed) for speed in animation.SPEEDS.values()]
+        assert menu.buttons[-1].args[1] == animation.STILL
+    for figure in (snapshot_figure, toy_figure):
+        slider = figure.layout.sliders[0]
+        assert [step.args[0][0] for step in slider.steps] == [f.name for f in figure.frames]
+        assert all(step.args[1] == animation.STILL for step in slider.steps)
+        assert slider.active == len(figure.frames) - 1
+        assert figure.layout.updatemenus[0].y == slider.y > 1, "controls above the plot"
+    # the epoch is in the title at every frame, as the toy's step is
+    assert snapshot_figure.layout.title.text == "PCA · epoch 3"
+    assert [f.layout.title.text for f in snapshot_figure.frames] == [
+        f"PCA · epoch {e}" for e in (1, 2, 3)
+    ]
+
+
+def test_player_labels_at_most_ten_slider_steps_and_needs_a_frame() -> None:
+    names = [str(step) for step in range(0, 250, 10)]  # 25 frames
+    labels = animation.slider_labels(names)
+    assert [label for label in labels if label] == names[::3]
+    assert animation.slider_labels(["1", "2", "3"]) == ["1", "2", "3"]
+    figure = go.Figure(go.Scatter(x=[0], y=[0]))
+    with pytest.raises(ValueError, match="at least one frame"):
+        animation.add_player(figure, [], traces=[0], frame_ms=100, y=1.1)
+    frames = [animation.PlayerFrame(n, [{"x": [i], "y": [i]}]) for i, n in enumerate(names)]
+    animation.add_player(figure, frames, traces=[0], frame_ms=100, y=1.1, active=4)
+    assert figure.layout.sliders[0].active == 4 and len(figure.frames) == 25
+    assert list(figure.frames[7].traces) == [0] and figure.frames[7].data[0].x == (7,)
+
+
+def test_show_draws_the_player_with_its_config_and_the_interruption_handler() -> None:
+    def page() -> None:
+        import plotly.graph_objects as go
+
+        from app import player
+
+        player.show(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), key="shown-player")
+
+    app = AppTest.from_function(page).run()
+    assert not app.exception
+    (chart,) = app.get("plotly_chart")
+    assert json.loads(chart.proto.config) == animation.PLAYER_CONFIG
+    (script,) = app.get("html")
+    assert "unhandledrejection" in script.proto.body and script.proto.unsafe_allow_javascript

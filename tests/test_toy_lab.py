@@ -3,6 +3,7 @@ its figure builders (app/figures/toy.py, app/figures/replay.py) on real recordin
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import toy_text
 from app.figures import replay
 from app.figures import toy as toy_plots
 from app.figures.labels import NUMBER_FORMAT
-from toy import ToySettings, record_toy, toy_data
+from toy import ToySettings, record_toy, run_study, toy_data
+from toy.api import RESULT_METRICS
 from toy.palette import TEST_COLOURS, TRAIN_COLOURS
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
@@ -37,6 +40,13 @@ def chart_spec(app: AppTest, key: str) -> dict:
     charts = [chart for chart in app.get("plotly_chart") if chart.proto.id.endswith(key)]
     assert charts, f"no chart {key}"
     return json.loads(charts[-1].proto.spec)
+
+
+def decoded(values: object) -> np.ndarray:
+    """A plotly JSON array (a list, or a base64 typed array ``{"dtype", "bdata"}``) as numbers."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values, dtype=np.float64)
 
 
 def test_side_by_side_run_gives_one_panel_per_mode_with_numbers(toy_page: AppTest) -> None:
@@ -75,6 +85,21 @@ def test_side_by_side_run_gives_one_panel_per_mode_with_numbers(toy_page: AppTes
     labels = [button["label"] for button in spec["layout"]["updatemenus"][0]["buttons"]]
     assert labels == ["▶ ¼×", "▶ ½×", "▶ 1×", "▶ 2×", "❚❚"]
     assert any("Trained base, paper, no_pull" in caption.value for caption in app.caption)
+
+    # each number and mode explained in a help icon; the side by side said in words
+    panel = app.container("toy-panel-paper")
+    assert [m.help for m in panel.metric] == [
+        toy_text.TERMS[t] for t in ("test Recall@1", "ρ@1", "π_ratio")
+    ]
+    assert panel.markdown[0].proto.help == toy_text.MODES["paper"]
+    words = [md.value for md in app.container("toy-in-words").markdown]
+    assert len(words) == 2 and words[0].startswith("The spectrum of *paper* is flatter than")
+    bars = {bar["name"]: decoded(bar["y"]) for bar in spec["data"][:3]}
+    for line, mode in zip(words, ("paper", "no_pull"), strict=True):
+        shares = [round(100 * bars[m][1]) for m in (mode, "base")]
+        assert f"carries {shares[0]} % of the spread instead of {shares[1]} %" in line, line
+        recall = round(100 * values[mode]["test Recall@1"])
+        assert f"*{mode}* puts a classmate nearest to {recall} % of the points" in line
 
 
 def test_push_slider_only_counts_in_mode_rho(toy_page: AppTest) -> None:
@@ -120,6 +145,13 @@ def test_presentation_mode_hides_controls_and_enlarges_plots(toy_page: AppTest) 
     assert large["font"]["size"] > normal["font"]["size"]
     assert large["height"] > normal["height"]
     assert not app.dataframe, "no tables in presentation mode"
+    glossary = [md.value for md in app.container("toy-glossary").markdown]
+    expected = [toy_text.MODES["base"], toy_text.MODES["paper"]]
+    assert glossary == expected + [toy_text.TERMS[t] for t in toy_text.GLOSSARY_TERMS]
+    assert {"π_ratio", "ρ@1", "swaps", "pull + push", "p_ρ"} <= {
+        line.split(" ")[0].rstrip(":") if not line.startswith("pull") else "pull + push"
+        for line in glossary
+    }
 
     app.toggle(key="toy-presentation").set_value(False).run()
     assert app.slider(key="toy-margin").value == pytest.approx(0.2), "hidden value kept"
@@ -205,3 +237,52 @@ def test_loss_and_study_axes_use_plain_decimals() -> None:
         summary = study["modes"][mode]["summary"]["test_recall@1"]
         assert trace.y[0] == pytest.approx(summary["mean"])
         assert trace.error_y.arrayminus[0] == pytest.approx(summary["mean"] - summary["ci95"][0])
+
+
+def near_ceiling_study() -> dict:
+    """A two-mode study whose Recall@1 t-interval reaches past 1 and ρ@1's below 0."""
+    study = run_study(["base", "paper"], 3, ToySettings(iterations=10))
+    summary = study["modes"]["paper"]["summary"]
+    summary["test_recall@1"].update(mean=0.98, ci95=[0.92, 1.04])
+    summary["rho@1"].update(mean=0.01, ci95=[-0.02, 0.04])
+    return study
+
+
+def test_seed_study_intervals_stay_in_the_metric_range_and_the_table_reads() -> None:
+    study = near_ceiling_study()
+    rows = toy_text.study_rows(study, RESULT_METRICS)
+    assert list(rows[0]) == ["mode", "test Recall@1", "train Recall@1", "ρ@1", "π_ratio"]
+    paper = rows[1]
+    assert paper["test Recall@1"] == "0.980 [0.920, 1.000]"
+    assert paper["ρ@1"] == "0.010 [0.000, 0.040]"
+    strip = toy_plots.study_figure(study, "test_recall@1")
+    mean = next(trace for trace in strip.data if trace.name == "paper: mean")
+    assert mean.y[0] + mean.error_y.array[0] == pytest.approx(1.0)
+    assert toy_text.clipped_interval("pi_ratio", -0.5, 3.0) == (0.0, 3.0)
+
+
+def test_seed_study_caption_names_its_settings() -> None:
+    study = near_ceiling_study()
+    caption = toy_text.study_caption(study, stored=False)
+    assert caption.startswith("This study: 3 seeds (0–2), 10 iterations, margin 0.1,")
+    assert "learning rate 0.03" in caption and "p_ρ 0.2 (mode rho), 2-D" in caption
+    assert "clipped to the metric's range" in caption
+    stored = json.loads(
+        (Path(__file__).resolve().parents[1] / "docs/toy/toy_study.json").read_text()
+    )
+    assert "20 seeds (0–19), 200 iterations" in toy_text.study_caption(stored, stored=True)
+
+
+def test_spectrum_sentence_says_flatter_steeper_or_as_flat() -> None:
+    spectra = {"base": np.array([0.86, 0.14]), "paper": np.array([0.65, 0.35])}
+    assert toy_text.spectrum_sentence("paper", "base", spectra) == (
+        "The spectrum of *paper* is flatter than *base*'s: its second singular value carries "
+        "35 % of the spread instead of 14 %."
+    )
+    assert "steeper" in toy_text.spectrum_sentence("base", "paper", spectra)
+    spectra["rho"] = np.array([0.861, 0.139])
+    assert "is as flat as *base*'s" in toy_text.spectrum_sentence("rho", "base", spectra)
+    three = {"a": np.array([0.5, 0.3, 0.2]), "b": np.array([0.9, 0.05, 0.05])}
+    assert "its singular values after the first carry 50 %" in toy_text.spectrum_sentence(
+        "a", "b", three
+    )
