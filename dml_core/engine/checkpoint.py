@@ -97,9 +97,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         (header_size,) = struct.unpack("<Q", head[:8]) if len(head) >= 8 else (None,)
         looks_safetensors = header_size is not None and head[8:9] == b"{"
         if not looks_safetensors:
-            if head[:4] == b"PK\x03\x04" or (
-                head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"
-            ):
+            if head[:4] == b"PK\x03\x04":
+                raise _refuse(
+                    path, "is a zip archive (a torch.save pickle or a .npz) and is refused"
+                )
+            if head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05":
                 raise _refuse(path, "is a pickle / torch.save file and is refused")
             raise _refuse(path, "is not a safetensors file or is truncated (no header)")
         if header_size > size - 8 or header_size > MAX_HEADER_BYTES:

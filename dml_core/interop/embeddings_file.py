@@ -24,8 +24,6 @@ Relative image paths are relative to the file's folder (``EmbeddingSet.image_pat
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from dml_core.data.csv_dataset import parse_flag
-from dml_core.interop.tables import SHOWN, parse_text_labels, read_table
+from dml_core.interop.numpy_files import read_npy_arrays, read_npz_arrays
+from dml_core.interop.tables import SHOWN, read_table
+from dml_core.io.arrays import ArrayFileError
 from dml_core.metrics._inputs import EmbeddingRangeError, check_embeddings
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
@@ -188,104 +188,29 @@ def read_embeddings(path: str | Path, labels: str | Path | None = None) -> Embed
         raise ValueError(f"a separate labels file goes with .npy embeddings only, not {suffix}")
     try:
         if suffix == ".npz":
-            return _read_npz(path)
+            arrays = read_npz_arrays(path)
+            names = arrays.get("class_names")
+            return make_embedding_set(
+                arrays["embeddings"],
+                arrays["labels"],
+                class_names=None if names is None else [str(n) for n in names.tolist()],
+                ids=arrays.get("ids", arrays.get("indices")),
+                paths=arrays.get("paths"),
+                split=arrays.get("split"),
+                source=path,
+                is_query=arrays.get("is_query"),
+                is_gallery=arrays.get("is_gallery"),
+            )
         if suffix == ".npy":
-            return _read_npy(path, labels)
+            return make_embedding_set(*read_npy_arrays(path, labels), source=path)
         return make_embedding_set(**read_table(path), source=path)
     except KeyError as error:  # pyarrow: 'Field "e0" exists 2 times in schema'
         raise ValueError(f"{path}: column names must be distinct ({error.args[0]})") from None
-    except ValueError as error:  # one line that names the file; the range error keeps its type
+    except ValueError as error:  # one line that names the file; these two keep their type
         message = str(error)
-        kind = EmbeddingRangeError if isinstance(error, EmbeddingRangeError) else ValueError
+        keeps = isinstance(error, EmbeddingRangeError | ArrayFileError)
+        kind = type(error) if keeps else ValueError
         raise kind(message if message.startswith(str(path)) else f"{path}: {message}") from None
-
-
-def _read_npz(path: Path) -> EmbeddingSet:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        why = "empty" if path.stat().st_size == 0 else _reason(error)
-        raise ValueError(f"not a .npz archive ({why}); expected np.savez's zip of arrays") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError("holds a single .npy array, not a .npz archive of embeddings and labels")
-    with archive:
-        arrays = {name: _load_array(archive, name) for name in archive.files}
-    missing = [name for name in ("embeddings", "labels") if name not in arrays]
-    if missing:
-        raise ValueError(
-            f"the .npz lacks {missing}; expected arrays embeddings (N, d) and labels (N,), "
-            f"found {sorted(arrays)}"
-        )
-    class_names = arrays.get("class_names")
-    return make_embedding_set(
-        arrays["embeddings"],
-        arrays["labels"],
-        class_names=None if class_names is None else [str(n) for n in class_names.tolist()],
-        ids=arrays.get("ids", arrays.get("indices")),
-        paths=arrays.get("paths"),
-        split=arrays.get("split"),
-        source=path,
-        is_query=arrays.get("is_query"),
-        is_gallery=arrays.get("is_gallery"),
-    )
-
-
-def _load_array(archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
-    try:
-        return archive[name]
-    except ValueError as error:
-        if "allow_pickle" not in str(error):
-            raise ValueError(f"array {name!r} cannot be read ({_reason(error)})") from None
-        raise ValueError(
-            f"array {name!r} holds Python objects (pickled), which are never loaded; "
-            "store strings as a fixed-width unicode array (np.array(values, dtype=str))"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise ValueError(f"array {name!r} cannot be read ({_reason(error)})") from None
-
-
-def _reason(error: BaseException) -> str:
-    """An error's first line; for a file that is no zip, never numpy's advice to load pickles."""
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return "not a zip file" if "allow_pickle" in text or "pickled" in text else text
-
-
-def _read_npy(path: Path, labels: str | Path | None) -> EmbeddingSet:
-    matrix = _load_npy(path, "embeddings")
-    if labels is None:
-        siblings = [path.with_suffix(".labels.npy"), path.with_suffix(".labels.txt")]
-        found = [p for p in siblings if p.is_file()]
-        if not found:
-            raise ValueError(
-                f"a .npy holds no labels: pass a labels file or put one at {siblings[0].name} "
-                f"or {siblings[1].name} beside it"
-            )
-        labels = found[0]
-    labels = Path(labels)
-    if not labels.is_file():
-        raise FileNotFoundError(f"labels file {labels} does not exist")
-    if labels.suffix.lower() == ".npy":
-        label_values = _load_npy(labels, "labels")
-    else:
-        lines = labels.read_text(encoding="utf-8").splitlines()
-        label_values = parse_text_labels([line.strip() for line in lines if line.strip()])
-    return make_embedding_set(matrix, label_values, source=path)
-
-
-def _load_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        if str(error).startswith("Object arrays"):  # a real .npy of Python objects
-            raise ValueError(
-                f"{path.name}: the {what} array holds Python objects (pickled)"
-            ) from None
-        why = "empty" if path.stat().st_size == 0 else _reason(error)
-        raise ValueError(f"{path.name} is not a readable .npy file ({why})") from None
-    if not isinstance(loaded, np.ndarray):
-        loaded.close()
-        raise ValueError(f"{path.name} is a .npz archive, not a .npy array")
-    return loaded
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -309,6 +234,10 @@ def _check_matrix(embeddings: object) -> np.ndarray:
         raise ValueError(
             f"{len(bad_rows)} embedding row(s) hold NaN or infinite values, e.g. rows "
             f"{bad_rows[:SHOWN].tolist()}"
+        )
+    if not matrix.any():  # no direction to compare, no spectrum
+        raise ValueError(
+            f"every embedding row is zero ({matrix.shape[0]} rows): nothing to compare"
         )
     return check_embeddings(np.ascontiguousarray(matrix, dtype=np.float32))  # norm bound
 

@@ -1,0 +1,185 @@
+"""Hostile files, round 2 (issue 27, docs/DESIGN.md §9): numpy headers that claim more than the
+file holds, stored evaluations that do not fit their schema, temporary files a killed ``project``
+or ``import`` left, and exports that run at the same time.
+
+Command lines run in processes forked from one that imported the CLI once (``forked_cli.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.lib import format as npy_format
+
+from dml_core.io.arrays import (
+    DEFAULT_MAX_ARRAY_BYTES,
+    MAX_ARRAY_BYTES_VARIABLE,
+    ArrayFileError,
+    check_npy,
+    check_npz,
+)
+
+pytestmark = pytest.mark.slow
+
+HUGE_SHAPE = (1 << 20, 1 << 16)
+"""float32: 256 GiB (268 GB) claimed by a header of a few hundred bytes."""
+
+
+def _forked_cli(cases: list[dict], parallel: int = 2) -> list[dict]:
+    """``{"returncode", "stderr"}`` of ``python -m dml_core`` for each case (``forked_cli.py``)."""
+    forked = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("forked_cli.py")),
+            "--parallel",
+            str(parallel),
+        ],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
+    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
+    return json.loads(forked.stdout)
+
+
+def _assert_one_line(result: dict, *fragments: str) -> None:
+    """A non-zero exit (not a signal) and exactly one ``error: …`` line holding every fragment."""
+    lines = result["stderr"].splitlines()
+    assert result["returncode"] > 0, result
+    assert len(lines) == 1 and lines[0].startswith("error: "), result["stderr"][-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def _npy_claiming(shape: tuple[int, ...], data: bytes = b"\0" * 64) -> bytes:
+    """A ``.npy`` whose header claims ``shape`` (float32) followed by ``data`` alone."""
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue() + data
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def huge_npz(path: Path, shape: tuple[int, ...] = HUGE_SHAPE) -> Path:
+    """A 300-byte ``.npz``: ``embeddings.npy`` claims ``shape``, ``labels.npy`` is real."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("embeddings.npy", _npy_claiming(shape))
+        archive.writestr("labels.npy", _npy(np.arange(4) % 2))
+    return path
+
+
+# --- 1. a header that claims 256 GiB -------------------------------------------------------------
+
+
+def test_a_npz_claiming_256_gib_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dml_core.interop import read_embeddings
+    from dml_core.interop.numpy_files import npz_problem
+
+    npz = huge_npz(tmp_path / "huge.npz")
+    npy = tmp_path / "huge.npy"
+    npy.write_bytes(_npy_claiming(HUGE_SHAPE))
+    np.save(tmp_path / "huge.labels.npy", np.arange(4) % 2)
+    assert npz.stat().st_size < 1024 and npy.stat().st_size < 1024
+    for path in (npz, npy):
+        with pytest.raises(ArrayFileError) as error:
+            read_embeddings(path)
+        message = str(error.value)
+        assert message.startswith(str(path)) and "\n" not in message
+        assert "(1048576, 65536)" in message and "256 GiB" in message
+        assert MAX_ARRAY_BYTES_VARIABLE in message
+    assert "256 GiB" in npz_problem(npz)
+    # Raising the limit does not let it through: the file holds 64 bytes, not 256 GiB.
+    monkeypatch.setenv(MAX_ARRAY_BYTES_VARIABLE, str(1 << 40))
+    with pytest.raises(ArrayFileError, match="only 64 bytes follow its header"):
+        read_embeddings(npz)
+    with pytest.raises(ArrayFileError, match="only 64 bytes follow its header"):
+        check_npy(npy)
+    monkeypatch.setenv(MAX_ARRAY_BYTES_VARIABLE, "lots")
+    with pytest.raises(ArrayFileError, match="must be a positive integer"):
+        check_npz(npz)
+    monkeypatch.delenv(MAX_ARRAY_BYTES_VARIABLE)
+    # The limit is exact: an array of exactly the limit passes, one item more does not.
+    exact = tmp_path / "exact.npz"
+    with zipfile.ZipFile(exact, "w") as archive:
+        archive.writestr("embeddings.npy", _npy(np.ones((4, 4), np.float32)))
+        archive.writestr("notes.txt", b"x" * 100)
+    monkeypatch.setenv(MAX_ARRAY_BYTES_VARIABLE, "100")
+    assert check_npz(exact)["embeddings"].nbytes == 64 and check_npz(exact)["notes.txt"] is None
+    monkeypatch.setenv(MAX_ARRAY_BYTES_VARIABLE, "64")
+    with pytest.raises(ArrayFileError, match=r"member 'notes\.txt' is 100 bytes"):
+        check_npz(exact)
+    assert DEFAULT_MAX_ARRAY_BYTES == 4 * 1024**3
+
+
+CLAIM_UNDER_A_SMALL_ADDRESS_SPACE = """
+import resource, sys
+import numpy as np
+from dml_core.interop import read_embeddings
+from dml_core.io.arrays import ArrayFileError
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize"))
+room = (size + 512 * 1024) * 1024  # 512 MiB more than the process maps now
+resource.setrlimit(resource.RLIMIT_AS, (room, room))
+try:
+    np.load(sys.argv[1], allow_pickle=False)["embeddings"]
+    print("numpy: loaded")
+except MemoryError:
+    print("numpy: MemoryError")
+try:
+    read_embeddings(sys.argv[1])
+except ArrayFileError as error:
+    print("ours:", str(error).split(": ", 1)[1])
+"""
+
+
+def test_the_header_is_refused_before_numpy_allocates(tmp_path: Path) -> None:
+    """Under an address-space limit 512 MiB above what the process maps, a header claiming 2 GiB
+    (inside the 4 GiB default limit, so only the file's own size refuses it) makes ``np.load``
+    fail to allocate; ``read_embeddings`` refuses it from the header, having allocated nothing."""
+    npz = huge_npz(tmp_path / "two-gib.npz", shape=(1 << 19, 1 << 10))
+    script = tmp_path / "limited.py"
+    script.write_text(CLAIM_UNDER_A_SMALL_ADDRESS_SPACE)
+    ran = subprocess.run(
+        [sys.executable, str(script), str(npz)], capture_output=True, text=True, timeout=300
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    numpy, ours = ran.stdout.splitlines()
+    assert numpy == "numpy: MemoryError"
+    assert ours == (
+        "ours: array 'embeddings' of shape (524288, 1024) and dtype float32 is 2 GiB but only "
+        "64 bytes follow its header (truncated or crafted)"
+    )
+
+
+def test_evaluate_export_and_project_refuse_a_huge_header_in_one_line(tmp_path: Path) -> None:
+    npz = huge_npz(tmp_path / "huge.npz")
+    out = tmp_path / "exported"
+    commands = [
+        ["evaluate", "--embeddings", str(npz)],
+        ["export", str(npz), "--format", "tensorboard", "--out", str(out)],
+        ["project", str(npz), "--device", "cpu"],
+    ]
+    results = _forked_cli([{"args": args, "cwd": str(tmp_path)} for args in commands])
+    _assert_one_line(results[0], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)
+    _assert_one_line(results[1], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)
+    _assert_one_line(results[2], str(npz), "is a zip archive")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.npz"]
