@@ -1,12 +1,13 @@
 """Background training runs: launch ``python -m dml_core train``, stop it, tail its events.
 
-A launched run writes ``runs/<name>/`` (the trainer's ``events.jsonl``, checkpoints, snapshots)
-plus ``app.pid`` (JSON: pid and command, written by :func:`launch_run`) and ``output.log``. A run
-is *running* while its events hold no ``done``/``error`` event and the pid in ``app.pid`` is a
-live ``dml_core`` process; that is how a reloaded page reattaches. A run whose process died
-before writing any event *failed at launch*; its error is the first error line of
-``output.log``. Stop = SIGINT, which the trainer turns into a clean stop that keeps
-``last.safetensors``.
+A launched run writes ``<runs folder>/<name>/`` (the trainer's ``events.jsonl``, checkpoints,
+snapshots) plus ``app.pid`` (JSON: pid and command, written by :func:`launch_run`) and
+``output.log``. A run is *running* while its events hold no ``done``/``error`` event and the pid in
+``app.pid`` is a live ``dml_core`` process; that is how a reloaded page reattaches. A run whose
+process died before writing any event *failed at launch*; its error is the first error line of
+``output.log``; :func:`launch_problem` catches a bad configuration or missing data before a launch.
+Stop = SIGINT, which the trainer turns into a clean stop that keeps ``last.safetensors``; it is
+recorded in ``app.stop`` so the run reads *stopping…* from the click until its ``done`` event.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from dml_core.engine.events import read_events
 from dml_core.io import NotRegularFileError, atomic_write_json, open_regular
 
 PID_FILE = "app.pid"
+STOP_FILE = "app.stop"
+STOPPING = "stopping…"
 LOG_FILE = "output.log"
 EVENTS_FILE = "events.jsonl"
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -57,6 +61,24 @@ def train_command(options: dict[str, Any], out_dir: Path, preset: str | None = N
         else:
             argv += [flag, "none" if value is None else str(value)]
     return argv
+
+
+def launch_problem(options: dict[str, Any], preset: str | None = None) -> str | None:
+    """Why ``python -m dml_core train`` with these options would fail before training, in one
+    line (a bad value, a dataset that is not at its root), or None: the run's config as the CLI
+    builds it (preset, then options) and its train and test splits, built here (no model)."""
+    from dml_core.config import TrainConfig
+    from dml_core.data.splits import build_split
+    from dml_core.presets import preset as preset_values
+
+    try:
+        config = TrainConfig.from_dict({**(preset_values(preset) if preset else {}), **options})
+        for split in ("train", "test"):
+            build_split(config, split)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        lines = str(error).strip().splitlines()
+        return lines[0] if lines else type(error).__name__
+    return None
 
 
 def launch_run(
@@ -153,14 +175,27 @@ class RunState:
         return pid is not None and process_alive(pid)
 
     @property
+    def stopping(self) -> bool:
+        """Running, and a stop was sent to this process (:func:`stop_run`): it is finishing its
+        step and writing ``last``."""
+        if not self.running:
+            return False
+        try:
+            with open_regular(self.run_dir / STOP_FILE) as handle:
+                stopped_pid = json.loads(handle.read(4096))["pid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return stopped_pid == read_pid(self.run_dir)
+
+    @property
     def status(self) -> str:
-        """``running``, ``finished``, ``stopped`` (or another done reason), ``error``,
-        ``failed at launch`` or ``ended without a done event``."""
+        """``running``, ``stopping…``, ``finished``, ``stopped`` (or another done reason),
+        ``error``, ``failed at launch`` or ``ended without a done event``."""
         final = self.finished
         if final is not None:
             return "error" if final["kind"] == "error" else final.get("reason", "finished")
         if self.running:
-            return "running"
+            return STOPPING if self.stopping else "running"
         return "ended without a done event" if self.events else "failed at launch"
 
     @property
@@ -239,10 +274,13 @@ def running_runs(root: Path | None = None) -> list[Path]:
 
 
 def stop_run(run_dir: Path) -> bool:
-    """Send SIGINT to the run's process (clean stop, checkpoint kept); False if it is not running."""
+    """Send SIGINT to the run's process (clean stop, checkpoint kept) and record it in
+    ``app.stop``, so every page shows the run *stopping…* until it ends; False if it is not
+    running."""
     pid = read_pid(run_dir)
     if pid is None or not process_alive(pid):
         return False
+    atomic_write_json(run_dir / STOP_FILE, {"pid": pid, "t": time.time()})
     os.kill(pid, signal.SIGINT)
     return True
 

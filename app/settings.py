@@ -56,6 +56,18 @@ def runs_dir() -> Path:
     return Path(configured).expanduser() if configured else REPO_ROOT / "runs"
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as a caption names it: relative to the repository when inside it (``runs``), else
+    absolute with ``~`` for the home folder."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_relative_to(REPO_ROOT):
+        return str(resolved.relative_to(REPO_ROOT)) or "."
+    home = Path.home().resolve()
+    if resolved.is_relative_to(home) and resolved != home:
+        return f"~/{resolved.relative_to(home)}"
+    return str(resolved)
+
+
 def cache_dir() -> Path:
     """``$DML_EXPLORER_PROJECTION_CACHE`` if set, else ``<repo>/.cache/projections``."""
     configured = os.environ.get(CACHE_DIR_VARIABLE)

@@ -203,3 +203,38 @@ def test_a_run_failing_at_launch_is_listed_with_its_error(tmp_path: Path) -> Non
     assert state.status == "failed at launch" and state.failed
     assert state.error_line().startswith("error: dataset 'cub200' needs root")
     assert runs.exit_status(runs.read_pid(run_dir)) == 2
+
+
+def test_a_bad_data_root_or_value_is_one_line_before_launch(tmp_path: Path) -> None:
+    assert runs.launch_problem({"epochs": 1}, preset="toy") is None
+    missing = tmp_path / "absent"
+    problem = runs.launch_problem({"dataset": "cub200", "data_root": str(missing)}, "toy")
+    assert problem is not None and "\n" not in problem
+    assert str(missing) in problem and "does not exist" in problem
+    assert "needs root" in runs.launch_problem({"dataset": "cub200"}, "toy")
+    assert "rho is a probability" in runs.launch_problem({"rho": 2.0}, "toy")
+    assert "no_such_option" in runs.launch_problem({"no_such_option": 1}, "toy")
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+@pytest.mark.slow
+def test_a_stopped_run_reads_stopping_until_its_done_event(tmp_path: Path) -> None:
+    options = {"epochs": 100_000, "log_every": 1, "eval_every": 1000, "device": "cpu"}
+    run_dir = runs.launch_run("toy-stop", options, preset="toy", root=tmp_path)
+    state = runs.RunState(run_dir)
+    try:
+        _wait_for(
+            lambda: any(e["kind"] == "step" for e in runs.refresh(state).events), 90, "a step"
+        )
+        # A stop recorded for another process (before a resume in this folder) is not this one's.
+        (run_dir / runs.STOP_FILE).write_text('{"pid": 1}')
+        assert state.status == "running" and not state.stopping
+        assert runs.stop_run(run_dir)
+        # From the click on, until the done event: the same state reads "stopping…".
+        assert runs.refresh(state).finished is not None or state.status == runs.STOPPING
+        _wait_for(lambda: runs.refresh(state).finished is not None, 60, "the done event")
+    finally:
+        pid = runs.read_pid(run_dir)
+        if pid is not None and runs.process_alive(pid):
+            runs._children[pid].kill()
+    assert state.status == "stopped" and not state.stopping

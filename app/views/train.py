@@ -19,7 +19,8 @@ import streamlit as st
 
 from app import analysis, figures, projection_panels, runs
 from app.checkpoints import DATASET_ERRORS, split_dataset
-from app.settings import LIVE_REFRESH_SECONDS
+from app.format import metric_text
+from app.settings import LIVE_REFRESH_SECONDS, shown_path
 from dml_core.data import DATASETS
 from dml_core.engine.evaluation import SNAPSHOT_AUTO_LIMIT
 from dml_core.losses import LOSSES
@@ -42,7 +43,8 @@ SNAPSHOT_QUERIES = 3
 
 st.title("Train")
 st.caption(
-    "Each run is `python -m dml_core train` in the background, writing to `runs/<name>/`. "
+    f"Each run is `python -m dml_core train` in the background, writing to "
+    f"`{shown_path(runs.runs_dir())}/<name>/`. "
     "Start one with ρ and one without to compare their spectra: ρ-regularization is meant to "
     "flatten the train spectrum (a lower ρ@k); how far it does on glyphs, loss by loss, is "
     "measured in docs/RESULTS.md."
@@ -107,10 +109,15 @@ if started:
     run_name = name.strip() or (
         f"{dataset}-{loss}-{'rho' if use_rho else 'norho'}-s{int(seed)}-{time.strftime('%H%M%S')}"
     )
-    try:
-        run_dir = runs.launch_run(run_name, options, preset=preset_name)
-    except (ValueError, FileExistsError) as error:
-        st.error(str(error))
+    # A bad value or data that is not at its root: one red line now, no run folder, no launch.
+    problem = runs.launch_problem(options, preset_name)
+    if problem is None:
+        try:
+            run_dir = runs.launch_run(run_name, options, preset=preset_name)
+        except (ValueError, FileExistsError) as error:
+            problem = str(error)
+    if problem is not None:
+        st.error(f"Not started: {problem}")
     else:
         st.session_state.setdefault(LAUNCHED, []).append(run_dir.name)
         selection = st.session_state.setdefault(SELECTION, [])
@@ -240,7 +247,10 @@ def _snapshot_panels(state: runs.RunState) -> None:
 
 
 def _status_line(state: runs.RunState) -> str:
-    parts = [f"`{state.name}`: **{state.status}**"]
+    status = state.status
+    parts = [f"`{state.name}`: **{status}**"]
+    if status == runs.STOPPING:
+        parts[0] += " (finishing its step, then writing `last`)"
     config = state.config() or {}
     latest = next((e for e in reversed(state.events) if "epoch" in e), None)
     if latest is not None:
@@ -248,7 +258,7 @@ def _status_line(state: runs.RunState) -> str:
     evaluation = state.latest_eval
     if evaluation is not None:
         recall = (evaluation.get("metrics") or {}).get("test/recall@1")
-        shown = f" R@1 {recall:.3f}" if isinstance(recall, (int, float)) else ""
+        shown = f" R@1 {metric_text(recall)}" if isinstance(recall, (int, float)) else ""
         parts.append(f"evaluated at epoch {evaluation['epoch']}{shown}")
     return " · ".join(parts)
 
@@ -260,7 +270,7 @@ def _live_runs(refreshing: bool) -> None:
     top = st.columns([6, 1])
     top[1].button("Refresh", key="train-refresh", help="Look for runs started elsewhere")
     if not available:
-        top[0].info("No runs yet under runs/. Start one above.")
+        top[0].info(f"No runs yet in `{shown_path(root)}`. Start one above.")
         return
     states = {name: _state(root / name) for name in available}
     st.session_state[OVERLAY_WIDGET] = _selection(available, states)
@@ -276,15 +286,20 @@ def _live_runs(refreshing: bool) -> None:
             with st.expander(f"{name}: output"):
                 st.code(runs.output_tail(root / name) or "(empty)")
             continue
+        # The Stop click is read before the status is drawn, so the status says "stopping…" in
+        # this very run (and, from app.stop, on every later one until the run ends).
+        stop_slot = stop_column.empty()
+        stop_help = "Ends the run after its current step; its checkpoint `last` is kept"
+        can_stop = state.running and not state.stopping
+        if can_stop and stop_slot.button("Stop", key=f"stop-{name}", help=stop_help):
+            runs.stop_run(root / name)
+            stop_slot.empty()
         status_column.markdown(_status_line(state))
         if state.unreadable:
             status_column.warning(state.unreadable)
         if state.skipped:
             status_column.warning(state.skipped_note())
-        if state.running and stop_column.button("Stop", key=f"stop-{name}"):
-            runs.stop_run(root / name)
-            st.toast(f"stopping {name} (its checkpoint is kept)")
-        elif state.status == "ended without a done event":
+        if state.status == "ended without a done event":
             with st.expander(f"{name}: output"):
                 st.code(runs.output_tail(root / name))
     plotted = {name: state for name, state in shown.items() if state.events}
