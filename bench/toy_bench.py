@@ -2,7 +2,8 @@
 references, printed as JSON.
 
 - ``run``: ``toy.run_toy`` (the Trainer, the ``all`` miner, the contrastive loss), median over runs.
-- ``study``: ``toy.run_study`` over every mode and ``--study-seeds`` seeds.
+- ``study``: ``toy.run_study`` over every mode and ``--study-seeds`` seeds, in 1 and in 2 worker
+  processes (``--study-workers``); its CPU time counts the workers' (reaped when the pool closes).
 - ``direct_loop``: the same computation written as a bare vectorised torch loop without the
   Trainer (the floor the Trainer's per-step overhead is measured against).
 - ``published_baseline``: the published script's approach as reconstructed here (its code is not
@@ -11,7 +12,7 @@ references, printed as JSON.
 
 Wall time and process CPU time are both reported: on a shared machine the wall time includes the
 time other processes hold the cores, the CPU time does not. Run:
-``python bench/toy_bench.py [--runs 5] [--study-seeds 20] [--baseline-runs 3]``.
+``python bench/toy_bench.py [--runs 5] [--study-seeds 20] [--baseline-runs 3] [--study-workers 1 2]``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -34,14 +36,20 @@ from toy.api import BATCH_SIZE, single_thread
 MARGIN = 0.1
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (a study's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(function: Callable[[], Any], repeats: int) -> dict[str, float]:
     """Median and all of wall and CPU seconds over ``repeats`` calls."""
     walls, cpus = [], []
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         function()
         walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
+        cpus.append(cpu_seconds() - cpu)
     return {
         "median_wall_s": statistics.median(walls),
         "median_cpu_s": statistics.median(cpus),
@@ -110,6 +118,7 @@ def main() -> None:
     parser.add_argument("--study-seeds", type=int, default=20)
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--study-workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     settings = ToySettings(iterations=args.iterations)
     run_toy(settings)  # warm-up: imports, allocator, faiss
@@ -131,8 +140,11 @@ def main() -> None:
             lambda: plain_training(per_anchor_loss, args.iterations), args.baseline_runs
         )
     if args.study_seeds > 0:
-        study = timed(lambda: run_study(TOY_MODES, args.study_seeds, settings), 1)
-        report["study"] = {"modes": len(TOY_MODES), "seeds": args.study_seeds, **study}
+        report["study"] = {"modes": len(TOY_MODES), "seeds": args.study_seeds}
+        for workers in args.study_workers:
+            report["study"][f"workers_{workers}"] = timed(
+                lambda w=workers: run_study(TOY_MODES, args.study_seeds, settings, workers=w), 1
+            )
     base = report["run"]["base"]
     report["ratios"] = {
         "published_baseline_over_run_wall": report["published_baseline"]["median_wall_s"]
