@@ -183,3 +183,88 @@ def test_evaluate_export_and_project_refuse_a_huge_header_in_one_line(tmp_path: 
     _assert_one_line(results[2], str(npz), "is a zip archive")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.npz"]
+
+
+# --- 2. stored evaluations outside their schema ------------------------------------------------------
+
+
+def toy_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A real (untrained) toy checkpoint with a full run header."""
+    import torch
+
+    from dml_core.config import TrainConfig
+    from dml_core.engine.checkpoint import save_checkpoint
+    from dml_core.models import build_model
+    from dml_core.presets import preset
+
+    torch.manual_seed(seed)
+    config = TrainConfig.from_dict({**preset("toy"), "device": "cpu"})
+    model = build_model("mlp", 2, pretrained=None, frozen_bn=False, normalize=True, in_channels=3)
+    metadata = {"kind": "last", "config": config.to_dict(), "model": model.config(), "history": []}
+    return save_checkpoint(path, model, metadata)
+
+
+def bad_sections(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Checkpoints whose stored evaluation is one class, one item, two items, repeated item ids or
+    an item id of 10¹⁵, each with the words ``read_evaluation`` refuses it with."""
+    from dataclasses import replace
+
+    from dml_core.engine.stored_evaluation import evaluate_and_store, write_evaluation
+
+    folder.mkdir(parents=True, exist_ok=True)
+    good = toy_checkpoint(folder / "good.safetensors")
+    stored = evaluate_and_store(good, device="cpu", umap=None)
+    first_two = [0, int(np.flatnonzero(stored.labels != stored.labels[0])[0])]
+
+    def rows(keep: list[int]):
+        return replace(
+            stored,
+            embeddings=stored.embeddings[keep],
+            labels=stored.labels[keep],
+            item_ids=stored.item_ids[keep],
+            pca=stored.pca[keep],
+        )
+
+    ids_repeat, id_huge = stored.item_ids.copy(), stored.item_ids.copy()
+    ids_repeat[1] = ids_repeat[0]
+    id_huge[3] = 10**15
+    sections = {
+        "one-class": (replace(stored, labels=np.zeros_like(stored.labels)), "in 1 class(es)"),
+        "one-item": (rows([0]), "has 1 item(s) in 1 class(es)"),
+        "two-items": (rows(first_two), "has 2 item(s) in 2 class(es)"),
+        "repeated-ids": (replace(stored, item_ids=ids_repeat), "item_ids that repeat"),
+        "huge-id": (replace(stored, item_ids=id_huge), "item_ids up to 1000000000000000"),
+    }
+    made = {"good": (good, "")}
+    for name, (section, words) in sections.items():
+        path = toy_checkpoint(folder / f"{name}.safetensors")
+        write_evaluation(path, section)
+        made[name] = (path, words)
+    return made
+
+
+def test_a_stored_evaluation_outside_its_schema_is_one_line_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    from dml_core.engine.stored_evaluation import (
+        StoredEvaluationError,
+        open_evaluation,
+        read_evaluation,
+    )
+
+    made = bad_sections(tmp_path)
+    assert len(read_evaluation(made["good"][0])) > 10
+    for name, (path, words) in made.items():
+        if name == "good":
+            continue
+        with pytest.raises(StoredEvaluationError) as error:
+            read_evaluation(path)
+        message = str(error.value)
+        assert (
+            message.startswith(f"{path}: the stored evaluation section has ") and words in message
+        )
+        assert "\n" not in message
+        # What a reader does then: computes the evaluation from the dataset, saying why.
+        computed, note = open_evaluation(path, device="cpu")
+        assert note is not None and note.startswith(message)
+        assert len(computed) == len(read_evaluation(made["good"][0]))

@@ -37,6 +37,7 @@ from dml_core.engine.fingerprint import (
     stat_key,
     weights_digest,
 )
+from dml_core.engine.header_schema import evaluation_problem
 from dml_core.engine.projection import INTERACTIVE, UmapSettings, pca_2d, umap_2d
 from dml_core.io import atomic_write, fault_point
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
@@ -241,32 +242,11 @@ def read_evaluation(path: str | Path) -> StoredEvaluation | None:
     if not isinstance(document, dict) or document.get("section_version") != SECTION_VERSION:
         version = document.get("section_version") if isinstance(document, dict) else None
         raise broken(f"has version {version!r}; this code reads {SECTION_VERSION}")
-    missing = {"embeddings", "labels", "item_ids", "pca"} - arrays.keys()
-    if missing:
-        raise broken(f"lacks the tensors {sorted(missing)}")
+    problem = evaluation_problem(document, arrays)  # the one schema (header_schema)
+    if problem is not None:
+        raise broken(problem)
     embeddings, labels = arrays["embeddings"], arrays["labels"]
-    count = len(labels)
-    class_names = document.get("class_names")
-    if embeddings.ndim != 2 or embeddings.shape[0] != count or count == 0:
-        raise broken(f"has embeddings of shape {embeddings.shape} for {count} labels")
-    for name in ("item_ids", "pca", "umap", "is_query", "is_gallery"):
-        if name in arrays and len(arrays[name]) != count:
-            raise broken(f"has {len(arrays[name])} rows of {name} for {count} labels")
-    for name in ("pca", "umap"):
-        if name in arrays and (
-            arrays[name].shape != (count, 2) or not np.isfinite(arrays[name]).all()
-        ):
-            raise broken(f"has a {name} layout that is not {count}×2 finite coordinates")
-    if ("is_query" in arrays) != ("is_gallery" in arrays) or any(
-        not np.isin(arrays[name], (0, 1)).all()
-        for name in ("is_query", "is_gallery")
-        if name in arrays
-    ):
-        raise broken("has is_query/is_gallery that are not both there as 0/1 per item")
-    if not np.isfinite(embeddings).all():
-        raise broken("has non-finite embeddings")
-    if not isinstance(class_names, list) or labels.min() < 0 or labels.max() >= len(class_names):
-        raise broken("has labels outside its class names")
+    class_names = document["class_names"]
     spectrum = document.get("rho_spectrum", "full")  # what sections without the key computed
     if spectrum != configured:
         raise broken(
