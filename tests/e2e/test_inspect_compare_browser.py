@@ -113,11 +113,13 @@ def test_compare_shows_per_class_delta_and_disagreements(
     picker.press("Escape")
     page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(timeout=PAGE_TIMEOUT_MS)
     page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
-    # UMAP is on: each file's projection turns from PCA into UMAP when its background fit ends,
-    # rerunning the page; the tabs below are clicked after that.
+    # UMAP is on: the files hold the same items, so B's UMAP is fitted from A's layout in the
+    # background and both turn from PCA into UMAP in one frame when it ends, rerunning the page;
+    # the tabs below are clicked after that.
     page.wait_for_function(
         """() => [...document.querySelectorAll('.js-plotly-plot')].filter(
-            p => /model_[ab]\\.npz UMAP$/.test(p.querySelector('.gtitle')?.textContent || '')
+            p => /model_[ab]\\.npz.*UMAP from #1's layout/.test(
+                     p.querySelector('.gtitle')?.textContent || '')
                  && p.querySelector('.scatterlayer .point, canvas')).length == 2""",
         timeout=PAGE_TIMEOUT_MS,
     )

@@ -44,7 +44,7 @@ def test_inspect_and_compare_show_the_shipped_checkpoints(
     (``checkpoints/…`` before the ``files/…`` and ``runs/…`` other tests add)."""
     app_url = app.url
     page.goto(f"{app_url}/inspect", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=60_000)
+    page.get_by_role("heading", name=f"Inspect {SHIPPED[0]}").wait_for(timeout=60_000)
     # The stored UMAP of a shipped checkpoint: nothing is embedded or fitted.
     projections_drawn(page, "UMAP · 4000 test items", 1)
     assert page.get_by_text("Evaluated here once").count() == 0
@@ -53,13 +53,13 @@ def test_inspect_and_compare_show_the_shipped_checkpoints(
     screenshot_at_sizes(page, tmp_path, "inspect", anchor)
 
     page.goto(f"{app_url}/compare", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Compare checkpoints").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=60_000)
     projections_drawn(page, "from #1's layout", 2)
     assert page.locator(".stException").count() == 0
     frames = page.locator(".js-plotly-plot").filter(has_text="from #1's layout")
     axis_ranges = "e => [e._fullLayout.xaxis.range, e._fullLayout.yaxis.range]"
     before = [frames.nth(i).evaluate(axis_ranges) for i in range(2)]
-    anchor = page.get_by_text("Projections (test)").first
+    anchor = page.get_by_text("Projections", exact=True).first
     screenshot_at_sizes(page, tmp_path, "compare", anchor)
     # The aligned projections share one frame, and resizing the window does not zoom out.
     assert before[0] == before[1]

@@ -109,7 +109,7 @@ def test_a_click_on_a_curve_opens_the_run_in_inspect(app: AppUnderTest, page) ->
     page.mouse.move(x, y)
     page.wait_for_timeout(500)
     page.mouse.click(x, y)
-    page.get_by_role("heading", name="Inspect a checkpoint").wait_for(timeout=90_000)
+    page.get_by_role("heading", name="Inspect best.safetensors").wait_for(timeout=90_000)
     field = page.get_by_label("…or a path (under the allowed folders)", exact=True)
     expect(field).not_to_have_value("", timeout=60_000)  # the page fills it as it opens
     opened = field.input_value()
