@@ -72,13 +72,20 @@ GLOSSARY_TERMS = ("test Recall@1", "ρ@1", "π_ratio", "pull + push", "swaps", "
 """The terms presentation mode spells out under the modes' panels, in order."""
 
 
+def glossary_markdown(modes: Sequence[str]) -> str:
+    """Presentation mode's visible explanations: one bullet per shown mode, then one per term of
+    :data:`GLOSSARY_TERMS`, each starting with its mode or term in bold."""
+    named = [(m, MODES[m]) for m in modes] + [(t, TERMS[t]) for t in GLOSSARY_TERMS]
+    return "\n".join(f"- **{name}**{line.removeprefix(name)}" for name, line in named)
+
+
 def modes_help(modes: Sequence[str]) -> str:
     """The help text of a mode picker: one line per mode, then what swaps and pull + push are."""
     return "\n\n".join([*(MODES[m] for m in modes), TERMS["pull + push"], TERMS["swaps"]])
 
 
 def _percent(share: float) -> str:
-    return f"{100 * share:.0f} %"
+    return f"{100 * share:.0f}\u00a0%"  # a no-break space: the % never starts a line
 
 
 def spectrum_sentence(mode: str, reference: str, spectra: Mapping[str, np.ndarray]) -> str:

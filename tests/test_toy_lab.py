@@ -21,6 +21,7 @@ from toy.palette import TEST_COLOURS, TRAIN_COLOURS
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 SHORT_ITERATIONS = 40
+NBSP = "\u00a0"
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_side_by_side_run_gives_one_panel_per_mode_with_numbers(toy_page: AppTes
         toy_text.TERMS[t] for t in ("test Recall@1", "ρ@1", "π_ratio")
     ]
     assert panel.markdown[0].proto.help == toy_text.MODES["paper"]
-    words = [md.value for md in app.container("toy-in-words").markdown]
+    words = [md.value.replace(NBSP, " ") for md in app.container("toy-in-words").markdown]
     assert len(words) == 2 and words[0].startswith("The spectrum of *paper* is flatter than")
     bars = {bar["name"]: decoded(bar["y"]) for bar in spec["data"][:3]}
     for line, mode in zip(words, ("paper", "no_pull"), strict=True):
@@ -145,13 +146,17 @@ def test_presentation_mode_hides_controls_and_enlarges_plots(toy_page: AppTest) 
     assert large["font"]["size"] > normal["font"]["size"]
     assert large["height"] > normal["height"]
     assert not app.dataframe, "no tables in presentation mode"
-    glossary = [md.value for md in app.container("toy-glossary").markdown]
-    expected = [toy_text.MODES["base"], toy_text.MODES["paper"]]
-    assert glossary == expected + [toy_text.TERMS[t] for t in toy_text.GLOSSARY_TERMS]
-    assert {"π_ratio", "ρ@1", "swaps", "pull + push", "p_ρ"} <= {
-        line.split(" ")[0].rstrip(":") if not line.startswith("pull") else "pull + push"
-        for line in glossary
-    }
+    (glossary,) = [md.value for md in app.container("toy-glossary").markdown]
+    lines = glossary.split("\n")
+    assert (
+        lines[0] == "- **base**: the plain loss (pull + push, no swaps); it tends to squeeze "
+        "everything onto the one direction the training classes need."
+    )
+    named = ["base", "paper", "test Recall@1", "ρ@1", "π_ratio", "pull + push", "swaps", "p_ρ"]
+    assert [line.split("**")[1] for line in lines] == named
+    for line, name in zip(lines[1:], named[1:], strict=True):
+        whole = toy_text.MODES.get(name) or toy_text.TERMS[name]
+        assert line.replace("**", "") == f"- {whole}"
 
     app.toggle(key="toy-presentation").set_value(False).run()
     assert app.slider(key="toy-margin").value == pytest.approx(0.2), "hidden value kept"
@@ -275,7 +280,7 @@ def test_seed_study_caption_names_its_settings() -> None:
 
 def test_spectrum_sentence_says_flatter_steeper_or_as_flat() -> None:
     spectra = {"base": np.array([0.86, 0.14]), "paper": np.array([0.65, 0.35])}
-    assert toy_text.spectrum_sentence("paper", "base", spectra) == (
+    assert toy_text.spectrum_sentence("paper", "base", spectra).replace(NBSP, " ") == (
         "The spectrum of *paper* is flatter than *base*'s: its second singular value carries "
         "35 % of the spread instead of 14 %."
     )
@@ -283,6 +288,6 @@ def test_spectrum_sentence_says_flatter_steeper_or_as_flat() -> None:
     spectra["rho"] = np.array([0.861, 0.139])
     assert "is as flat as *base*'s" in toy_text.spectrum_sentence("rho", "base", spectra)
     three = {"a": np.array([0.5, 0.3, 0.2]), "b": np.array([0.9, 0.05, 0.05])}
-    assert "its singular values after the first carry 50 %" in toy_text.spectrum_sentence(
+    assert "its singular values after the first carry 50\u00a0%" in toy_text.spectrum_sentence(
         "a", "b", three
-    )
+    ), "a no-break space before %: never '50' at a line's end and '%' on the next"

@@ -4,8 +4,8 @@ with no round trip to the server. The Toy lab's replay (:mod:`app.figures.replay
 snapshots over epochs (:mod:`app.player`) both build their controls here.
 
 plotly.js rejects the promise of an animation that another one interrupts (a second ▶, ❚❚, a
-slider click) with no reason; :data:`PLAYER_CONFIG` turns off plotly's console warning about it
-and :mod:`app.player` marks that rejection as handled on the page."""
+slider click) with no reason; :func:`app.player.show` marks that rejection as handled on the page
+(plotly's own console warning about it stays: its logging level is global, not per figure)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ CONTROLS_HEIGHT = 70
 """Height in px of the row of buttons and slider; the figure keeps this much room above its
 plots for it."""
 PAUSE_LABEL = "❚❚"
-PLAYER_CONFIG = {"displayModeBar": False, "logging": 0}
-"""Streamlit ``config`` of a player: no toolbar over the titles, no plotly console warnings."""
+PLAYER_CONFIG = {"displayModeBar": False}
+"""Streamlit ``config`` of a player: no toolbar over the titles."""
 MAX_SLIDER_LABELS = 10
 STILL = {
     "mode": "immediate",

@@ -61,6 +61,7 @@ PRESENTATION_CSS = """
 [data-testid="stMain"] [data-testid="stMetricValue"] p { font-size: 2.6rem; }
 [data-testid="stMain"] [data-testid="stMetricDelta"],
 [data-testid="stMain"] [data-testid="stMetricDelta"] p { font-size: 1.2rem; }
+[data-testid="stMain"] [data-testid="stMetricLabel"] p { font-size: 1.1rem; }
 [data-testid="stMain"] h1 { font-size: 2.6rem !important; }
 </style>
 """
@@ -279,11 +280,7 @@ def mode_panels(recordings: dict[str, ToyRecording]) -> None:
             + ". One seed: the seeds below show how much of that is luck."
         )
     if presentation:  # the help icons' sentences, visible
-        with st.container(key="toy-glossary"):
-            for line in [toy_text.MODES[m] for m in metrics] + [
-                toy_text.TERMS[t] for t in toy_text.GLOSSARY_TERMS
-            ]:
-                st.markdown(line)
+        st.container(key="toy-glossary").markdown(toy_text.glossary_markdown(list(metrics)))
     else:
         rows = []
         for shown_mode, values in metrics.items():
