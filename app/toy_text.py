@@ -132,6 +132,34 @@ def comparison_sentences(
     ]
 
 
+TABLE_LABELS = {
+    "test_recall@1": "test R@1",
+    "train_recall@1": "train R@1",
+    "rho@1": "ρ@1",
+    "pi_ratio": "π_ratio",
+}
+"""Column heads of the side-by-side table (short: all eight columns fit at 1024 px)."""
+
+
+def comparison_rows(
+    metrics: Mapping[str, Mapping[str, float]],
+    deltas: Mapping[str, Mapping[str, float]],
+    spectra: Mapping[str, np.ndarray],
+) -> list[dict[str, object]]:
+    """The side-by-side table: per mode each metric (4 decimals) and its Δ to the reference
+    (train R@1 without: it is 1 or nearly), then the train spectrum s̃ to 2 decimals."""
+    rows = []
+    for mode, values in metrics.items():
+        row: dict[str, object] = {"mode": mode}
+        for name, label in TABLE_LABELS.items():
+            row[label] = round(values[name], 4)
+            if name != "train_recall@1":
+                row[f"Δ {label}"] = round(deltas[mode][name], 4)
+        row["s̃ (train)"] = " / ".join(f"{value:.2f}" for value in spectra[mode])
+        rows.append(row)
+    return rows
+
+
 def clipped_interval(metric: str, low: float, high: float) -> tuple[float, float]:
     """``(low, high)`` clipped to where ``metric`` can lie (:data:`METRIC_BOUNDS`)."""
     floor, ceiling = METRIC_BOUNDS.get(metric, (None, None))

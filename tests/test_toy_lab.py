@@ -76,6 +76,13 @@ def test_side_by_side_run_gives_one_panel_per_mode_with_numbers(toy_page: AppTes
     assert any("Versus base, same seed 0" in md.value for md in app.markdown)
     table = app.dataframe[0].value
     assert list(table["mode"]) == ["base", "paper", "no_pull"]
+    assert list(table.columns) == [
+        "mode", "test R@1", "Δ test R@1", "train R@1", "ρ@1", "Δ ρ@1", "π_ratio", "Δ π_ratio",
+        "s̃ (train)",
+    ]  # fmt: skip
+    paper = table.iloc[1]
+    assert paper["Δ ρ@1"] == pytest.approx(paper["ρ@1"] - table.iloc[0]["ρ@1"], abs=2e-4)
+    assert paper["ρ@1"] == pytest.approx(values["paper"]["ρ@1 (lower = flatter)"], abs=5e-4)
 
     spec = chart_spec(app, "toy-spectrum-and-embeddings")
     captions = [note["text"] for note in spec["layout"]["annotations"]]

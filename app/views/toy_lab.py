@@ -282,16 +282,7 @@ def mode_panels(recordings: dict[str, ToyRecording]) -> None:
     if presentation:  # the help icons' sentences, visible
         st.container(key="toy-glossary").markdown(toy_text.glossary_markdown(list(metrics)))
     else:
-        rows = []
-        for shown_mode, values in metrics.items():
-            row: dict[str, Any] = {"mode": shown_mode}
-            for name in RESULT_METRICS:
-                label = toy_text.METRIC_LABELS[name]
-                row[label] = round(values[name], 4)
-                if name != "train_recall@1":
-                    row[f"Δ {label}"] = round(deltas[shown_mode][name], 4)
-            row["s̃ (train)"] = " / ".join(f"{value:.3f}" for value in spectra[shown_mode])
-            rows.append(row)
+        rows = toy_text.comparison_rows(metrics, deltas, spectra)
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="toy-compare-table")
 
 

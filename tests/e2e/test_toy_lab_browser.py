@@ -6,7 +6,7 @@ slider disabled while mode rho is off, presentation mode's sizes (headline numbe
 the toggle label and every plot title whole at 1024 px, the explanations visible), and
 screenshots at 1400×1000 and 1024×768, normal and presentation mode.
 ``DML_EXPLORER_SCREENSHOT_DIR=docs/screenshots`` writes them there (``toy-lab-<width>.png``,
-``toy-lab-words-<width>.png``, ``toy-lab-presentation-<width>.png``,
+``toy-lab-words-<width>.png``, ``toy-lab-study-<width>.png``, ``toy-lab-presentation-<width>.png``,
 ``toy-lab-presentation-words-<width>.png``); otherwise into the test's temporary folder.
 """
 
@@ -94,6 +94,9 @@ def test_side_by_side_modes_and_replay_controls(app: AppUnderTest, page, tmp_pat
     expect(words).to_contain_text("The spectrum of paper is flatter than base's")
     screenshot_at_sizes(page, tmp_path, "toy-lab", plot)
     screenshot_at_sizes(page, tmp_path, "toy-lab-words", page.locator(".st-key-toy-panel-base"))
+    study = page.get_by_role("heading", name="Several seeds")
+    expect(page.get_by_text("Stored study")).to_contain_text("200 iterations, margin 0.1")
+    screenshot_at_sizes(page, tmp_path, "toy-lab-study", study)
 
     page.get_by_text("presentation mode", exact=True).click()
     page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
