@@ -1,6 +1,6 @@
 """The app in a real browser: the session's ``streamlit run`` (``conftest.py``), driven by Debian's
 headless Chromium. The Toy lab shows the metrics of the run Python records with the same settings;
-the Train page runs two trainings at once and shows a failed launch with its error.
+the Train page runs two trainings at once and shows a run that failed at launch with its error.
 
 ``DML_EXPLORER_SCREENSHOT_DIR=docs/screenshots`` also writes the Train page's screenshots there
 (``train-1400.png``, ``train-1024.png``); without it they go to the test's temporary folder.
@@ -97,7 +97,7 @@ def overlay_names(page) -> list[str]:
 def overlay_on_arrival(page) -> list[str]:
     """The overlay a fresh visit shows (other tests' runs share the session's runs folder)."""
     chips = page.locator('[data-testid="stMultiSelect"]').filter(has_text="runs to overlay")
-    chips.or_(page.get_by_text("No runs yet under runs/")).first.wait_for(timeout=60_000)
+    chips.or_(page.get_by_text("No runs yet in")).first.wait_for(timeout=60_000)
     wait_until_idle(page)
     return overlay_names(page)
 
@@ -122,11 +122,17 @@ def test_two_runs_started_one_after_the_other_both_appear_live(
 
 
 def test_a_run_failing_at_launch_appears_with_its_error(app: AppUnderTest, page) -> None:
+    """A run started elsewhere whose process died before its first event (the page itself refuses
+    a missing dataset before launching: test_train_feedback.py) joins with its error line."""
+    from app import runs
+
     open_train_page(page, app.url)
     before = overlay_on_arrival(page)
-    choose(page, "preset (sets the defaults below)", "toy")
-    choose(page, "dataset", "cub200")
-    start_run(page, "no-cub")
+    run_dir = app.runs / "no-cub"
+    run_dir.mkdir(parents=True)
+    (run_dir / runs.LOG_FILE).write_text("error: dataset 'cub200' needs root=<folder>\n")
+    (run_dir / runs.PID_FILE).write_text('{"pid": 999999999}')  # no such process
+    page.get_by_role("button", name="Refresh").click()
     alert = page.locator('[data-testid="stAlert"]').filter(has_text="failed at launch")
     alert.wait_for(timeout=RUN_TIMEOUT_MS)
     assert "no-cub" in alert.inner_text()
