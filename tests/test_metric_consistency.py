@@ -34,6 +34,8 @@ TINY_OFFICIAL = {
 }
 RANKS = ("test/rho@1", "test/rho@2")
 
+pytestmark = pytest.mark.slow  # one tiny glyphs run, stored evaluation (UMAP) included
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
