@@ -40,6 +40,8 @@ LAUNCHED = "train-launched"
 STATES = "train-states"
 OVERLAY_WIDGET = "train-overlay"
 SNAPSHOT_QUERIES = 3
+HIDE_STATUS_STOP = '[data-testid="stStatusWidget"] button { display: none; }'
+"""While runs refresh live: the header's "Running… Stop" keeps its icon, loses the button."""
 
 st.title("Train")
 st.caption(
@@ -314,5 +316,7 @@ def _live_runs(refreshing: bool) -> None:
 
 
 active = any(_state(runs.runs_dir() / n).running for n in st.session_state.get(SELECTION, []))
+if active:  # Streamlit's own Stop would flash in the header at each second's refresh
+    st.html(f"<style>{HIDE_STATUS_STOP}</style>")
 live = st.fragment(run_every=LIVE_REFRESH_SECONDS if active else None)(_live_runs)
 live(active)
