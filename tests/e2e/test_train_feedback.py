@@ -60,6 +60,11 @@ def _start_stop_and_watch(app: AppUnderTest, page, name: str) -> list[str]:
     page.get_by_text(f"started {name}").wait_for(timeout=60_000)
     training = re.compile(rf"^{re.escape(name)}: running · epoch")  # past its start: it trains
     page.get_by_text(training).first.wait_for(timeout=90_000)
+    # While the page refreshes live, Streamlit's own Stop never shows in the header (it flashed
+    # at each refresh), though its running icon does.
+    for _ in range(30):
+        assert page.locator('[data-testid="stStatusWidget"] button:visible').count() == 0
+        page.wait_for_timeout(100)
     # This run's Stop (other tests' runs may be going too).
     page.locator(f".st-key-stop-{name}").get_by_role("button", name="Stop").first.click()
     seen: list[str] = []
