@@ -455,6 +455,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path) -
     assert "enforce fail" not in resumed.stderr
     assert (out / "last.safetensors").read_bytes() == before
     assert not list(out.rglob(".*.tmp"))
+    assert not (out / ".last.safetensors.next").exists()  # the uncommitted pending file went
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".tmp")]  # nor safetensors'
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path: Path) -> None:

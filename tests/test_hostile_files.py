@@ -268,3 +268,163 @@ def test_a_stored_evaluation_outside_its_schema_is_one_line_naming_the_file(
         computed, note = open_evaluation(path, device="cpu")
         assert note is not None and note.startswith(message)
         assert len(computed) == len(read_evaluation(made["good"][0]))
+
+
+# --- 3. temporary files a killed project or import left -----------------------------------------
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _live_pid() -> subprocess.Popen:
+    """A process that runs until the test ends (its pid marks a live writer's file)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+
+def test_project_and_import_remove_what_a_killed_run_left_and_nothing_live(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    checkpoint = toy_checkpoint(folder / "model.safetensors")
+    state = tmp_path / "state.pth"
+    from dml_core.models import build_model
+
+    model = build_model("mlp", 2, pretrained=None, frozen_bn=False, normalize=True, in_channels=3)
+    torch.save(model.state_dict(), state)
+    imported = folder / "imported.safetensors"
+    project = ["project", str(checkpoint), "--device", "cpu", "--no-umap"]
+    import_ = ["import", str(state), "--out", str(imported), "--arch", "mlp"]
+    kills = [(project, checkpoint.name), (import_, imported.name)]
+    killed = _forked_cli(
+        [
+            {
+                "args": args,
+                "cwd": str(tmp_path),
+                "env": {"DML_EXPLORER_FAULT": f"tmp_written@{name}:1"},
+            }
+            for args, name in kills
+        ]
+    )
+    assert [result["returncode"] for result in killed] == [-9, -9]
+    left = _temps(folder)  # one temporary file each, named with its dead writer's pid
+    assert len(left) == 2 and all(name.endswith(".tmp") for name in left), left
+    assert not [name for name in left if name.startswith(".tmp")]  # safetensors made none
+    live = _live_pid()
+    try:
+        (folder / f".model.safetensors.{live.pid}.abcd1234.tmp").write_bytes(b"live writer")
+        (folder / ".tmpAb3xY9").write_bytes(b"safetensors' own, from an older version")
+        (folder / ".other.safetensors.1.abcd1234.tmp").write_bytes(b"another target's")
+        again = _forked_cli([{"args": project, "cwd": str(tmp_path)}])[0]
+        assert again["returncode"] == 0, again
+        assert _temps(folder) == sorted(
+            [
+                f".model.safetensors.{live.pid}.abcd1234.tmp",
+                ".other.safetensors.1.abcd1234.tmp",
+                next(name for name in left if name.startswith(".imported")),
+            ]
+        )
+        again = _forked_cli([{"args": import_, "cwd": str(tmp_path)}])[0]
+        assert again["returncode"] == 0, again
+        assert imported.is_file()
+        assert _temps(folder) == sorted(
+            [f".model.safetensors.{live.pid}.abcd1234.tmp", ".other.safetensors.1.abcd1234.tmp"]
+        )
+    finally:
+        live.kill()
+        live.wait()
+
+
+HOLD_THE_RUN_LOCK = """
+import sys, time
+from dml_core.io import FolderLock
+lock = FolderLock(sys.argv[1]).acquire()  # held while the process lives
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_project_in_a_run_folder_in_use_leaves_the_trainers_files(tmp_path: Path) -> None:
+    """Files without a pid (safetensors' ``.tmpXXXXXX``, names from before pids were recorded) may
+    be a running trainer's: in a folder whose run lock a live process holds they stay."""
+    from dml_core.engine.stored_evaluation import evaluate_and_store
+
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = toy_checkpoint(run / "best.safetensors")
+    theirs = [".tmpAb3xY9", ".best.safetensors.abcd1234.tmp"]
+    for name in theirs:
+        (run / name).write_bytes(b"the trainer's")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_RUN_LOCK, str(run)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        evaluate_and_store(checkpoint, device="cpu", umap=None)
+        assert all((run / name).exists() for name in theirs)
+    finally:
+        holder.kill()
+        holder.wait()
+    evaluate_and_store(checkpoint, device="cpu", umap=None)  # the lock is free: they go
+    assert not any((run / name).exists() for name in theirs)
+
+
+# --- 4. two exports into one folder at once ---------------------------------------------------
+
+
+def _export_set(folder: Path, name: str, items: int) -> Path:
+    rng = np.random.default_rng(items)
+    path = folder / f"{name}.npz"
+    labels = np.arange(items) % 8
+    np.savez(path, embeddings=rng.normal(size=(items, 4)).astype("float32"), labels=labels)
+    return path
+
+
+def _rows(folder: Path) -> tuple[int, int]:
+    tensors = (folder / "tensors.tsv").read_text().splitlines()
+    return len(tensors), len((folder / "metadata.tsv").read_text().splitlines()) - 1
+
+
+def test_an_export_leaves_a_running_exports_staging_folder_alone(tmp_path: Path) -> None:
+    """Issue 27: an export removed every staging folder beside its target, so a second export
+    started meanwhile removed the first one's live folder ('cannot write …/tensors.tsv'). Now a
+    staging folder carries its writer's pid: the first export is stopped (SIGSTOP, at the real
+    write point) with its folder live, a second one runs to the end, the first resumes and ends
+    well too; a killed export's folder is removed by the next one."""
+    import signal
+
+    small, large = _export_set(tmp_path, "small", 160), _export_set(tmp_path, "large", 300)
+    out = tmp_path / "projector"
+    export = ["-m", "dml_core", "export", "--format", "tensorboard", "--out", str(out)]
+    environment = {**os.environ, "DML_EXPLORER_FAULT": "tmp_written@tensors.tsv:1:STOP"}
+    first = subprocess.Popen(
+        [sys.executable, *export[:3], str(large), *export[3:]],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        os.waitpid(first.pid, os.WUNTRACED)  # returns once it stopped itself, mid-write
+        live = list(tmp_path.glob(".projector.*.staging"))
+        assert [folder.name.split(".")[2] for folder in live] == [str(first.pid)]
+        [second] = _forked_cli(
+            [{"args": ["export", str(small), *export[3:]], "cwd": str(tmp_path)}]
+        )
+        assert second["returncode"] == 0, second
+        assert _rows(out) == (160, 160) and live[0].is_dir()
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert _rows(out) == (300, 300)
+    assert not list(tmp_path.glob(".projector.*"))
+    # A killed export's folder names a dead pid: the next export removes it.
+    again = {"args": ["export", str(small), *export[3:]], "cwd": str(tmp_path)}
+    killed = {**again, "env": {"DML_EXPLORER_FAULT": "tmp_written@metadata.tsv:1"}}
+    results = _forked_cli([killed, again], parallel=1)  # in this order
+    assert [result["returncode"] for result in results] == [-9, 0]
+    assert not list(tmp_path.glob(".projector.*")) and _rows(out) == (160, 160)

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from dml_core import __version__
 from dml_core.engine.header_schema import document_problem, is_count
-from dml_core.io import atomic_write, fault_point, load_plain_torch_file
+from dml_core.io import atomic_write, fault_point, load_plain_torch_file, write_safetensors
 
 FORMAT_VERSION = 1
 METADATA_KEY = "dml_explorer"
@@ -65,7 +65,7 @@ def save_checkpoint(
         )
     document = {"format_version": FORMAT_VERSION, "code_version": __version__, **metadata}
     header = {METADATA_KEY: json.dumps(document, sort_keys=True)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return atomic_write(path, lambda tmp: write_safetensors(tmp, tensors, header))
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ from dml_core.engine.fingerprint import (
 )
 from dml_core.engine.header_schema import evaluation_problem
 from dml_core.engine.projection import INTERACTIVE, UmapSettings, pca_2d, umap_2d
-from dml_core.io import atomic_write, fault_point
+from dml_core.io import atomic_write, clean_stale_temp_files, fault_point, write_safetensors
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 SECTION_KEY = "dml_explorer_evaluation"
@@ -150,7 +150,6 @@ def write_evaluation(
     with those weights, when it is read here and just before the replace: else
     :class:`CheckpointChangedError` and nothing is written."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     path = Path(path)
     read_metadata(path)
@@ -199,7 +198,7 @@ def write_evaluation(
         },
         sort_keys=True,
     )
-    save = lambda tmp: save_file(tensors, str(tmp), metadata=header)  # noqa: E731
+    save = lambda tmp: write_safetensors(tmp, tensors, header)  # noqa: E731
     return atomic_write(path, save, before_replace=unchanged)
 
 
@@ -339,6 +338,7 @@ def evaluate_and_store(
     with :class:`CheckpointChangedError`."""
     path = Path(path)
     read_metadata(path)  # a file that is no checkpoint: one line naming it, before any tensor
+    clean_stale_temp_files(path)  # what a killed project of this file left beside it
     for attempt in (1, 2):
         before = checkpoint_fingerprint(path)
         embedded = embed_checkpoint(path, split, data_root=data_root, device=device)

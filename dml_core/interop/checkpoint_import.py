@@ -39,6 +39,7 @@ from dml_core.engine.header_schema import MAX_EMBED_DIM
 from dml_core.interop import pml
 from dml_core.interop.official import official_config, official_model_options
 from dml_core.interop.restricted_pickle import load_restricted, refuse_torchscript
+from dml_core.io import clean_stale_temp_files
 from dml_core.models import ARCHS, EmbeddingModel, build_model
 
 SECRET_FIELD = re.compile(r"key|token|secret|password", re.IGNORECASE)
@@ -394,5 +395,6 @@ def import_checkpoint(
         "selected_on": None,
         "source": provenance,
     }
+    clean_stale_temp_files(out)  # what a killed import of the same --out left
     path = save_checkpoint(out, model, header)
     return ImportResult(path, read.source_format, model.config(), mapping, provenance)

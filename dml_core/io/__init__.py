@@ -61,7 +61,7 @@ def atomic_write(
     write: Callable[[Path], None],
     before_replace: Callable[[], None] | None = None,
 ) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file ``.<name>.<random>.tmp`` beside ``path``,
+    """Call ``write(tmp_path)`` on a temporary file ``.<name>.<pid>.<random>.tmp`` beside ``path``,
     fsync it, then ``os.replace`` it. Any failure removes the temporary file and leaves ``path``
     as it was; a failed write (an ``OSError``, or a serializer's own error on a full disk: torch's
     ``RuntimeError``, safetensors' ``SafetensorError``) is one ``WriteError`` naming the file.
@@ -69,7 +69,9 @@ def atomic_write(
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
     except OSError as error:
         raise _write_error(path, error) from None
     os.close(fd)
@@ -119,21 +121,93 @@ def _write_error(path: Path, error: BaseException) -> WriteError:
 
 
 SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
-"""safetensors' own temporary file (``.tmpXXXXXX``, Rust's ``tempfile``) beside what it saves."""
+"""safetensors' own temporary file (``.tmpXXXXXX``, Rust's ``tempfile``) beside what ``save_file``
+saves; this project writes safetensors' bytes itself (``write_safetensors``) and makes none."""
+OWNED_TEMP = re.compile(r"\.(\d+)\.[a-z0-9_]{8}\.(?:tmp|staging|previous\.staging)$")
+"""The end of a temporary name this code makes: ``.<pid>.<random>.tmp`` (or ``.staging``)."""
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file`` without its own ``.tmpXXXXXX`` beside ``path`` (which a kill
+    leaves behind): the bytes are serialized in memory and written here."""
+    from safetensors.torch import save
+
+    with open(path, "wb") as handle:
+        handle.write(save(tensors, metadata=metadata))
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process whose pid a temporary ``name`` carries still runs (False for a name
+    without one: made by code before pids were recorded, or by safetensors)."""
+    owned = OWNED_TEMP.search(name)
+    if owned is None:
+        return False
+    pid = int(owned.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Remove the ``.*.tmp`` files ``atomic_write`` left in ``folder`` (and its subfolders) and
     safetensors' own ``.tmpXXXXXX`` files in ``folder`` itself, when a process was killed
-    mid-write; nothing else. Call only while holding the folder's lock."""
+    mid-write; nothing else, and never a file whose writer still runs (its pid is in the name).
+    Call only while holding the folder's lock."""
     folder = Path(folder)
     candidates = [*folder.rglob(".*.tmp")]
     candidates += [p for p in folder.glob(".tmp*") if SAFETENSORS_TEMP.fullmatch(p.name)]
     removed = []
     for tmp in candidates:
-        if tmp.is_file() and not tmp.is_symlink():
+        if tmp.is_file() and not tmp.is_symlink() and not _owner_alive(tmp.name):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
+    return removed
+
+
+def _folder_in_use(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s run lock (``FolderLock``); nothing is created."""
+    try:
+        import fcntl
+
+        descriptor = os.open(folder / FolderLock.NAME, os.O_RDONLY | os.O_NONBLOCK)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases the lock just taken
+    return False
+
+
+def clean_stale_temp_files(target: str | os.PathLike) -> list[Path]:
+    """Before ``project`` or ``import`` writes ``target``: remove the ``.<name>.*.tmp`` files a killed
+    writer of ``target`` left beside it (never one whose writer still runs), and safetensors'
+    ``.tmpXXXXXX`` files there unless the folder is a run folder in use (its trainer cleans its
+    own). Returns what was removed."""
+    target = Path(target)
+    folder = target.parent
+    in_use = _folder_in_use(folder)
+    removed = []
+    for tmp in folder.glob(f".{glob.escape(target.name)}.*.tmp"):
+        if not tmp.is_file() or tmp.is_symlink() or _owner_alive(tmp.name):
+            continue
+        if in_use and OWNED_TEMP.search(tmp.name) is None:
+            continue  # no pid in the name: it may be the running trainer's
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    if not in_use:
+        for tmp in folder.glob(".tmp*"):
+            if SAFETENSORS_TEMP.fullmatch(tmp.name) and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
     return removed
 
 
@@ -156,12 +230,12 @@ def replace_folder(
     target: str | os.PathLike, write: Callable[[Path], list[Path]], replaceable: set[str]
 ) -> list[Path]:
     """Write a set of files as one: ``write(staging)`` fills a fresh folder
-    ``.<name>.<random>.staging`` beside ``target``, which then takes ``target``'s place (an atomic
-    exchange where Linux offers it, else two renames), so ``target`` holds the whole new set or
-    the whole previous one, never a mix. A ``target`` holding anything whose name is not in
+    ``.<name>.<pid>.<random>.staging`` beside ``target``, which then takes ``target``'s place (an
+    atomic exchange where Linux offers it, else two renames), so ``target`` holds the whole new set
+    or the whole previous one, never a mix. A ``target`` holding anything whose name is not in
     ``replaceable`` is refused before anything is written (it is not ours to replace); staging
-    folders a killed writer left beside ``target`` are removed first. Returns the files'
-    final paths."""
+    folders a killed writer left beside ``target`` are removed first, never those of a writer that
+    still runs (its pid is in the name). Returns the files' final paths."""
     import shutil
 
     target = Path(target)
@@ -179,9 +253,12 @@ def replace_folder(
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.staging"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if not _owner_alive(leftover.name):  # another export's live folder stays
+            shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent)
+        tempfile.mkdtemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".staging", dir=target.parent
+        )
     )
     try:
         written = [target / path.name for path in write(staging)]
