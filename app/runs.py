@@ -174,12 +174,9 @@ class RunState:
         pid = read_pid(self.run_dir)
         return pid is not None and process_alive(pid)
 
-    @property
-    def stopping(self) -> bool:
-        """Running, and a stop was sent to this process (:func:`stop_run`): it is finishing its
-        step and writing ``last``."""
-        if not self.running:
-            return False
+    def stop_sent(self) -> bool:
+        """Whether :func:`stop_run` stopped this folder's current process (``app.stop`` names
+        the pid in ``app.pid``)."""
         try:
             with open_regular(self.run_dir / STOP_FILE) as handle:
                 stopped_pid = json.loads(handle.read(4096))["pid"]
@@ -188,15 +185,24 @@ class RunState:
         return stopped_pid == read_pid(self.run_dir)
 
     @property
+    def stopping(self) -> bool:
+        """Running, and a stop was sent to this process: it is finishing its step and writing
+        ``last``."""
+        return self.running and self.stop_sent()
+
+    @property
     def status(self) -> str:
         """``running``, ``stopping…``, ``finished``, ``stopped`` (or another done reason),
-        ``error``, ``failed at launch`` or ``ended without a done event``."""
+        ``error``, ``failed at launch``, ``stopped before training`` (a Stop that came before
+        the first event: not a failure) or ``ended without a done event``."""
         final = self.finished
         if final is not None:
             return "error" if final["kind"] == "error" else final.get("reason", "finished")
         if self.running:
             return STOPPING if self.stopping else "running"
-        return "ended without a done event" if self.events else "failed at launch"
+        if self.events:
+            return "ended without a done event"
+        return "stopped before training" if self.stop_sent() else "failed at launch"
 
     @property
     def failed(self) -> bool:

@@ -238,3 +238,15 @@ def test_a_stopped_run_reads_stopping_until_its_done_event(tmp_path: Path) -> No
         if pid is not None and runs.process_alive(pid):
             runs._children[pid].kill()
     assert state.status == "stopped" and not state.stopping
+
+
+def test_a_run_stopped_before_its_first_event_is_not_a_failed_launch(tmp_path: Path) -> None:
+    """Its process ends with "interrupted (Ctrl-C) before training started" and no event."""
+    run_dir = tmp_path / "early"
+    run_dir.mkdir()
+    (run_dir / runs.LOG_FILE).write_text("error: interrupted (Ctrl-C) before training started\n")
+    (run_dir / runs.PID_FILE).write_text('{"pid": 999999999}')
+    assert runs.RunState(run_dir).status == "failed at launch"  # no stop was sent to it
+    (run_dir / runs.STOP_FILE).write_text('{"pid": 999999999}')
+    state = runs.refresh(runs.RunState(run_dir))
+    assert state.status == "stopped before training" and not state.failed and not state.stopping
