@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from app.format import metric_text
+from app.format import COUNT_METRICS, metric_order, metric_text
 from dml_core.metrics import RetrievalReport, embedding_space_metrics, retrieval_report
 
 RETRIEVAL_COLUMNS = 8
@@ -149,77 +149,10 @@ def class_name(class_names: Sequence[str], label: int) -> str:
     return class_names[label] if 0 <= label < len(class_names) else str(label)
 
 
-def study_rows(study: dict, metrics: Sequence[str]) -> list[dict[str, object]]:
-    """One row per mode of a :func:`toy.run_study` document: each metric as ``mean [low, high]``
-    (the 95 % interval; the mean alone for a single seed)."""
-    rows = []
-    for mode, data in study["modes"].items():
-        row: dict[str, object] = {"mode": mode}
-        for metric in metrics:
-            summary = data["summary"][metric]
-            interval = summary.get("ci95")
-            bounds = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-            row[metric] = f"{summary['mean']:.3f}{bounds}"
-        rows.append(row)
-    return rows
-
-
 # --- Inspect: queries, ranking, confusion, colouring ----------------------------------------
 
-RETRIEVAL_METRICS = ("map@r", "r_precision", "map_c", "nmi", "f1")
-"""After Recall@k (ascending k), in this order, wherever metrics are tabled."""
-EMBEDDING_SPACE_METRICS = ("pi_intra", "pi_inter", "pi_ratio", "uniformity")
-"""After ρ@k (ascending k), in this order."""
-COUNT_LABELS = {
-    "num_items": "items",
-    "num_classes": "classes",
-    "num_queries": "queries",
-    "num_gallery": "gallery items",
-    "num_lone_queries": "lone queries (class of one)",
-    "num_truncated_queries": "truncated queries (class > max_k)",
-    "neighbors_searched": "neighbours searched (k)",
-}
-"""Bookkeeping values of a metric dict (not metrics), in table order, with the names shown."""
-COUNT_METRICS = frozenset(COUNT_LABELS)
 QUERY_SEPARATORS = re.compile(r"[\s,;]+")
 DISTANCE_CHUNK = 1024
-
-
-def _at_k(name: str, family: str) -> int | None:
-    """``k`` of ``family@k`` (``recall@4`` → 4), else None."""
-    head, _, k = name.partition("@")
-    return int(k) if head == family and k.isdigit() else None
-
-
-def metric_order(keys: Iterable[str]) -> list[str]:
-    """The one metric order of every table (with or without a ``split/`` prefix): Recall@k by
-    ascending k, MAP@R, R-precision, MAP@C, NMI, F1, then ρ@k by ascending k, π_intra, π_inter,
-    π_ratio, uniformity, then unknown names alphabetically, then the counts (``COUNT_LABELS``
-    order). Equal metrics of different splits keep alphabetical split order; duplicates drop."""
-
-    def rank(key: str) -> tuple[int, int, str]:
-        bare = key.rsplit("/", 1)[-1]
-        if (k := _at_k(bare, "recall")) is not None:
-            return (0, k, key)
-        if bare in RETRIEVAL_METRICS:
-            return (1, RETRIEVAL_METRICS.index(bare), key)
-        if (k := _at_k(bare, "rho")) is not None:
-            return (2, k, key)
-        if bare in EMBEDDING_SPACE_METRICS:
-            return (3, EMBEDDING_SPACE_METRICS.index(bare), key)
-        if bare in COUNT_LABELS:
-            return (5, list(COUNT_LABELS).index(bare), key)
-        return (4, 0, key)
-
-    return sorted(dict.fromkeys(keys), key=rank)
-
-
-def metric_label(key: str) -> str:
-    """The name a table shows: counts readable (``test/num_items`` → ``test/items``), metrics
-    as stored (``recall@1``, the name the CLI, reports and docs use)."""
-    split, _, bare = key.rpartition("/")
-    label = COUNT_LABELS.get(bare, bare)
-    return f"{split}/{label}" if split else label
 
 
 def parse_query_indices(text: str, num_items: int) -> list[int]:

@@ -66,7 +66,7 @@ class Opened:
     source: Source
     metrics: dict[str, float] | None = None
     """The stored (or once computed and cached) metrics, keys ``<split>/<metric>``; None for a file
-    (the pages score it, :func:`app.panels.analysed`)."""
+    (the pages score it, :func:`app.panels.common.analysed`)."""
     pca: np.ndarray | None = None
     umap: np.ndarray | None = None
     """The stored projections (N×2), None where the source has none."""

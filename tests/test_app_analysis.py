@@ -10,6 +10,7 @@ from app.figures.curves import history_figure
 from app.figures.labels import log_axis
 from app.figures.palette import FADED, LONE_COLOR, class_colors
 from app.figures.projection import inspect_projection_figure
+from app.format import metric_label, metric_order
 from dml_core.metrics import retrieval_report
 
 
@@ -141,22 +142,22 @@ def test_metric_order_restores_the_documented_order_from_any_shuffle(seed: int) 
     shuffled = list(DOCUMENTED_ORDER)
     np.random.default_rng(seed).shuffle(shuffled)
     assert shuffled != DOCUMENTED_ORDER
-    assert analysis.metric_order(shuffled) == DOCUMENTED_ORDER  # unknown names kept, by name
-    prefixed = analysis.metric_order(["test/" + name for name in reversed(DOCUMENTED_ORDER)])
+    assert metric_order(shuffled) == DOCUMENTED_ORDER  # unknown names kept, by name
+    prefixed = metric_order(["test/" + name for name in reversed(DOCUMENTED_ORDER)])
     assert prefixed == ["test/" + name for name in DOCUMENTED_ORDER]
 
 
 def test_metric_order_keeps_splits_of_one_metric_together() -> None:
     keys = ["val/map@r", "test/num_items", "test/map@r", "val/recall@1", "test/recall@1"]
-    assert analysis.metric_order(keys) == [
+    assert metric_order(keys) == [
         "test/recall@1", "val/recall@1", "test/map@r", "val/map@r", "test/num_items",
     ]  # fmt: skip
 
 
 def test_metric_label_names_counts_and_keeps_metrics() -> None:
-    assert analysis.metric_label("test/num_lone_queries") == "test/lone queries (class of one)"
-    assert analysis.metric_label("num_items") == "items"
-    assert analysis.metric_label("test/recall@1") == "test/recall@1"
+    assert metric_label("test/num_lone_queries") == "test/lone queries (class of one)"
+    assert metric_label("num_items") == "items"
+    assert metric_label("test/recall@1") == "test/recall@1"
 
 
 def test_best_result_and_history_are_tables() -> None:

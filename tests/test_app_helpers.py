@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from app import analysis, figures, projection
+from app import analysis, projection
 from app.checkpoints import (
     CHECKPOINT_DIRS_VARIABLE,
     UnsafeCheckpointError,
@@ -18,6 +18,12 @@ from app.checkpoints import (
     discover_checkpoints,
     resolve_checkpoint,
 )
+from app.figures.curves import CURVE_PANELS, curves_figure
+from app.figures.images import retrieval_grid_html
+from app.figures.labels import integer_ticks, wrap_title
+from app.figures.palette import HIT_BORDER, MISS_BORDER, QUERY_BORDER
+from app.figures.projection import common_extent, projection_figure
+from app.figures.spectrum import spectrum_figure
 from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import save_checkpoint
 from dml_core.metrics import retrieval_report
@@ -243,19 +249,19 @@ def test_png_data_uri_decodes_to_the_image() -> None:
 
 def test_spectrum_figure_plots_the_values_on_the_chosen_scale() -> None:
     spectrum = np.array([0.6, 0.3, 0.1])
-    linear = figures.spectrum_figure({"a": spectrum, "b": spectrum[::-1]})
+    linear = spectrum_figure({"a": spectrum, "b": spectrum[::-1]})
     assert [t.name for t in linear.data] == ["a", "b"]
     assert np.allclose(linear.data[0].y, spectrum) and list(linear.data[0].x) == [1, 2, 3]
-    assert figures.spectrum_figure({"a": spectrum}, log_scale=True).layout.yaxis.type == "log"
+    assert spectrum_figure({"a": spectrum}, log_scale=True).layout.yaxis.type == "log"
     long = "checkpoints/glyphs-finetune-margin-rho0.35.safetensors"
-    wrapped = figures.spectrum_figure({long: spectrum, "b": spectrum})
+    wrapped = spectrum_figure({long: spectrum, "b": spectrum})
     assert wrapped.data[0].name.replace("<br>", "") == long and "<br>" in wrapped.data[0].name
     assert wrapped.layout.margin.t > linear.layout.margin.t  # room for the extra legend line
 
 
 def test_projection_figure_is_one_trace_with_row_indices() -> None:
     coordinates = np.arange(8.0).reshape(4, 2)
-    figure = figures.projection_figure(coordinates, np.array([0, 1, 1, 0]), ["x", "y"])
+    figure = projection_figure(coordinates, np.array([0, 1, 1, 0]), ["x", "y"])
     assert len(figure.data) == 1
     assert list(figure.data[0].customdata) == [0, 1, 2, 3]
     assert list(figure.data[0].text) == ["#0 · x", "#1 · y", "#2 · y", "#3 · x"]
@@ -266,52 +272,39 @@ def test_projection_figure_is_one_trace_with_row_indices() -> None:
 def test_aligned_projections_share_one_frame() -> None:
     first = np.array([[0.0, 0.0], [10.0, 5.0]])
     second = np.array([[-2.0, 1.0], [4.0, 9.0]])
-    x0, x1, y0, y1 = figures.common_extent([first, second], pad=0.1)
+    x0, x1, y0, y1 = common_extent([first, second], pad=0.1)
     assert (x0, x1) == pytest.approx((-3.2, 11.2)) and (y0, y1) == pytest.approx((-0.9, 9.9))
-    figure = figures.projection_figure(second, np.arange(2), extent=(x0, x1, y0, y1))
+    figure = projection_figure(second, np.arange(2), extent=(x0, x1, y0, y1))
     assert list(figure.layout.xaxis.range) == [x0, x1]
     assert list(figure.layout.yaxis.range) == [y0, y1]
 
 
 def test_retrieval_grid_borders_follow_hits() -> None:
     row = analysis.RetrievalRow(3, 1, [5, 6, 7], [0.1, 0.2, 0.3], [True, False, True])
-    page = figures.retrieval_grid_html([row], lambda i: f"data:image/png;base64,{i}", str)
-    assert page.count(figures.QUERY_BORDER) == 1
-    assert page.count(figures.HIT_BORDER) == 2 and page.count(figures.MISS_BORDER) == 1
+    page = retrieval_grid_html([row], lambda i: f"data:image/png;base64,{i}", str)
+    assert page.count(QUERY_BORDER) == 1
+    assert page.count(HIT_BORDER) == 2 and page.count(MISS_BORDER) == 1
     assert "d=0.200" in page and "base64,6" in page
 
 
 def test_curves_figure_overlays_runs_in_every_panel() -> None:
     series = {"loss": ([1, 2], [1.0, 0.5]), "test/recall@1": ([1], [0.4])}
-    figure = figures.curves_figure({"a": series, "b": series})
-    assert len(figure.data) == 2 * len(figures.CURVE_PANELS)
+    figure = curves_figure({"a": series, "b": series})
+    assert len(figure.data) == 2 * len(CURVE_PANELS)
     assert sum(trace.showlegend for trace in figure.data) == 2
 
 
 def test_wrap_title_breaks_long_labels_at_separators() -> None:
-    assert figures.wrap_title("runs/glyphs-margin-rho/last.safetensors", 16) == (
+    assert wrap_title("runs/glyphs-margin-rho/last.safetensors", 16) == (
         "runs/glyphs-<br>margin-rho/last.<br>safetensors"
     )
-    assert figures.wrap_title("short.safetensors", 32) == "short.safetensors"
-    assert figures.wrap_title("a" * 20, 8) == "aaaaaaaa<br>aaaaaaaa<br>aaaa"
-    assert figures.wrap_title("<b>", 8) == "&lt;b&gt;"
-    lines = figures.wrap_title("x/" * 30, 10).split("<br>")
+    assert wrap_title("short.safetensors", 32) == "short.safetensors"
+    assert wrap_title("a" * 20, 8) == "aaaaaaaa<br>aaaaaaaa<br>aaaa"
+    assert wrap_title("<b>", 8) == "&lt;b&gt;"
+    lines = wrap_title("x/" * 30, 10).split("<br>")
     assert all(len(line) <= 10 for line in lines) and "".join(lines) == "x/" * 30
-    figure = figures.projection_figure(np.zeros((2, 2)), np.arange(2), title="a<br>b<br>c")
+    figure = projection_figure(np.zeros((2, 2)), np.arange(2), title="a<br>b<br>c")
     assert figure.layout.margin.t == 80  # room for the extra title lines
-
-
-def test_study_rows_format_mean_and_interval() -> None:
-    study = {
-        "modes": {
-            "base": {"summary": {"r": {"mean": 0.5, "ci95": [0.25, 0.75]}}},
-            "rho": {"summary": {"r": {"mean": 0.875, "ci95": None}}},
-        }
-    }
-    assert analysis.study_rows(study, ["r"]) == [
-        {"mode": "base", "r": "0.500 [0.250, 0.750]"},
-        {"mode": "rho", "r": "0.875"},
-    ]
 
 
 def write_oml_checkpoint(folder: Path) -> Path:
@@ -433,7 +426,7 @@ def test_discovery_reads_each_header_once_per_file_version(
 
 def test_one_point_curves_get_unit_axes_and_whole_epoch_ticks() -> None:
     series = {"loss": ([5], [0.7]), "test/recall@1": ([1], [0.4]), "train/pi_ratio": ([1], [2.0])}
-    layout = figures.curves_figure({"a": series}).layout
+    layout = curves_figure({"a": series}).layout
     assert list(layout.xaxis2.range) == [0.5, 1.5] and layout.xaxis2.dtick == 1
     assert layout.xaxis2.tickmode == "linear" and layout.xaxis2.tick0 == 0
     assert list(layout.yaxis2.range) == [0, 1.02]  # Recall@1
@@ -442,19 +435,19 @@ def test_one_point_curves_get_unit_axes_and_whole_epoch_ticks() -> None:
 
 
 def test_integer_ticks_use_round_steps() -> None:
-    assert figures.integer_ticks([1, 12])["dtick"] == 2
-    assert figures.integer_ticks([0, 200])["dtick"] == 50
-    assert figures.integer_ticks([3])["range"] == [2.5, 3.5]
+    assert integer_ticks([1, 12])["dtick"] == 2
+    assert integer_ticks([0, 200])["dtick"] == 50
+    assert integer_ticks([3])["range"] == [2.5, 3.5]
 
 
 def test_undefined_metric_is_written_na_not_plotted() -> None:
     two_d = {"loss": ([1], [0.5]), "test/recall@1": ([1], [0.4]), "train/rho@2": None}
     wide = {"loss": ([1], [0.5]), "test/recall@1": ([1], [0.4]), "train/rho@2": ([1], [0.3])}
-    figure = figures.curves_figure({"toy": two_d, "glyphs": wide})
+    figure = curves_figure({"toy": two_d, "glyphs": wide})
     rho_traces = [t for t in figure.data if t.xaxis == "x4"]
     assert [t.name for t in rho_traces] == ["glyphs"]
     notes = [a.text for a in figure.layout.annotations if "n/a" in a.text]
     assert len(notes) == 1 and "toy" in notes[0] and notes[0].count("glyphs") == 0
-    alone = figures.curves_figure({"toy": two_d})
+    alone = curves_figure({"toy": two_d})
     assert not [t for t in alone.data if t.xaxis == "x4"]
     assert any(a.text.startswith("n/a") for a in alone.layout.annotations)

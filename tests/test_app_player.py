@@ -12,9 +12,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app import player
 from app.figures import animation
 from app.figures.replay import FRAME_MILLISECONDS, replay_figure
+from app.panels import player
 from dml_core.engine.evaluation import write_snapshot
 from dml_core.engine.projection import pca_2d
 from toy import ToySettings, record_toy
@@ -151,7 +151,7 @@ def test_show_draws_the_player_with_its_config_and_the_interruption_handler() ->
     def page() -> None:
         import plotly.graph_objects as go
 
-        from app import player
+        from app.panels import player
 
         player.show(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), key="shown-player")
 

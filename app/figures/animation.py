@@ -1,10 +1,10 @@
 """The one animation player of the app: a figure's frames (plotly ``frames``) behind a row of
 ▶ ¼× ½× 1× 2× / ❚❚ buttons and a step slider above the plot. The browser plays, pauses and scrubs
 with no round trip to the server. The Toy lab's replay (:mod:`app.figures.replay`) and a run's
-snapshots over epochs (:mod:`app.player`) both build their controls here.
+snapshots over epochs (:mod:`app.panels.player`) both build their controls here.
 
 plotly.js rejects the promise of an animation that another one interrupts (a second ▶, ❚❚, a
-slider click) with no reason; :func:`app.player.show` marks that rejection as handled on the page
+slider click) with no reason; :func:`app.panels.player.show` marks that rejection as handled on the page
 (plotly's own console warning about it stays: its logging level is global, not per figure)."""
 
 from __future__ import annotations

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import analysis, compare_panels, figures, panels, projection_panels, sources
+from app import analysis, sources
+from app.figures.images import retrieval_grid_html
+from app.figures.labels import wrap_title
+from app.figures.projection import common_extent
+from app.panels import common
+from app.panels import compare as compare_panels
+from app.panels import projection as projection_panels
 from app.settings import umap_enabled
 from dml_core.engine.checkpoint import CheckpointError
 from dml_core.metrics import singular_value_spectrum
@@ -24,7 +30,7 @@ LAST_SELECTION = "compare-last-selection"
 st.title("Compare")
 unreadable: list[str] = []
 entries = {source.label: source for source in sources.discover_sources(unreadable=unreadable)}
-panels.unreadable_files(unreadable)
+common.unreadable_files(unreadable)
 chosen = st.multiselect(
     "checkpoints or embedding files (the first is the reference for Δ and for the layout)",
     list(entries),
@@ -39,7 +45,7 @@ opened: dict[str, sources.Opened] = {}
 tables: dict[str, dict[str, float]] = {}
 for label in chosen:
     try:
-        opened[label] = panels.open_source(entries[label])
+        opened[label] = common.open_source(entries[label])
     except sources.NotEvaluated as missing:
         st.warning(
             f"{label} carries no stored evaluation and its dataset is not here: its stored "
@@ -54,7 +60,7 @@ for label in chosen:
 shown = [label for label in chosen if label in opened]
 reports = {}
 for label in shown:
-    metrics, reports[label] = panels.analysed(opened[label])
+    metrics, reports[label] = common.analysed(opened[label])
     tables[label] = {f"{opened[label].split}/{k}": v for k, v in metrics.items()}
 st.subheader("Metrics (Δ against the first)")
 compare_panels.metrics_panel({label: tables[label] for label in chosen}, key="compare-metrics")
@@ -80,10 +86,10 @@ highlight = st.session_state.get(HIGHLIGHT, []) if same_items else []
 last_rows = st.session_state.setdefault(LAST_SELECTION, {})
 columns = st.columns(len(shown))
 title_width = max(16, 64 // len(shown))  # characters that fit one column's width at 1024 px
-names = {label: figures.wrap_title(label, title_width) for label in shown}
+names = {label: wrap_title(label, title_width) for label in shown}
 name_lines = max(name.count("<br>") for name in names.values())
 # Aligned layouts share one frame; names padded to one line count keep the frames level.
-extent = figures.common_extent([layouts[label][0] for label in shown]) if same_items else None
+extent = common_extent([layouts[label][0] for label in shown]) if same_items else None
 for position, (column, label) in enumerate(zip(columns, shown, strict=True)):
     coordinates, what = layouts[label]
     padding = "<br> " * (name_lines - names[label].count("<br>"))
@@ -109,14 +115,14 @@ if highlight:
         st.session_state[HIGHLIGHT], st.session_state[LAST_SELECTION] = [], {}
         st.rerun()
     if sides[0].image_uri is not None:
-        panels.selection_preview(
+        common.selection_preview(
             highlight, sides[0].labels, sides[0].class_names, sides[0].image_uri
         )
 elif same_items:
     st.caption("Select points (click, box or lasso) in any projection to highlight them in all.")
 
 st.subheader("Spectra")
-panels.spectrum_panel(
+common.spectrum_panel(
     {label: singular_value_spectrum(opened[label].embeddings) for label in shown},
     key="compare-spectrum",
 )
@@ -132,7 +138,7 @@ for side in sides:
     row = analysis.retrieval_rows(side.report, side.labels, [int(query)], k)
     st.markdown(f"**{side.name}**")
     st.html(
-        figures.retrieval_grid_html(
+        retrieval_grid_html(
             row,
             side.image_uri or projection_panels.placeholder_uri,
             lambda c, names=side.class_names: analysis.class_name(names, c),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import inspect_panels, item_images, panels, projection_panels, sources
+from app import item_images, sources
 from app.checkpoints import CHECKPOINT_DIRS_VARIABLE, allowed_roots
-from app.player import snapshot_paths
+from app.panels import common
+from app.panels import inspect as inspect_panels
+from app.panels import projection as projection_panels
+from app.panels.player import snapshot_paths
 from dml_core.engine.checkpoint import CheckpointError
 from dml_core.metrics import singular_value_spectrum
 
@@ -21,7 +24,7 @@ heading = st.empty()
 heading.title("Inspect")
 unreadable: list[str] = []
 entries = sources.discover_sources(unreadable=unreadable)  # checkpoints, then embedding files
-panels.unreadable_files(unreadable)
+common.unreadable_files(unreadable)
 labels = [entry.label for entry in entries]
 picked = st.selectbox(
     "checkpoint or embedding file", labels, index=0 if labels else None, key="inspect-checkpoint"
@@ -44,7 +47,7 @@ try:
     source = sources.resolve_source(target)
     splits = sources.source_splits(source)
     split = st.selectbox("split", splits, key=f"{KEY}-split") if len(splits) > 1 else splits[0]
-    opened = panels.open_source(source, split)
+    opened = common.open_source(source, split)
 except sources.NotEvaluated as missing:
     heading.title(f"Inspect {missing.source.path.name}")
     inspect_panels.not_evaluated(missing)
@@ -57,7 +60,7 @@ heading.title(f"Inspect {source.path.name}")
 st.caption(inspect_panels.describe(opened))
 if opened.note is not None:
     st.info(f"Evaluated here once and cached: {opened.note}.", icon="ℹ️")
-metrics, report = panels.analysed(opened)
+metrics, report = common.analysed(opened)
 count = len(opened.labels)
 
 st.subheader(f"Projection of the {opened.split} split")
@@ -96,14 +99,14 @@ if opened.run_dir is not None and snapshot_paths(opened.run_dir):
     projection_panels.snapshot_player(opened.run_dir, opened.class_names, key=f"{KEY}-player")
 
 st.subheader("Singular-value spectrum")
-panels.spectrum_panel(
+common.spectrum_panel(
     {opened.split: singular_value_spectrum(opened.embeddings)}, key=f"{KEY}-spectrum"
 )
 st.subheader(f"Per-class density ({opened.split})")
-panels.density_panel(opened.embeddings, opened.labels, opened.class_names, key=KEY)
+common.density_panel(opened.embeddings, opened.labels, opened.class_names, key=KEY)
 
 # Pictures come last: a checkpoint's dataset is opened only for them, after the rest is drawn.
-image_uri = panels.image_uri(opened)
+image_uri = common.image_uri(opened)
 with previews:
     inspect_panels.selection_details(selected, opened, report, image_uri, key=f"{KEY}-projection")
     if image_uri is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import study_panels
+from app.panels import study as study_panels
 from dml_core.study.explain import candidate_metrics, label, sentences
 
 INSPECT_PATH = "inspect-path"  # Inspect's path field: set before switching, it opens that file

@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import player, toy_text
+from app import toy_text
 from app.figures import replay
 from app.figures import toy as toy_plots
+from app.panels import player
 from app.settings import REPO_ROOT
 from toy import MODE_DESCRIPTIONS, TOY_MODES, ToyRecording, ToySettings, record_toy, toy_data
 from toy.api import RESULT_METRICS

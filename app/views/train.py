@@ -17,9 +17,14 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import analysis, figures, projection_panels, runs
+from app import analysis, runs
 from app.checkpoints import DATASET_ERRORS, split_dataset
+from app.figures.curves import curves_figure
+from app.figures.density import density_figure
+from app.figures.images import retrieval_grid_html
+from app.figures.spectrum import spectrum_figure
 from app.format import metric_text
+from app.panels import projection as projection_panels
 from app.settings import LIVE_REFRESH_SECONDS, shown_path
 from dml_core.data import DATASETS
 from dml_core.engine.evaluation import SNAPSHOT_AUTO_LIMIT
@@ -183,7 +188,7 @@ def _retrieval_html(path: str, mtime_ns: int, config_json: str) -> str | None:
         _, report = analysis.analyse_split(view["embeddings"], labels, (1,), keep)
         queries = analysis.random_queries(len(labels), SNAPSHOT_QUERIES, 0)
         rows = analysis.retrieval_rows(report, labels, queries, 6)
-        return figures.retrieval_grid_html(
+        return retrieval_grid_html(
             rows,
             lambda row: analysis.png_data_uri(dataset.thumbnail(int(indices[row]), 64)),
             lambda c: analysis.display_names([dataset.class_names[c]])[0],
@@ -229,7 +234,7 @@ def _snapshot_panels(state: runs.RunState) -> None:
     st.markdown(f"**{state.name}** · latest snapshot `{snapshot.name}` ({len(labels)} test items)")
     left, right = st.columns(2)
     left.plotly_chart(
-        figures.spectrum_figure({state.name: view["spectrum"]}, log_scale=True),
+        spectrum_figure({state.name: view["spectrum"]}, log_scale=True),
         key="train-snapshot-spectrum",
     )
     with right:
@@ -242,7 +247,7 @@ def _snapshot_panels(state: runs.RunState) -> None:
             allow_umap=not state.running,
         )
     rows = analysis.density_table(view["density"], class_names)
-    st.plotly_chart(figures.density_figure(rows), key="train-snapshot-density")
+    st.plotly_chart(density_figure(rows), key="train-snapshot-density")
     grid = _retrieval_html(str(snapshot), mtime_ns, json.dumps(config, sort_keys=True))
     if grid is not None:
         st.html(grid)
@@ -308,7 +313,7 @@ def _live_runs(refreshing: bool) -> None:
     if not plotted:
         return
     st.plotly_chart(
-        figures.curves_figure({name: runs.curves(state.events) for name, state in plotted.items()}),
+        curves_figure({name: runs.curves(state.events) for name, state in plotted.items()}),
         key="train-curves",
     )
     focus = st.selectbox("snapshot of", list(plotted), key="train-focus")

@@ -13,8 +13,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, item_images, sources
+from app import analysis, item_images, sources
 from app.cache import file_version
+from app.figures.density import density_figure
+from app.figures.images import thumbnails_html
+from app.figures.spectrum import spectrum_figure
 from app.sources import Opened, Source
 from dml_core.metrics import per_class_density
 
@@ -83,8 +86,8 @@ def analysed(opened: Opened) -> tuple[dict[str, float], analysis.RetrievalReport
 def spectrum_panel(spectra: dict[str, np.ndarray], key: str) -> None:
     """Linear and log spectra side by side."""
     left, right = st.columns(2)
-    left.plotly_chart(figures.spectrum_figure(spectra), key=f"{key}-lin")
-    right.plotly_chart(figures.spectrum_figure(spectra, log_scale=True), key=f"{key}-log")
+    left.plotly_chart(spectrum_figure(spectra), key=f"{key}-lin")
+    right.plotly_chart(spectrum_figure(spectra, log_scale=True), key=f"{key}-log")
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -105,7 +108,7 @@ def selection_preview(
     """The first :data:`SELECTION_PREVIEW` images of a selection, each with its index and class."""
     preview = list(rows)[:SELECTION_PREVIEW]
     st.caption(f"{len(rows)} selected; the first {len(preview)}:")
-    st.html(figures.thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
+    st.html(thumbnails_html(preview, image_uri, lambda i: class_names[int(labels[i])]))
 
 
 def unreadable_files(unreadable: Sequence[str]) -> None:
@@ -123,7 +126,7 @@ def density_panel(
 ) -> None:
     rows = analysis.density_table(per_class_density(embeddings, labels), class_names)
     left, right = st.columns([3, 2])
-    left.plotly_chart(figures.density_figure(rows), key=f"{key}-density")
+    left.plotly_chart(density_figure(rows), key=f"{key}-density")
     right.dataframe(
         pd.DataFrame(rows),
         hide_index=True,

@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, item_images, panels, sources
+from app import analysis, item_images, sources
+from app.figures.curves import history_figure
+from app.figures.images import confusion_html, retrieval_grid_html, thumbnails_html
+from app.figures.projection import COLOR_MODES, inspect_projection_figure
+from app.format import metric_label, metric_order
+from app.panels import common
 from app.settings import CURVE_METRICS
 from dml_core.interop import FORMATS
 
@@ -65,7 +70,7 @@ def projection_explorer(
     AP@R and neighbours come from ``report`` (the source's protocol)."""
     embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
     controls = st.columns([2, 3])
-    color_by = controls[0].selectbox("colour by", figures.COLOR_MODES, key=f"{key}-color")
+    color_by = controls[0].selectbox("colour by", COLOR_MODES, key=f"{key}-color")
     shown_names = controls[1].multiselect(
         "show only classes (type to search)",
         list(class_names),
@@ -82,7 +87,7 @@ def projection_explorer(
     if color_by == "nearest wrong class":
         nearest_wrong = nearest_other(embeddings, labels).negative_index
     name_to_label = {name: index for index, name in enumerate(class_names)}
-    figure = figures.inspect_projection_figure(
+    figure = inspect_projection_figure(
         coordinates,
         labels,
         class_names,
@@ -151,7 +156,7 @@ def selection_details(
             f"class, red: other). AP@R {ap:.2f}, Recall@1 {verdict}."
         )
         st.html(
-            figures.retrieval_grid_html(
+            retrieval_grid_html(
                 row,
                 image_uri,
                 lambda c: analysis.class_name(class_names, c),
@@ -160,13 +165,13 @@ def selection_details(
             )
         )
         return
-    preview = list(selected)[: panels.SELECTION_PREVIEW]
+    preview = list(selected)[: common.SELECTION_PREVIEW]
     classes = len({int(labels[i]) for i in selected})
     left.markdown(
         f"**{len(selected)} selected** from {classes} classes; "
         f"the first {len(preview)} (index · class):"
     )
-    st.html(figures.thumbnails_html(preview, image_uri, class_of))
+    st.html(thumbnails_html(preview, image_uri, class_of))
 
 
 # --- retrieval, worst queries, confusion -------------------------------------------------------
@@ -208,7 +213,7 @@ def retrieval_explorer(
             queries = analysis.random_queries(count, 4, int(seed), among)
             st.caption(f"{len(queries)} random queries (seed {int(seed)}); type indices to pick.")
         rows = analysis.retrieval_rows(report, labels, queries, k)
-        st.html(figures.retrieval_grid_html(rows, image_uri, name, item_class=item_class))
+        st.html(retrieval_grid_html(rows, image_uri, name, item_class=item_class))
 
     st.markdown("**Worst queries**")
     nearest = nearest_other(embeddings, labels)
@@ -224,7 +229,7 @@ def retrieval_explorer(
     )
     worst = analysis.worst_queries(ap, int(how_many), nearest.gap)
     st.html(
-        figures.retrieval_grid_html(
+        retrieval_grid_html(
             analysis.retrieval_rows(report, labels, worst, k),
             image_uri,
             name,
@@ -273,7 +278,7 @@ def confusion_panel(
         column_config={"share of top-k": st.column_config.NumberColumn(format="percent")},
     )
     with right:
-        st.html(figures.confusion_html(pairs, image_uri, name))
+        st.html(confusion_html(pairs, image_uri, name))
 
 
 # --- stored history, metrics, export -----------------------------------------------------------
@@ -288,7 +293,7 @@ def history_panel(metadata: Mapping[str, Any], *, key: str) -> None:
     if not history:
         return
     keys = [key_ for key_, _ in CURVE_METRICS if key_ in history[-1]]
-    st.plotly_chart(figures.history_figure(history, keys), key=f"{key}-history")
+    st.plotly_chart(history_figure(history, keys), key=f"{key}-history")
     with st.expander("stored metrics per evaluation"):
         st.dataframe(
             pd.DataFrame(analysis.history_rows(history)),
@@ -299,11 +304,11 @@ def history_panel(metadata: Mapping[str, Any], *, key: str) -> None:
 
 
 def metrics_table(columns: Mapping[str, Mapping[str, float]], *, key: str) -> None:
-    """Metric rows in :func:`app.analysis.metric_order` (counts last, readable), one column per
+    """Metric rows in :func:`app.format.metric_order` (counts last, readable), one column per
     split."""
-    keys = analysis.metric_order({k for values in columns.values() for k in values})
+    keys = metric_order({k for values in columns.values() for k in values})
     frame = pd.DataFrame({name: [values.get(k) for k in keys] for name, values in columns.items()})
-    frame.index = [analysis.metric_label(k) for k in keys]
+    frame.index = [metric_label(k) for k in keys]
     st.dataframe(frame, key=key, column_config={"_index": st.column_config.TextColumn("metric")})
 
 

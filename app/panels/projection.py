@@ -1,6 +1,6 @@
 """Streamlit pieces for projections: the layout of an opened split (stored, else PCA at once and
 UMAP in the background), a scatter that reports its selection and highlights items, and the
-snapshot player of a run (:mod:`app.player`)."""
+snapshot player of a run (:mod:`app.panels.player`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from urllib.parse import quote
 import numpy as np
 import streamlit as st
 
-from app import figures, panels, player
+from app.figures.projection import projection_figure
+from app.panels import common, player
 from app.projection import background, is_cached, pca_2d, projection_key, umap_projection
 from app.settings import umap_enabled
 from app.sources import Opened
@@ -34,7 +35,7 @@ def layout(opened: Opened, method: str) -> tuple[np.ndarray, str]:
     computed = umap_projection(key, opened.embeddings)
     if computed is not None:
         return computed, "UMAP"
-    panels.rerun_when_ready(
+    common.rerun_when_ready(
         lambda: is_cached(key), "UMAP is computing in the background; PCA until then."
     )
     return pca, "PCA (UMAP computing)"
@@ -72,7 +73,7 @@ def scatter(
 ) -> list[int]:
     """The projection (axes fixed to ``extent`` if given); ``highlight`` rows drawn on top of the
     faded rest. Returns the rows the user selected (click, box or lasso)."""
-    figure = figures.projection_figure(coordinates, labels, class_names, title=title, extent=extent)
+    figure = projection_figure(coordinates, labels, class_names, title=title, extent=extent)
     if highlight:
         figure.update_traces(
             selectedpoints=list(highlight),
@@ -114,7 +115,7 @@ def snapshot_player(
                 )
 
             ready()
-            panels.rerun_when_ready(
+            common.rerun_when_ready(
                 ready, "The aligned UMAP of the snapshots is computing; PCA until then."
             )
             method = "PCA (aligned)"
@@ -125,4 +126,4 @@ def snapshot_player(
         class_names,
         title=f"{method} of {len(labels)} test items over epochs",
     )
-    st.plotly_chart(figure, key=f"{key}-player")
+    player.show(figure, key=f"{key}-player")

@@ -13,8 +13,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, panels, projection_panels, sources
+from app import analysis, sources
 from app.cache import cache_key, file_version
+from app.figures.density import per_class_delta_figure
+from app.figures.images import retrieval_grid_html
+from app.format import COUNT_METRICS, metric_order
+from app.panels import common
+from app.panels import projection as projection_panels
 from app.projection import is_cached, procrustes_align, umap_projection
 
 DISAGREEMENTS_SHOWN = 5
@@ -49,8 +54,8 @@ def metrics_panel(tables: Mapping[str, Mapping[str, float]], *, key: str) -> Non
     tag = letters(names)
     keys = [
         k
-        for k in analysis.metric_order({k for table in tables.values() for k in table})
-        if k.rsplit("/", 1)[-1] not in analysis.COUNT_METRICS
+        for k in metric_order({k for table in tables.values() for k in table})
+        if k.rsplit("/", 1)[-1] not in COUNT_METRICS
     ]
     frame = pd.DataFrame(analysis.metric_comparison(tables, keys))
     ordered = ["metric", *names, *(f"Δ {n}" for n in names[1:])]
@@ -66,14 +71,14 @@ def metrics_panel(tables: Mapping[str, Mapping[str, float]], *, key: str) -> Non
 
 
 def side(opened: sources.Opened, report: analysis.RetrievalReport) -> Side:
-    """One compared split, from the opened source and its report (:func:`app.panels.analysed`)."""
+    """One compared split, from the opened source and its report (:func:`app.panels.common.analysed`)."""
     return Side(
         opened.label,
         opened.labels,
         report,
         opened.class_names,
         opened.signature,
-        panels.image_uri(opened),
+        common.image_uri(opened),
     )
 
 
@@ -92,7 +97,7 @@ def aligned_layouts(
     """Each split's layout and what it is. Splits of the same items share one frame: each
     PCA rotated onto the first's, each UMAP fitted from the first's layout (the first's stored
     UMAP when it has one; fits cached on disk, PCA while they compute). Other splits get their
-    own layout (:func:`app.projection_panels.layout`)."""
+    own layout (:func:`app.panels.projection.layout`)."""
     opened = list(shown.values())
     reference = opened[0]
     if not same_items:
@@ -122,7 +127,7 @@ def aligned_layouts(
             layouts[label] = umap_projection(key, other.embeddings, init=first)
             pending += [] if layouts[label] is not None else [key]
     if pending or first is None:
-        panels.rerun_when_ready(
+        common.rerun_when_ready(
             lambda: all(is_cached(key) for key in pending),
             "The aligned UMAPs are computing; PCA (rotated onto the first) until then.",
         )
@@ -163,7 +168,7 @@ def per_class_panel(a: Side, b: Side, *, key: str) -> None:
         f"{len(rows) - better - worse} unchanged (mean {label} of each class's queries)."
     )
     left, right = st.columns(PER_CLASS_SPLIT)
-    left.plotly_chart(figures.per_class_delta_figure(rows, label), key=f"{key}-chart")
+    left.plotly_chart(per_class_delta_figure(rows, label), key=f"{key}-chart")
     right.dataframe(
         pd.DataFrame(rows)[["class", "Δ (B − A)", "A", "B", "queries"]],
         hide_index=True,
@@ -226,7 +231,7 @@ def disagreement_panel(a: Side, b: Side, *, key: str) -> None:
                 for letter, side in (("A", a), ("B", b)):
                     row = analysis.retrieval_rows(side.report, side.labels, [query], k)
                     st.html(
-                        figures.retrieval_grid_html(
+                        retrieval_grid_html(
                             row,
                             side.image_uri,
                             lambda c, names=side.class_names: analysis.class_name(names, c),
