@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from app.format import metric_text
+
 STORY = (
     "**What to point at.** Train *base* and *paper* side by side: *base* squeezes the classes "
     "onto the one direction the train labels need (one singular value takes nearly all the mass) "
@@ -179,10 +181,10 @@ def study_rows(study: Mapping[str, Any], metrics: Sequence[str]) -> list[dict[st
         row: dict[str, object] = {"mode": mode}
         for metric in metrics:
             summary = data["summary"][metric]
-            text = f"{summary['mean']:.3f}"
+            text = metric_text(summary["mean"], 3)
             if summary.get("ci95"):
                 low, high = clipped_interval(metric, *summary["ci95"])
-                text += f" [{low:.3f}, {high:.3f}]"
+                text += f" [{metric_text(low, 3)}, {metric_text(high, 3)}]"
             row[METRIC_LABELS.get(metric, metric)] = text
         rows.append(row)
     return rows

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from app.format import metric_text
 from app.settings import REPO_ROOT, runs_dir
 from dml_core.report import find_runs, load_run
 from dml_core.study import load_runs, load_spec
@@ -220,8 +221,8 @@ def _mean_std(values: list[float]) -> str:
     if len(finite) == 0:
         return "–"
     if len(finite) == 1:
-        return f"{finite[0]:.4f}"
-    return f"{finite.mean():.4f} ± {finite.std(ddof=1):.4f}"
+        return metric_text(finite[0])
+    return f"{metric_text(finite.mean())} ± {metric_text(finite.std(ddof=1))}"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -19,6 +19,7 @@ import streamlit as st
 from app import toy_text
 from app.figures import replay
 from app.figures import toy as toy_plots
+from app.format import metric_text
 from app.panels import player
 from app.settings import REPO_ROOT
 from toy import MODE_DESCRIPTIONS, TOY_MODES, ToyRecording, ToySettings, record_toy, toy_data
@@ -40,11 +41,11 @@ DEFAULTS: dict[str, Any] = {
     "toy-lr": 0.03,
 }
 KEPT_RECORDINGS = 16
-# (metric, label, st.metric delta colour, format, term of toy_text.TERMS) in each mode's panel
+# (metric, label, st.metric delta colour, decimals, term of toy_text.TERMS) in each mode's panel
 PANEL_METRICS = (
-    ("test_recall@1", "test Recall@1", "normal", ".2f", "test Recall@1"),
-    ("rho@1", "ρ@1 (lower = flatter)", "inverse", ".3f", "ρ@1"),
-    ("pi_ratio", "π_ratio", "normal", ".4f", "π_ratio"),
+    ("test_recall@1", "test Recall@1", "normal", 2, "test Recall@1"),
+    ("rho@1", "ρ@1 (lower = flatter)", "inverse", 3, "ρ@1"),
+    ("pi_ratio", "π_ratio", "normal", 4, "π_ratio"),
 )
 PAGE_CSS = """
 <style>
@@ -253,13 +254,14 @@ def mode_panels(recordings: dict[str, ToyRecording]) -> None:
                 f"**{shown_mode}** · {MODE_DESCRIPTIONS[shown_mode]}",
                 help=toy_text.MODES[shown_mode],
             )
-            for name, label, colour, number, term in PANEL_METRICS:
+            for name, label, colour, digits, term in PANEL_METRICS:
                 delta = None
                 if shown_mode != reference:
-                    delta = f"{deltas[shown_mode][name]:+{number}} vs {reference}"
+                    change = metric_text(deltas[shown_mode][name], digits, signed=True)
+                    delta = f"{change} vs {reference}"
                 st.metric(
                     label,
-                    format(values[name], number),
+                    metric_text(values[name], digits),
                     delta,
                     delta_color=colour,
                     help=toy_text.TERMS[term],
@@ -274,8 +276,9 @@ def mode_panels(recordings: dict[str, ToyRecording]) -> None:
             f"**Versus {reference}, same seed {next(iter(recordings.values())).result.settings.seed}"
             " (same data, initialisation and batches):** "
             + "; ".join(
-                f"*{m}*: ρ@1 {deltas[m]['rho@1']:+.3f}, test Recall@1 "
-                f"{deltas[m]['test_recall@1']:+.3f}, π_ratio {deltas[m]['pi_ratio']:+.4f}"
+                f"*{m}*: ρ@1 {metric_text(deltas[m]['rho@1'], 3, signed=True)}, test Recall@1 "
+                f"{metric_text(deltas[m]['test_recall@1'], 3, signed=True)}, "
+                f"π_ratio {metric_text(deltas[m]['pi_ratio'], signed=True)}"
                 for m in others
             )
             + ". One seed: the seeds below show how much of that is luck."
