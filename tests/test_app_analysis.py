@@ -8,7 +8,7 @@ import pytest
 from app import analysis
 from app.figures.curves import history_figure
 from app.figures.labels import log_axis
-from app.figures.palette import FADED, LONE_COLOR, class_colors
+from app.figures.palette import FADED, HASHED_COLORS, LONE_COLOR, class_colors
 from app.figures.projection import inspect_projection_figure
 from app.format import metric_label, metric_order
 from dml_core.metrics import retrieval_report
@@ -192,9 +192,11 @@ def test_projection_figure_has_a_legend_per_colour_mode_and_item_customdata() ->
     report = retrieval_report(points, labels, ks=(1,), keep_neighbors=3)
     hits = analysis.hit_at_1(report, labels)
     by_class = inspect_projection_figure(coordinates, labels, ["a", "b", "c"])
-    assert [t.name for t in by_class.data] == ["a", "b", "c"]
-    items = sorted(int(i) for trace in by_class.data for i in trace.customdata)
-    assert items == list(range(12))
+    assert [t.name for t in by_class.data] == ["classes", "a", "b", "c"]  # one trace + legend
+    points_trace = by_class.data[0]
+    assert points_trace.type == "scattergl" and list(points_trace.customdata) == list(range(12))
+    assert list(points_trace.marker.color) == list(labels)  # a colour array, one per item
+    assert all(t.x == (None,) for t in by_class.data[1:])  # legend lines without points
     by_hit = inspect_projection_figure(
         coordinates, labels, ["a", "b", "c"], color_by="Recall@1 hit/miss", hits=hits,
         shown_classes=[0], selected=2, neighbors=[1, 3],
@@ -225,16 +227,38 @@ def test_projection_figure_colours_by_ap_and_by_nearest_wrong_class() -> None:
         nearest_wrong=nearest, shown_classes=[0, 1],
     )  # fmt: skip
     names = [trace.name for trace in by_wrong.data]
-    assert names == ["other classes", "nearest wrong: none", "nearest wrong: a",
+    assert names == ["other classes", "nearest wrong", "nearest wrong: none", "nearest wrong: a",
                      "nearest wrong: b", "nearest wrong: c"]  # fmt: skip
     assert by_wrong.data[0].marker.color == FADED and list(by_wrong.data[0].customdata) == list(
         range(8, 12)
     )
     colours = class_colors(3)
-    assert [t.marker.color for t in by_wrong.data[2:]] == colours
-    assert sorted(int(i) for t in by_wrong.data[1:] for i in t.customdata) == list(range(8))
+    assert [t.marker.color for t in by_wrong.data[3:]] == colours
+    wrong = by_wrong.data[1]  # each item in the colour of its nearest wrong item's class
+    assert list(wrong.marker.color) == [int(labels[nearest[i]]) for i in wrong.customdata]
+    assert sorted(int(i) for t in by_wrong.data[1:3] for i in t.customdata) == list(range(8))
     # without nearest-wrong data the points keep their class colours and names
     fallback = inspect_projection_figure(
         coordinates, labels, ["a", "b", "c"], color_by="nearest wrong class"
     )
-    assert [t.name for t in fallback.data] == ["a", "b", "c"]
+    assert [t.name for t in fallback.data] == ["classes", "a", "b", "c"]
+
+
+def test_many_classes_are_one_webgl_trace_without_a_legend() -> None:
+    """12,000 classes: one colour-array trace, no legend line per class, hashed colours, and the
+    hover text decimated to the class name (the index comes from customdata)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 12_000, size=30_000)
+    names = [f"product {c}" for c in range(12_000)]
+    figure = inspect_projection_figure(rng.normal(size=(30_000, 2)), labels, names)
+    assert len(figure.data) == 1 and figure.data[0].type == "scattergl"
+    trace = figure.data[0]
+    assert trace.marker.color.max() < HASHED_COLORS and trace.marker.color.dtype == np.uint8
+    assert trace.text[0] == f"product {labels[0]}" and "%{customdata}" in trace.hovertemplate
+    neighbours = inspect_projection_figure(
+        rng.normal(size=(30_000, 2)), labels, names, selected=4, neighbors=[1, 2],
+        shown_classes=[int(labels[0])],
+    )  # fmt: skip
+    assert [t.name for t in neighbours.data] == [
+        "other classes", "classes", "its neighbours", "selected #4"
+    ]  # fmt: skip

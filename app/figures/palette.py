@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
@@ -27,6 +28,38 @@ def class_colors(count: int) -> list[str]:
     if count <= 1:
         return [sample_colorscale(CLASS_COLORSCALE, [0.5])[0]]
     return sample_colorscale(CLASS_COLORSCALE, [0.05 + 0.9 * i / (count - 1) for i in range(count)])
+
+
+LEGEND_CLASSES = 40
+"""Up to this many classes each gets its own colour and legend entry; beyond, class colours are
+hashed into :data:`HASHED_COLORS` colours and the class name shows on hover only."""
+HASHED_COLORS = 64
+
+
+def class_palette(count: int) -> list[str]:
+    """The colours a projection of ``count`` classes uses (:func:`class_color_index` picks one)."""
+    return class_colors(count if count <= LEGEND_CLASSES else HASHED_COLORS)
+
+
+def class_color_index(labels: np.ndarray, count: int) -> np.ndarray:
+    """Per item, its colour's position in :func:`class_palette`: the label itself for up to
+    :data:`LEGEND_CLASSES` classes, else a multiplicative hash of it (Knuth's 2654435761), so
+    neighbouring labels get unrelated colours and a class keeps its colour whatever is shown."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if count <= LEGEND_CLASSES:
+        return np.clip(labels, 0, max(count - 1, 0)).astype(np.uint8)
+    hashed = (labels * 2654435761) % (1 << 32)
+    return ((hashed >> 16) % HASHED_COLORS).astype(np.uint8)
+
+
+def step_colorscale(colors: list[str]) -> list[list[object]]:
+    """A plotly colorscale where value ``i`` (with ``cmin = -0.5``, ``cmax = len - 0.5``) is
+    exactly ``colors[i]``: one WebGL trace draws many classes from a small integer array."""
+    count = len(colors)
+    scale: list[list[object]] = []
+    for position, color in enumerate(colors):
+        scale += [[position / count, color], [(position + 1) / count, color]]
+    return scale
 
 
 def compact(figure: go.Figure, height: int = 360) -> go.Figure:
