@@ -38,6 +38,7 @@ from app.settings import allowed_roots
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.stored_evaluation import StoredEvaluation
 from dml_core.interop import EmbeddingSet, make_embedding_set, read_embeddings
+from dml_core.interop.numpy_files import npz_problem
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS
 
 EMBEDDING_SUFFIXES = (".npz", ".npy", ".parquet", ".csv")
@@ -183,6 +184,8 @@ def _looks_like_embeddings(path: Path) -> tuple[bool, str | None]:
             with zipfile.ZipFile(path) as archive:
                 names = {Path(name).stem for name in archive.namelist()}
             looks = {"embeddings", "labels"} <= names
+            problem = npz_problem(path) if looks else None  # headers and labels, no embeddings
+            looks = looks and problem is None
         elif suffix == ".npy":
             looks = not path.stem.endswith(LABELS_SIDECAR) and any(
                 path.with_suffix(f"{LABELS_SIDECAR}{ext}").is_file() for ext in (".npy", ".txt")

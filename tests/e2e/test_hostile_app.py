@@ -133,12 +133,6 @@ def test_inspect_lists_bad_files_shows_one_line_each_and_opens_the_good_one(
     assert page.locator(".stException").count() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/sources.py lists a .npz by its member names alone; with "
-    "dml_core.interop.numpy_files.npz_problem (headers and labels, no embeddings read) it would "
-    "list the one-class and 256 GiB files as unreadable (reported to the app's owner)",
-)
 def test_inspect_lists_the_bad_embedding_files_as_unreadable(
     hostile: tuple[str, Path], page
 ) -> None:
