@@ -64,9 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     project = commands.add_parser(
-        "project", help="store the test split's evaluation and projections in checkpoints"
+        "project",
+        help="store the test split's evaluation and projections in checkpoints, and the "
+        "projections of embedding files in <file>.projection.npz beside them",
     )
-    project.add_argument("checkpoints", nargs="+", help=".safetensors checkpoints to update")
+    project.add_argument(
+        "checkpoints",
+        nargs="+",
+        help=".safetensors checkpoints to update, or embedding files (.npz/.npy/.parquet/.csv)",
+    )
     project.add_argument("--data-root", help="where the dataset lies now (default: as trained)")
     project.add_argument("--device", default="auto")
     project.add_argument("--no-umap", action="store_true", help="store PCA only")
@@ -221,8 +227,9 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
-    """The stored evaluation (docs/DESIGN.md §6) for each checkpoint; files that are not DML
-    Explorer checkpoints (a bare backbone) are skipped with one line each. One file, or every file
+    """The stored evaluation (docs/DESIGN.md §6) for each checkpoint, the stored projections
+    (``<file>.projection.npz``) for each embedding file; files that are not DML Explorer
+    checkpoints (a bare backbone) are skipped with one line each. One file, or every file
     skipped: an error (status 2)."""
     from dml_core.engine.checkpoint import CheckpointError
     from dml_core.engine.projection import INTERACTIVE
@@ -230,6 +237,13 @@ def _project(args: argparse.Namespace) -> int:
 
     skipped = 0
     for checkpoint in args.checkpoints:
+        if Path(checkpoint).suffix.lower() in (".npz", ".npy", ".parquet", ".csv"):
+            from dml_core.interop.projection_file import store_file_projection
+
+            print(
+                json.dumps(store_file_projection(checkpoint, None if args.no_umap else INTERACTIVE))
+            )
+            continue
         try:
             stored = evaluate_and_store(
                 checkpoint,

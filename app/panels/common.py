@@ -7,6 +7,7 @@ modules (figures, analysis, projection).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from app.figures.density import density_figure
 from app.figures.images import thumbnails_html
 from app.figures.spectrum import spectrum_figure
 from app.sources import Opened, Source
+from dml_core.interop.projection_file import read_file_projection
 from dml_core.metrics import per_class_density
 
 POLL_SECONDS = 1.0
@@ -32,12 +34,20 @@ SELECTION_PREVIEW = 24
     max_entries=16,
 )
 def _opened(path: str, label: str, kind: str, mtime_ns: int, size: int, split: str) -> Opened:
-    return sources.open_split(Source(Path(path), label, kind), split)
+    opened = sources.open_split(Source(Path(path), label, kind), split)
+    if kind != "embeddings":
+        return opened
+    stored = read_file_projection(path, opened.split, len(opened.labels))
+    if stored is None:  # no `project` sidecar for this content: PCA here, UMAP in the background
+        return opened
+    return replace(opened, pca=stored.pca, umap=stored.umap)
 
 
 def open_source(source: Source, split: str = "test") -> Opened:
     """:func:`app.sources.open_split`, kept in memory per file version (path, mtime, size) and
-    split: one object for both pages and every rerun. Raises what ``open_split`` raises."""
+    split: one object for both pages and every rerun; an embedding file's PCA and UMAP come from
+    its ``<file>.projection.npz`` (``python -m dml_core project FILE``) when that names the file's
+    content. Raises what ``open_split`` raises."""
     _, mtime_ns, size = file_version(source.path)
     return _opened(str(source.path), source.label, source.kind, mtime_ns, size, split)
 
