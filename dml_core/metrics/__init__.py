@@ -1,5 +1,6 @@
 """Evaluation metrics (docs/DESIGN.md §3): retrieval, clustering and embedding-space properties."""
 
+from dml_core.metrics.clustering import clustering_metrics, kmeans_clusters, pair_counting_f1
 from dml_core.metrics.direction import LOWER_IS_BETTER, improves, lower_is_better
 from dml_core.metrics.embedding_space import (
     embedding_space_metrics,
@@ -11,9 +12,6 @@ from dml_core.metrics.embedding_space import (
 from dml_core.metrics.knn import leave_one_out_chunks, leave_one_out_neighbors
 from dml_core.metrics.retrieval import (
     RetrievalReport,
-    clustering_metrics,
-    kmeans_clusters,
-    pair_counting_f1,
     retrieval_metrics,
     retrieval_report,
 )

@@ -86,7 +86,7 @@ def _check_range(checked: np.ndarray | torch.Tensor) -> None:
     else:
         if not bool(np.isfinite(checked).all()):
             raise EmbeddingRangeError("embeddings contain NaN or infinite values")
-        largest = float(np.abs(checked).max())
+        largest = float(max(checked.max(), -checked.min()))  # no N×d temporary
     if largest * np.sqrt(checked.shape[1]) <= MAX_EMBEDDING_NORM:
         return
     if isinstance(checked, torch.Tensor):

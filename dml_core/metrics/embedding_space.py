@@ -21,6 +21,8 @@ Zero vectors stay zero when normalised (norms are clamped at 1e-12), so they cou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import sparse
 from scipy.special import logsumexp
@@ -34,12 +36,29 @@ SPECTRAL_DECAY_RANKS = (1, 2)
 RHO_SPECTRA = ("full", "official")
 _ROW_BLOCK = 1024
 _NORM_FLOOR = 1e-12
+FLOAT64_BLOCK_ROWS = 65536
+"""Rows converted to float64 at a time: memory beyond the input stays O(block × d), so a
+million 128-d float32 rows need 64 MiB more, not a 1 GiB float64 copy."""
+
+
+def _float64_blocks(points: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    for start in range(0, points.shape[0], FLOAT64_BLOCK_ROWS):
+        rows = slice(start, start + FLOAT64_BLOCK_ROWS)
+        yield rows, points[rows].astype(np.float64)
+
+
+def _gram(points: np.ndarray) -> np.ndarray:
+    """XᵀX in float64, summed over row blocks."""
+    gram = np.zeros((points.shape[1], points.shape[1]))
+    for _, block in _float64_blocks(points):
+        gram += block.T @ block
+    return gram
 
 
 def singular_value_spectrum(embeddings: ArrayLike) -> np.ndarray:
     """Normalised singular values s / Σs of X, descending, min(N, d) of them, via XᵀX."""
-    points = as_numpy(check_embeddings(embeddings)).astype(np.float64)
-    gram = points.T @ points
+    points = as_numpy(check_embeddings(embeddings))
+    gram = _gram(points)
     eigenvalues = np.linalg.eigvalsh(gram)[::-1][: min(points.shape)]
     singular_values = np.sqrt(np.clip(eigenvalues, 0.0, None))
     total = singular_values.sum()
@@ -75,6 +94,18 @@ def _class_sums(values: np.ndarray, class_index: np.ndarray, num_classes: int) -
         shape=(num_classes, class_index.shape[0]),
     )
     return np.asarray(one_hot @ values)
+
+
+def _blockwise_class_sums(
+    points: np.ndarray, class_index: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the sums of the rows and of the unit rows (K, d) each, in float64 blocks."""
+    sums = np.zeros((num_classes, points.shape[1]))
+    unit_sums = np.zeros_like(sums)
+    for rows, block in _float64_blocks(points):
+        sums += _class_sums(block, class_index[rows], num_classes)
+        unit_sums += _class_sums(_unit_rows(block), class_index[rows], num_classes)
+    return sums, unit_sums
 
 
 def _mean_pairwise_cosine_distance(unit_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -176,7 +207,7 @@ def embedding_space_metrics(
             f"rho_spectrum must be one of {', '.join(RHO_SPECTRA)}, got {rho_spectrum!r}"
         )
     inputs = check_inputs(embeddings, labels)
-    points = inputs.embeddings_numpy()
+    points = as_numpy(inputs.embeddings)  # float32 or float64; float64 only in row blocks
     spectrum = singular_value_spectrum(points)
     if rho_spectrum == "official":
         spectrum = spectrum[: points.shape[1] - 1]
@@ -185,10 +216,10 @@ def embedding_space_metrics(
         for k in SPECTRAL_DECAY_RANKS
     }
     sizes = inputs.class_sizes
-    unit_sums = _class_sums(_unit_rows(points), inputs.class_index, inputs.num_classes)
+    sums, unit_sums = _blockwise_class_sums(points, inputs.class_index, inputs.num_classes)
     per_class_intra = _mean_pairwise_cosine_distance(unit_sums, sizes)
     pi_intra = float(np.nanmean(per_class_intra)) if (sizes > 1).any() else float("nan")
-    unit_means = _unit_class_means(points, inputs.class_index, sizes)
+    unit_means = _unit_rows(sums / sizes[:, None])
     pi_inter = float(
         _mean_pairwise_cosine_distance(unit_means.sum(axis=0), np.array(inputs.num_classes))
     )

@@ -68,20 +68,30 @@ def resolve_backend(embeddings: np.ndarray | torch.Tensor, backend: str) -> str:
     return "torch" if on_accelerator else "faiss"
 
 
+HNSW_NEIGHBORS = 32
+"""HNSW's M (links per node); with efConstruction 40 and efSearch = max(64, 2k) Recall@1 and MAP@R
+stay within 0.005 of exact at 100k and 200k items (BENCHMARKS.md, ``bench/eval_bench.py --scale``)."""
+HNSW_EF_CONSTRUCTION = 40
+IVF_POINTS_PER_LIST = 64
+"""IVF's coarse k-means trains on at most this many items per list (a fixed-seed sample)."""
+IVF_PROBES = 64
+
+
 def _faiss_index(points: np.ndarray, approximate: str | None, k: int) -> faiss.Index:
     num_items, dim = points.shape
     if approximate is None:
         index = faiss.IndexFlatL2(dim)
     elif approximate == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32)
-        index.hnsw.efConstruction = 80
+        index = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBORS)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = max(64, 2 * k)
     elif approximate == "ivf":
         num_lists = max(1, min(num_items // 39, int(4 * math.sqrt(num_items))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, num_lists)
         index.cp.seed = 0
+        index.cp.max_points_per_centroid = IVF_POINTS_PER_LIST
         index.train(points)
-        index.nprobe = min(num_lists, 16)
+        index.nprobe = min(num_lists, IVF_PROBES)
     else:
         valid = ", ".join(APPROXIMATE_INDEXES)
         raise ValueError(f"unknown approximate index {approximate!r}; valid names: {valid}")

@@ -27,18 +27,15 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
 
 from dml_core.metrics._inputs import ArrayLike, MetricInputs, as_numpy, check_inputs
+from dml_core.metrics.clustering import clustering_metrics
 from dml_core.metrics.knn import DEFAULT_CHUNK_SIZE, neighbor_chunks
 
 DEFAULT_RECALL_KS = (1, 2, 4, 8)
 """The k of Recall@k wherever a caller names none."""
-KMEANS_ITERATIONS = 20
-KMEANS_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -78,64 +75,6 @@ def query_statistics(
     for values in (average_precision_at_r, r_precision, average_precision_at_class_size):
         values[lone] = np.nan
     return average_precision_at_r, r_precision, average_precision_at_class_size
-
-
-def kmeans_clusters(
-    embeddings: ArrayLike,
-    num_clusters: int,
-    *,
-    iterations: int = KMEANS_ITERATIONS,
-    seed: int = KMEANS_SEED,
-) -> np.ndarray:
-    """faiss k-means (Euclidean, fixed seed, no subsampling) → cluster id of every item (N,)."""
-    points = np.ascontiguousarray(as_numpy(embeddings), dtype=np.float32)
-    kmeans = faiss.Kmeans(
-        points.shape[1],
-        num_clusters,
-        niter=iterations,
-        seed=seed,
-        min_points_per_centroid=1,
-        max_points_per_centroid=points.shape[0],
-        verbose=False,
-    )
-    kmeans.train(points)
-    _, assignment = kmeans.index.search(points, 1)
-    return assignment.reshape(-1).astype(np.int64)
-
-
-def _pair_count(group_sizes: np.ndarray) -> float:
-    """Σ C(n, 2) over groups: the number of unordered pairs inside the same group."""
-    sizes = group_sizes.astype(np.float64)
-    return float((sizes * (sizes - 1) / 2).sum())
-
-
-def pair_counting_f1(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """Pair-counting F1 of a clustering against labels, from the sparse contingency table.
-
-    Over unordered item pairs: TP = Σ_cells C(n_cell, 2) (same class and same cluster),
-    precision = TP / Σ_clusters C(n, 2), recall = TP / Σ_classes C(n, 2), F1 = 2PR / (P + R);
-    0 when no pair is predicted or true. O(N log N) time, O(number of non-empty cells) memory.
-    """
-    _, label_index = np.unique(labels, return_inverse=True)
-    _, cluster_index = np.unique(clusters, return_inverse=True)
-    label_index, cluster_index = label_index.reshape(-1), cluster_index.reshape(-1)
-    cell_codes = label_index.astype(np.int64) * (int(cluster_index.max()) + 1) + cluster_index
-    true_positive = _pair_count(np.unique(cell_codes, return_counts=True)[1])
-    same_cluster = _pair_count(np.bincount(cluster_index))
-    same_class = _pair_count(np.bincount(label_index))
-    if true_positive == 0:
-        return 0.0
-    precision, recall = true_positive / same_cluster, true_positive / same_class
-    return 2 * precision * recall / (precision + recall)
-
-
-def clustering_metrics(inputs: MetricInputs) -> dict[str, float]:
-    """NMI and pair-counting F1 of k-means with K = number of classes (docs/DESIGN.md §3)."""
-    clusters = kmeans_clusters(inputs.embeddings, inputs.num_classes)
-    return {
-        "nmi": float(normalized_mutual_info_score(inputs.class_index, clusters)),
-        "f1": pair_counting_f1(inputs.class_index, clusters),
-    }
 
 
 def _checked_ks(ks: Sequence[int], available: int) -> tuple[int, ...]:
@@ -279,7 +218,7 @@ def _evaluate(
     metrics["map@r"] = float(average_precision_at_r[scored].mean())
     metrics["r_precision"] = float(r_precision[scored].mean())
     metrics["map_c"] = float(average_precision_at_class_size[scored].mean())
-    metrics.update(clustering_metrics(_clustered(inputs, protocol)))
+    metrics.update(clustering_metrics(_clustered(inputs, protocol), approximate=approximate))
     metrics.update(
         num_items=num_items,
         num_classes=inputs.num_classes,
