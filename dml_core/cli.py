@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", help="where the dataset lies now (default: as trained)")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--splits", nargs="+", default=["test", "eval_train"])
+    evaluate.add_argument(
+        "--approximate",
+        choices=["hnsw", "ivf"],
+        help="approximate kNN index and sampled k-means, for 100k+ items (default: exact)",
+    )
 
     embed = commands.add_parser("embed", help="write a split's embeddings to an .npz file")
     embed.add_argument("--checkpoint", required=True)
@@ -197,7 +202,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(evaluate_embeddings(record, args.ks), indent=2, sort_keys=True))
         return 0
     metrics = evaluate_checkpoint(
-        args.checkpoint, data_root=args.data_root, device=args.device, splits=tuple(args.splits)
+        args.checkpoint,
+        data_root=args.data_root,
+        device=args.device,
+        splits=tuple(args.splits),
+        approximate=args.approximate,
     )
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

@@ -83,6 +83,9 @@ class TrainConfig:
     rho_spectrum: str = "full"
     """Singular values ρ@k uses: "full" (all) or "official" (the d − 1 largest, as the official
     code's TruncatedSVD); see ``dml_core.metrics.embedding_space``."""
+    eval_approximate: str | None = None
+    """None (exact kNN and k-means), "hnsw" or "ivf": the approximate evaluation of
+    ``dml_core.metrics`` for splits of hundreds of thousands of items (docs/DESIGN.md §3)."""
     snapshots: str = "auto"
     """"auto" (on below 20,000 test items), "on" or "off"."""
     log_every: int = 10
@@ -140,6 +143,10 @@ class TrainConfig:
             )
         if self.loss_lr_multiplier is not None and not self.loss_lr_multiplier > 0:
             problems.append(f"loss_lr_multiplier must be positive, got {self.loss_lr_multiplier}")
+        if self.eval_approximate not in (None, "hnsw", "ivf"):
+            problems.append(
+                f"eval_approximate must be hnsw, ivf or none, got {self.eval_approximate!r}"
+            )
         if self.snapshots not in ("auto", "on", "off"):
             problems.append(f"snapshots must be auto, on or off, got {self.snapshots!r}")
         if not self.eval_ks or min(self.eval_ks) < 1:

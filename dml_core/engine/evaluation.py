@@ -145,7 +145,13 @@ def query_gallery(dataset: Any, rows: np.ndarray) -> tuple[np.ndarray | None, np
     return np.asarray(is_query, dtype=bool)[rows], np.asarray(is_gallery, dtype=bool)[rows]
 
 
-def recall_at_ks(embeddings: torch.Tensor, labels: np.ndarray, ks: list[int]) -> dict[str, float]:
+def recall_at_ks(
+    embeddings: torch.Tensor,
+    labels: np.ndarray,
+    ks: list[int],
+    *,
+    approximate: str | None = None,
+) -> dict[str, float]:
     """``recall@k`` for each k < N: leave-one-out, over the queries whose class has another item,
     as ``retrieval_metrics`` computes it but without MAP@R or clustering (cheap on a train split)."""
     labels = np.asarray(labels)
@@ -154,7 +160,7 @@ def recall_at_ks(embeddings: torch.Tensor, labels: np.ndarray, ks: list[int]) ->
     usable = sorted(k for k in set(ks) if 1 <= k < len(labels))
     if not usable or not evaluated.any():
         return {}
-    neighbors, _ = leave_one_out_neighbors(embeddings, usable[-1])
+    neighbors, _ = leave_one_out_neighbors(embeddings, usable[-1], approximate=approximate)
     hits = (neighbors >= 0) & (class_index[np.maximum(neighbors, 0)] == class_index[:, None])
     first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, usable[-1] + 1)
     return {f"recall@{k}": float((first_hit[evaluated] <= k).mean()) for k in usable}
@@ -169,18 +175,22 @@ def split_metrics(
     rho_spectrum: str = "full",
     is_query: np.ndarray | None = None,
     is_gallery: np.ndarray | None = None,
+    approximate: str | None = None,
 ) -> dict[str, float]:
     """``{"<split>/<metric>": value}``: all retrieval metrics, except only Recall@k on the train
     split (``recall_at_ks``); embedding-space metrics always (ρ@k on ``rho_spectrum``).
     ``is_query``/``is_gallery`` (``query_gallery``; None: every item is both): the
-    query/gallery protocol of the retrieval metrics."""
+    query/gallery protocol of the retrieval metrics. ``approximate`` ("hnsw", "ivf"; None: exact):
+    the approximate kNN index and sampled k-means of ``dml_core.metrics`` (docs/DESIGN.md §3)."""
     metrics: dict[str, float] = {}
     labels = np.asarray(labels)
     if split == "train":
-        metrics.update(recall_at_ks(embeddings, labels, ks))
+        metrics.update(recall_at_ks(embeddings, labels, ks, approximate=approximate))
     else:
         protocol = {"is_query": is_query, "is_gallery": is_gallery}
-        metrics.update(retrieval_metrics(embeddings, labels, ks=tuple(ks), **protocol))
+        metrics.update(
+            retrieval_metrics(embeddings, labels, ks=tuple(ks), approximate=approximate, **protocol)
+        )
     metrics.update(embedding_space_metrics(embeddings, labels, rho_spectrum=rho_spectrum))
     return {f"{split}/{k}": float(v) for k, v in metrics.items()}
 
@@ -279,8 +289,10 @@ def evaluate_checkpoint(
     device: str = "auto",
     splits: tuple[str, ...] = ("test", "eval_train"),
     batch_size: int = 256,
+    approximate: str | None = None,
 ) -> dict[str, float]:
-    """Every metric of a checkpoint on ``splits`` (keys ``test/…``, ``train/…``)."""
+    """Every metric of a checkpoint on ``splits`` (keys ``test/…``, ``train/…``); ``approximate``
+    as in ``split_metrics``."""
     metrics: dict[str, float] = {}
     for split in splits:
         embedded = embed_checkpoint(
@@ -297,6 +309,7 @@ def evaluate_checkpoint(
                 rho_spectrum=config.rho_spectrum,
                 is_query=embedded.is_query,
                 is_gallery=embedded.is_gallery,
+                approximate=approximate,
             )
         )
     return metrics

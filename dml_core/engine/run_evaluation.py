@@ -74,6 +74,7 @@ class RunEvaluator:
         """Metrics of the current model on test, eval_train (as ``train/…``) and val."""
         ks = self.config.eval_ks
         spectrum = self.config.rho_spectrum
+        knn = self.config.eval_approximate  # None: exact kNN and k-means
 
         def score(name: str, dataset: Any) -> tuple:
             """Embed ``dataset`` and score it under its query/gallery masks (``query_gallery``)."""
@@ -81,7 +82,9 @@ class RunEvaluator:
             is_query, is_gallery = query_gallery(dataset, rows)
             protocol = {"is_query": is_query, "is_gallery": is_gallery}
             metrics.update(
-                split_metrics(name, embeddings, labels, ks, rho_spectrum=spectrum, **protocol)
+                split_metrics(
+                    name, embeddings, labels, ks, rho_spectrum=spectrum, approximate=knn, **protocol
+                )
             )
             return embeddings, labels, rows
 
