@@ -49,6 +49,27 @@ def test_snapshots_read_back_with_their_pca(run_dir: Path) -> None:
     assert player.snapshot_paths(run_dir / "missing") == []
 
 
+def test_a_hostile_snapshot_is_left_out_with_its_reason(run_dir: Path) -> None:
+    """A snapshot whose header claims ~4 TB is refused from its header (nothing allocated); a
+    truncated one too; the readable ones still play."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 1000)}
+    )
+    with zipfile.ZipFile(run_dir / "snapshots" / "epoch_004.npz", "w") as archive:
+        archive.writestr("embeddings.npy", header.getvalue())
+    (run_dir / "snapshots" / "epoch_005.npz").write_bytes(b"PK\x03\x04 truncated")
+    snapshots, problems = player.readable_snapshots(run_dir)
+    assert [s.epoch for s in snapshots] == [1, 2, 3]
+    assert [p.split(":")[0] for p in problems] == ["epoch_004.npz", "epoch_005.npz"]
+    assert "embeddings" in problems[0] and "GiB" in problems[0], problems
+
+
 def test_pca_frames_are_rotated_onto_the_previous_one(run_dir: Path) -> None:
     snapshots = [player.read_snapshot(p) for p in player.snapshot_paths(run_dir)]
     frames = player.aligned_pca_frames(snapshots)

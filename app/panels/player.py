@@ -13,6 +13,7 @@ player in Streamlit.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from app.cache import cache_key, read_arrays, write_arrays
 from app.figures.animation import CONTROLS_HEIGHT, PLAYER_CONFIG, PlayerFrame, add_player
 from app.figures.palette import CLASS_COLORSCALE
 from dml_core.engine.projection import pca_2d, procrustes_align, umap_2d
+from dml_core.io.arrays import check_npz
 
 FRAME_MS = 700
 """Time an epoch stays on screen at 1×."""
@@ -49,8 +51,22 @@ def snapshot_paths(run_dir: str | Path) -> list[Path]:
     return sorted(folder.glob("epoch_*.npz")) if folder.is_dir() else []
 
 
+def readable_snapshots(run_dir: str | Path) -> tuple[list[Snapshot], list[str]]:
+    """The run's snapshots that read, and ``"<name>: <why>"`` for each one that does not (a
+    hostile or truncated file in a run folder is skipped, not a traceback on the page)."""
+    snapshots, problems = [], []
+    for path in snapshot_paths(run_dir):
+        try:
+            snapshots.append(read_snapshot(path))
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+            problems.append(f"{path.name}: {error}")
+    return snapshots, problems
+
+
 def read_snapshot(path: str | Path) -> Snapshot:
-    """A snapshot's arrays; ``pca`` computed when the file predates it."""
+    """A snapshot's arrays (headers checked before numpy allocates); ``pca`` computed when the
+    file predates it."""
+    check_npz(path)
     with np.load(path, allow_pickle=False) as stored:
         embeddings = np.asarray(stored["embeddings"], dtype=np.float32)
         pca = stored["pca"] if "pca" in stored.files else pca_2d(embeddings)

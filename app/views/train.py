@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from app.panels import projection as projection_panels
 from app.settings import LIVE_REFRESH_SECONDS, shown_path
 from dml_core.data import DATASETS
 from dml_core.engine.evaluation import SNAPSHOT_AUTO_LIMIT
+from dml_core.io.arrays import check_npz
 from dml_core.losses import LOSSES
 from dml_core.metrics import per_class_density, singular_value_spectrum
 from dml_core.miners import MINERS
@@ -162,6 +164,7 @@ def _selection(available: list[str], states: dict[str, runs.RunState]) -> list[s
 @st.cache_data(show_spinner=False, max_entries=8)
 def _snapshot_view(path: str, mtime_ns: int) -> dict[str, Any]:
     """Everything drawn from one snapshot file, computed once per file version."""
+    check_npz(path)  # headers before numpy allocates
     with np.load(path, allow_pickle=False) as stored:
         embeddings, labels = stored["embeddings"], stored["labels"]
         indices = stored["indices"]
@@ -223,7 +226,11 @@ def _snapshot_panels(state: runs.RunState) -> None:
         st.caption(_no_snapshot_note(state))
         return
     mtime_ns = snapshot.stat().st_mtime_ns
-    view = _snapshot_view(str(snapshot), mtime_ns)
+    try:
+        view = _snapshot_view(str(snapshot), mtime_ns)
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+        st.warning(f"Snapshot {snapshot} cannot be read: {error}")
+        return
     labels = view["labels"]
     config = state.config() or {}
     class_names = [str(c) for c in range(int(labels.max()) + 1)]
