@@ -199,7 +199,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from dml_core.interop import evaluate_embeddings, read_embeddings
 
         record = read_embeddings(args.embeddings, args.labels)
-        print(json.dumps(evaluate_embeddings(record, args.ks), indent=2, sort_keys=True))
+        metrics = evaluate_embeddings(record, args.ks, approximate=args.approximate)
+        print(json.dumps(metrics, indent=2, sort_keys=True))
         return 0
     metrics = evaluate_checkpoint(
         args.checkpoint,

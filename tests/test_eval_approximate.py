@@ -118,3 +118,14 @@ def test_trainer_records_the_option_and_evaluates_with_it(tmp_path: Path) -> Non
     approximate_metrics, exact_metrics = metadata["history"][-1], exact["history"][-1]
     for key in ("test/recall@1", "test/map@r", "train/recall@1"):
         assert approximate_metrics[key] == pytest.approx(exact_metrics[key], abs=AGREEMENT), key
+
+
+def test_evaluate_embeddings_file_with_approximate(tmp_path: Path, capsys) -> None:
+    points, labels = class_data(2000, 40, seed=2)
+    np.savez(tmp_path / "set.npz", embeddings=points, labels=labels)
+    scores = {}
+    for option in ([], ["--approximate", "hnsw"]):
+        assert main(["evaluate", "--embeddings", str(tmp_path / "set.npz"), *option]) == 0
+        scores[bool(option)] = json.loads(capsys.readouterr().out)
+    for key in ("test/recall@1", "test/map@r"):
+        assert scores[True][key] == pytest.approx(scores[False][key], abs=AGREEMENT), key

@@ -300,13 +300,14 @@ def _class_index(
 
 
 def evaluate_embeddings(
-    record: EmbeddingSet, ks: Sequence[int] = DEFAULT_RECALL_KS
+    record: EmbeddingSet, ks: Sequence[int] = DEFAULT_RECALL_KS, *, approximate: str | None = None
 ) -> dict[str, float]:
     """Every metric of an embedding set, keyed as ``evaluate --checkpoint`` keys them.
 
     Per split (``test`` when the file names none; ``eval_train`` is reported as ``train``) the
     engine's ``split_metrics``: retrieval metrics (except on ``train``) and embedding-space metrics
-    (docs/DESIGN.md §3). Recall@k with k ≥ the split's size is left out.
+    (docs/DESIGN.md §3). Recall@k with k ≥ the split's size is left out. ``approximate``: as in
+    ``split_metrics``.
     """
     import torch
 
@@ -322,7 +323,8 @@ def evaluate_embeddings(
         protocol = {"is_query": part.is_query, "is_gallery": part.is_gallery}
         if name != "eval_train" and part.is_gallery is not None:
             usable = [k for k in usable if k < int(part.is_gallery.sum())]
+        points = torch.from_numpy(part.embeddings)
         metrics.update(
-            split_metrics(key, torch.from_numpy(part.embeddings), part.labels, usable, **protocol)
+            split_metrics(key, points, part.labels, usable, approximate=approximate, **protocol)
         )
     return metrics
