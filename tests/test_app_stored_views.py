@@ -93,8 +93,9 @@ def values(encoded: object) -> np.ndarray:
 
 
 def xs(figure: dict) -> np.ndarray:
-    """Every point's x over the figure's traces, sorted (traces may split items by class)."""
-    return np.sort(np.concatenate([values(trace["x"]) for trace in figure["data"] if "x" in trace]))
+    """Every point's x over the figure's traces, sorted (legend lines have no points)."""
+    found = np.concatenate([values(trace["x"]) for trace in figure["data"] if "x" in trace])
+    return np.sort(found[np.isfinite(found)])
 
 
 def test_inspect_shows_a_stored_checkpoint_without_its_dataset(env: dict[str, Path]) -> None:

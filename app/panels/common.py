@@ -66,31 +66,48 @@ def image_uri(opened: Opened) -> Callable[[int], str] | None:
     return _image_uri(str(opened.source.path), mtime_ns, size, opened.split, opened)
 
 
-@st.cache_data(show_spinner="Scoring retrieval…", max_entries=16)
-def split_analysis(
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    ks: tuple[int, ...],
-    keep: int,
-    is_query: np.ndarray | None = None,
-    is_gallery: np.ndarray | None = None,
+def _version(opened: Opened) -> tuple[str, int, int, str, str]:
+    """What names one opened split in the in-memory caches: its file's version, split and items
+    (no hashing of the arrays at each rerun)."""
+    path, mtime_ns, size = file_version(opened.source.path)
+    return str(path), mtime_ns, size, opened.split, opened.signature
+
+
+@st.cache_resource(show_spinner="Scoring retrieval…", max_entries=16)
+def _split_analysis(
+    version: tuple[str, int, int, str, str], ks: tuple[int, ...], keep: int, _opened: Opened
 ) -> tuple[dict[str, float], analysis.RetrievalReport]:
-    return analysis.analyse_split(embeddings, labels, ks, keep, is_query, is_gallery)
+    return analysis.analyse_split(
+        _opened.embeddings, _opened.labels, ks, keep, _opened.is_query, _opened.is_gallery
+    )
 
 
 def analysed(opened: Opened) -> tuple[dict[str, float], analysis.RetrievalReport]:
     """What both pages show of a split: its metrics (a checkpoint's stored ones, else scored here;
-    keys without the split) and the per-query retrieval report, each under the source's protocol
-    (queries against the gallery when it has ``is_query``/``is_gallery``, else leave-one-out)."""
+    keys without the split) and the per-query retrieval report (its kNN), each under the source's
+    protocol (queries against the gallery when it has ``is_query``/``is_gallery``, else
+    leave-one-out). Computed once per file version and kept in memory: a click recomputes none of
+    it."""
     labels = opened.labels
     ks = tuple(k for k in opened.ks if k < len(labels))
     keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
-    masks = (opened.is_query, opened.is_gallery)
-    scored, report = split_analysis(opened.embeddings, labels, ks, keep, *masks)
+    scored, report = _split_analysis(_version(opened), ks, keep, opened)
     if opened.metrics is None:
         return scored, report
     prefix = f"{opened.split}/"
     return {k.removeprefix(prefix): v for k, v in opened.metrics.items()}, report
+
+
+@st.cache_resource(show_spinner="Finding nearest positives and negatives…", max_entries=16)
+def _nearest_other(
+    version: tuple[str, int, int, str, str], _opened: Opened
+) -> analysis.NearestOther:
+    return analysis.nearest_other(_opened.embeddings, _opened.labels)
+
+
+def nearest_other(opened: Opened) -> analysis.NearestOther:
+    """:func:`app.analysis.nearest_other` of the split, once per file version."""
+    return _nearest_other(_version(opened), opened)
 
 
 def spectrum_panel(spectra: dict[str, np.ndarray], key: str) -> None:

@@ -17,6 +17,8 @@ from app import analysis, sources
 from app.cache import cache_key, file_version
 from app.figures.density import per_class_delta_figure
 from app.figures.images import retrieval_grid_html
+from app.figures.labels import wrap_title
+from app.figures.projection import common_extent
 from app.format import COUNT_METRICS, metric_order
 from app.panels import common
 from app.panels import projection as projection_panels
@@ -239,3 +241,61 @@ def disagreement_panel(a: Side, b: Side, *, key: str) -> None:
                             item_class=lambda i, labels=side.labels: int(labels[i]),
                         )
                     )
+
+
+HIGHLIGHT = "compare-highlight"
+
+
+def _highlight(rows: list[int]) -> None:
+    if rows and rows != st.session_state.get(HIGHLIGHT):
+        st.session_state[HIGHLIGHT] = rows
+
+
+def _clear_highlight() -> None:
+    st.session_state[HIGHLIGHT] = []
+
+
+@st.fragment
+def linked_projections(
+    shown: Mapping[str, sources.Opened],
+    layouts: Mapping[str, tuple[np.ndarray, str]],
+    same_items: bool,
+) -> None:
+    """The projections side by side (one shared frame when they hold the same items); a click,
+    box or lasso in any highlights those items in all of them (a single one as a star). A
+    fragment: selecting or clearing reruns only these plots and the preview under them."""
+    labels = list(shown)
+    highlight = st.session_state.get(HIGHLIGHT, []) if same_items else []
+    title_width = max(16, 64 // len(labels))  # characters that fit one column's width at 1024 px
+    names = {label: wrap_title(label, title_width) for label in labels}
+    name_lines = max(name.count("<br>") for name in names.values())
+    # Aligned layouts share one frame; names padded to one line count keep the frames level.
+    extent = common_extent([layouts[label][0] for label in labels]) if same_items else None
+    for position, (column, label) in enumerate(zip(st.columns(len(labels)), labels, strict=True)):
+        coordinates, what = layouts[label]
+        padding = "<br> " * (name_lines - names[label].count("<br>"))
+        with column:
+            projection_panels.scatter(
+                coordinates,
+                shown[label].labels,
+                shown[label].class_names,
+                title=f"{names[label]}{padding}<br><sub>{what}</sub>",
+                key=f"compare-projection-{position}",
+                highlight=highlight,
+                extent=extent,
+                on_select=_highlight if same_items else None,
+            )
+    if not same_items:
+        return
+    if not highlight:
+        st.caption(
+            "Select points (click, box or lasso) in any projection to highlight them in all."
+        )
+        return
+    count = len(highlight)
+    st.caption(f"{count} item{'s' if count != 1 else ''} highlighted in every projection.")
+    st.button("clear the highlight", key="compare-clear", on_click=_clear_highlight)
+    first = shown[labels[0]]
+    image_uri = common.image_uri(first)
+    if image_uri is not None:
+        common.selection_preview(highlight, first.labels, first.class_names, image_uri)

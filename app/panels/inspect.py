@@ -15,8 +15,7 @@ import streamlit as st
 
 from app import analysis, item_images, sources
 from app.figures.curves import history_figure
-from app.figures.images import confusion_html, retrieval_grid_html, thumbnails_html
-from app.figures.projection import COLOR_MODES, inspect_projection_figure
+from app.figures.images import confusion_html, retrieval_grid_html
 from app.format import metric_label, metric_order
 from app.panels import common
 from app.settings import CURVE_METRICS
@@ -28,150 +27,9 @@ CONFUSION_K = 5
 CONFUSED_PAIRS = 8
 
 
-@st.cache_data(show_spinner="Finding nearest positives and negatives…", max_entries=16)
-def nearest_other(embeddings: np.ndarray, labels: np.ndarray) -> analysis.NearestOther:
-    return analysis.nearest_other(embeddings, labels)
-
-
 def _class_namer(labels: np.ndarray, class_names: Sequence[str]) -> Callable[[int], str]:
     """``item index → class name``."""
     return lambda index: analysis.class_name(class_names, int(labels[int(index)]))
-
-
-# --- projection ------------------------------------------------------------------------------
-
-
-def _selected_items(event: Any) -> list[int]:
-    """Item indices of a plotly selection event (every trace's customdata is item indices)."""
-    if not event:
-        return []
-    items = []
-    for point in event.selection.get("points", []):
-        data = point.get("customdata")
-        if isinstance(data, list):
-            data = data[0] if data else None
-        if data is not None and int(data) not in items:
-            items.append(int(data))
-    return items
-
-
-def projection_explorer(
-    coordinates: np.ndarray,
-    opened: sources.Opened,
-    report: analysis.RetrievalReport,
-    *,
-    key: str,
-    title: str = "",
-) -> list[int]:
-    """The projection coloured by class, Recall@1 hit/miss, AP@R or nearest wrong class (with a
-    legend), with a class filter. Returns the selected items: one after a click (pan mode, the
-    default), many after a box or lasso. The selection is kept until another one is made or
-    "clear selection" is pressed, so the star and rings drawn for it never clear it. Hits,
-    AP@R and neighbours come from ``report`` (the source's protocol)."""
-    embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
-    controls = st.columns([2, 3])
-    color_by = controls[0].selectbox("colour by", COLOR_MODES, key=f"{key}-color")
-    shown_names = controls[1].multiselect(
-        "show only classes (type to search)",
-        list(class_names),
-        key=f"{key}-classes",
-        placeholder="all classes",
-    )
-    state_key, seen_key = f"{key}-selected", f"{key}-seen"
-    selected: list[int] = [i for i in st.session_state.get(state_key, []) if i < len(labels)]
-    single = selected[0] if len(selected) == 1 else None
-    neighbors: list[int] = []
-    if single is not None:
-        neighbors = analysis.retrieval_rows(report, labels, [single], NEIGHBORS_SHOWN)[0].neighbors
-    nearest_wrong = None
-    if color_by == "nearest wrong class":
-        nearest_wrong = nearest_other(embeddings, labels).negative_index
-    name_to_label = {name: index for index, name in enumerate(class_names)}
-    figure = inspect_projection_figure(
-        coordinates,
-        labels,
-        class_names,
-        color_by=color_by,
-        hits=analysis.hit_at_1(report, labels),
-        average_precision=report.average_precision_at_r,
-        nearest_wrong=nearest_wrong,
-        shown_classes=[name_to_label[n] for n in shown_names] or None,
-        selected=single,
-        neighbors=neighbors,
-        title=title,
-    )
-    event = st.plotly_chart(
-        figure,
-        key=f"{key}-chart",
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-    )
-    items = _selected_items(event)
-    if items and items != st.session_state.get(seen_key):
-        st.session_state[seen_key] = items
-        st.session_state[state_key] = items
-        st.rerun()
-    return selected
-
-
-def selection_details(
-    selected: Sequence[int],
-    opened: sources.Opened,
-    report: analysis.RetrievalReport,
-    image_uri: Callable[[int], str] | None,
-    *,
-    key: str,
-) -> None:
-    """One selected item: its nearest neighbours in the embedding space, with thumbnails (when
-    there are images), index, class and distance. Several: the first of them, labelled."""
-    labels, class_names = opened.labels, opened.class_names
-    class_of = _class_namer(labels, class_names)
-    if not selected:
-        st.caption(
-            "Click a point to see its nearest neighbours in the embedding space. Box/lasso "
-            "(toolbar) selects many; in those modes a click starts a drag, so switch back to pan "
-            "to click."
-        )
-        return
-    left, right = st.columns([3, 1])  # the button's label fits at 1024 px
-    if right.button("clear selection", key=f"{key}-clear"):
-        st.session_state[f"{key}-selected"] = []
-        st.rerun()
-    if len(selected) == 1:
-        single = int(selected[0])
-        row = analysis.retrieval_rows(report, labels, [single], NEIGHBORS_SHOWN)
-        ap = report.average_precision_at_r[single]
-        hit = analysis.hit_at_1(report, labels)[single]
-        verdict = "lone query" if np.isnan(hit) else ("hit" if hit == 1 else "miss")
-        if opened.is_query is not None and not opened.is_query[single]:
-            left.markdown(
-                f"**Item #{single} · {class_of(single)}** is not a query (gallery only): it "
-                "has no neighbours under the query/gallery protocol."
-            )
-            return
-        among = "in the gallery" if opened.is_query is not None else "in the embedding space"
-        left.markdown(
-            f"**Item #{single} · {class_of(single)}**: its {len(row[0].neighbors)} nearest "
-            f"neighbours {among} (Euclidean distance d; green border: same "
-            f"class, red: other). AP@R {ap:.2f}, Recall@1 {verdict}."
-        )
-        st.html(
-            retrieval_grid_html(
-                row,
-                image_uri,
-                lambda c: analysis.class_name(class_names, c),
-                caption=lambda r: f"selected #{r.query}",
-                item_class=lambda i: int(labels[i]),
-            )
-        )
-        return
-    preview = list(selected)[: common.SELECTION_PREVIEW]
-    classes = len({int(labels[i]) for i in selected})
-    left.markdown(
-        f"**{len(selected)} selected** from {classes} classes; "
-        f"the first {len(preview)} (index · class):"
-    )
-    st.html(thumbnails_html(preview, image_uri, class_of))
 
 
 # --- retrieval, worst queries, confusion -------------------------------------------------------
@@ -186,7 +44,7 @@ def retrieval_explorer(
 ) -> None:
     """Typed or random queries with their top-k, then the worst queries (ranked as the page
     says)."""
-    embeddings, labels, class_names = opened.embeddings, opened.labels, opened.class_names
+    labels, class_names = opened.labels, opened.class_names
     count = len(labels)
     columns = st.columns([1, 2, 1])
     k = columns[0].slider("neighbours", 1, report.neighbor_indices.shape[1], 5, key=f"{key}-k")
@@ -216,7 +74,7 @@ def retrieval_explorer(
         st.html(retrieval_grid_html(rows, image_uri, name, item_class=item_class))
 
     st.markdown("**Worst queries**")
-    nearest = nearest_other(embeddings, labels)
+    nearest = common.nearest_other(opened)
     how_many = st.number_input(
         "how many", 1, 50, WORST_SHOWN, key=f"{key}-worst-count", label_visibility="collapsed"
     )

@@ -15,17 +15,12 @@ import streamlit as st
 
 from app import analysis, sources
 from app.figures.images import retrieval_grid_html
-from app.figures.labels import wrap_title
-from app.figures.projection import common_extent
 from app.panels import common
 from app.panels import compare as compare_panels
 from app.panels import projection as projection_panels
 from app.settings import umap_enabled
 from dml_core.engine.checkpoint import CheckpointError
 from dml_core.metrics import singular_value_spectrum
-
-HIGHLIGHT = "compare-highlight"
-LAST_SELECTION = "compare-last-selection"
 
 st.title("Compare")
 unreadable: list[str] = []
@@ -82,44 +77,10 @@ method = st.radio(
 layouts = compare_panels.aligned_layouts(
     {label: opened[label] for label in shown}, method, same_items
 )
-highlight = st.session_state.get(HIGHLIGHT, []) if same_items else []
-last_rows = st.session_state.setdefault(LAST_SELECTION, {})
-columns = st.columns(len(shown))
-title_width = max(16, 64 // len(shown))  # characters that fit one column's width at 1024 px
-names = {label: wrap_title(label, title_width) for label in shown}
-name_lines = max(name.count("<br>") for name in names.values())
-# Aligned layouts share one frame; names padded to one line count keep the frames level.
-extent = common_extent([layouts[label][0] for label in shown]) if same_items else None
-for position, (column, label) in enumerate(zip(columns, shown, strict=True)):
-    coordinates, what = layouts[label]
-    padding = "<br> " * (name_lines - names[label].count("<br>"))
-    with column:
-        rows = projection_panels.scatter(
-            coordinates,
-            opened[label].labels,
-            opened[label].class_names,
-            title=f"{names[label]}{padding}<br><sub>{what}</sub>",
-            key=f"compare-projection-{position}",
-            highlight=highlight,
-            extent=extent,
-        )
-    if rows and rows != last_rows.get(label):
-        last_rows[label] = rows
-        if same_items and rows != highlight:
-            st.session_state[HIGHLIGHT] = rows
-            st.rerun()
+compare_panels.linked_projections(  # a fragment: selections rerun only the projections
+    {label: opened[label] for label in shown}, layouts, same_items
+)
 sides = [compare_panels.side(opened[label], reports[label]) for label in shown]
-if highlight:
-    st.caption(f"{len(highlight)} items highlighted in every projection.")
-    if st.button("clear the highlight", key="compare-clear"):
-        st.session_state[HIGHLIGHT], st.session_state[LAST_SELECTION] = [], {}
-        st.rerun()
-    if sides[0].image_uri is not None:
-        common.selection_preview(
-            highlight, sides[0].labels, sides[0].class_names, sides[0].image_uri
-        )
-elif same_items:
-    st.caption("Select points (click, box or lasso) in any projection to highlight them in all.")
 
 st.subheader("Spectra")
 common.spectrum_panel(

@@ -73,7 +73,7 @@ method = st.radio(
     label_visibility="collapsed",
 )
 coordinates, shown = projection_panels.layout(opened, method)
-selected = inspect_panels.projection_explorer(
+projection_panels.explorer(  # a fragment: its clicks and filters rerun only itself
     coordinates,
     opened,
     report,
@@ -107,10 +107,8 @@ common.density_panel(opened.embeddings, opened.labels, opened.class_names, key=K
 
 # Pictures come last: a checkpoint's dataset is opened only for them, after the rest is drawn.
 image_uri = common.image_uri(opened)
-with previews:
-    inspect_panels.selection_details(selected, opened, report, image_uri, key=f"{KEY}-projection")
-    if image_uri is None:
-        st.caption(item_images.thumbnail_note(opened))
+if image_uri is None:
+    previews.caption(item_images.thumbnail_note(opened))
 st.subheader(f"Retrieval ({opened.split}, {opened.protocol})")
 inspect_panels.retrieval_explorer(report, opened, image_uri, key=f"{KEY}-retrieval")
 st.subheader("Confused classes")
