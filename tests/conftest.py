@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing them when tests start subprocesses.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores: under pytest-xdist's two workers one torch/OpenMP thread each (two each would
+# oversubscribe the cores); the subprocesses tests start inherit OMP_NUM_THREADS.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
+torch.set_num_threads(THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 
 @pytest.fixture(autouse=True)
