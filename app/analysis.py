@@ -13,6 +13,11 @@ import numpy as np
 from PIL import Image
 
 from app.format import COUNT_METRICS, metric_order, metric_text
+from app.nearest import (  # noqa: F401 (re-exported: the pages call them through analysis)
+    NearestOther,
+    nearest_other,
+    nearest_other_from_report,
+)
 from dml_core.metrics import RetrievalReport, embedding_space_metrics, retrieval_report
 
 RETRIEVAL_COLUMNS = 8
@@ -152,7 +157,6 @@ def class_name(class_names: Sequence[str], label: int) -> str:
 # --- Inspect: queries, ranking, confusion, colouring ----------------------------------------
 
 QUERY_SEPARATORS = re.compile(r"[\s,;]+")
-DISTANCE_CHUNK = 1024
 
 
 def parse_query_indices(text: str, num_items: int) -> list[int]:
@@ -179,55 +183,11 @@ def parse_query_indices(text: str, num_items: int) -> list[int]:
     return indices
 
 
-@dataclass(frozen=True)
-class NearestOther:
-    """Per query, in Euclidean distance: the nearest other same-class item (``positive``) and
-    the nearest other-class item (``negative``); NaN / −1 where there is none."""
-
-    positive_distance: np.ndarray
-    negative_distance: np.ndarray
-    negative_index: np.ndarray
-
-    @property
-    def gap(self) -> np.ndarray:
-        """d⁺ − d⁻: how much nearer the closest wrong item is than the closest right one
-        (> 0: Recall@1 misses). NaN for lone queries."""
-        return self.positive_distance - self.negative_distance
-
-
-def nearest_other(embeddings: np.ndarray, labels: np.ndarray) -> NearestOther:
-    """Exact nearest positive and negative of every query (the query itself excluded), in chunks
-    of queries: d²(a, b) = |a|² + |b|² − 2 a·b, never an N × N matrix."""
-    points = np.asarray(embeddings, dtype=np.float64)
-    labels = np.asarray(labels)
-    count = len(labels)
-    squared = (points**2).sum(axis=1)
-    positive = np.full(count, np.nan)
-    negative = np.full(count, np.nan)
-    negative_index = np.full(count, -1, dtype=np.int64)
-    for start in range(0, count, DISTANCE_CHUNK):
-        rows = np.arange(start, min(start + DISTANCE_CHUNK, count))
-        distances = squared[rows, None] + squared[None, :] - 2.0 * points[rows] @ points.T
-        distances = np.sqrt(np.maximum(distances, 0.0))
-        same = labels[rows, None] == labels[None, :]
-        distances[np.arange(len(rows)), rows] = np.inf  # the query itself
-        with_positive = np.where(same, distances, np.inf)
-        with_negative = np.where(same, np.inf, distances)
-        best_positive = with_positive.min(axis=1)
-        nearest_negative = with_negative.argmin(axis=1)
-        best_negative = with_negative[np.arange(len(rows)), nearest_negative]
-        positive[rows] = np.where(np.isfinite(best_positive), best_positive, np.nan)
-        has_negative = np.isfinite(best_negative)
-        negative[rows] = np.where(has_negative, best_negative, np.nan)
-        negative_index[rows] = np.where(has_negative, nearest_negative, -1)
-    return NearestOther(positive, negative, negative_index)
-
-
 def worst_queries(
     average_precision: np.ndarray, count: int, gap: np.ndarray | None = None
 ) -> list[int]:
     """The ``count`` worst queries: lowest AP@R first; ties broken by the larger gap
-    d⁺ − d⁻ (:meth:`NearestOther.gap`), then by index. Lone queries (NaN) are skipped."""
+    d⁺ − d⁻ (:meth:`app.nearest.NearestOther.gap`), then by index. Lone queries (NaN) are skipped."""
     values = np.asarray(average_precision, dtype=np.float64)
     valid = np.flatnonzero(np.isfinite(values))
     tie_break = np.zeros(len(values)) if gap is None else np.nan_to_num(-np.asarray(gap), nan=0.0)

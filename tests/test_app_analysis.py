@@ -262,3 +262,19 @@ def test_many_classes_are_one_webgl_trace_without_a_legend() -> None:
     assert [t.name for t in neighbours.data] == [
         "other classes", "classes", "its neighbours", "selected #4"
     ]  # fmt: skip
+
+
+def test_nearest_other_from_the_report_matches_the_exact_search() -> None:
+    """Read off the kept neighbours (with the exact search only where they hold no positive or
+    no negative), the nearest positive and negative are those of the exact search."""
+    points, labels = _clusters(seed=9, classes=12, per_class=7)
+    labels[:3] = 99  # a class of three, and one lone item
+    labels[3] = 98
+    for keep in (2, 8):
+        report = retrieval_report(points, labels, ks=(1,), keep_neighbors=keep)
+        fast = analysis.nearest_other_from_report(report, points, labels)
+        exact = analysis.nearest_other(points, labels)
+        np.testing.assert_allclose(fast.positive_distance, exact.positive_distance, rtol=1e-4)
+        np.testing.assert_allclose(fast.negative_distance, exact.negative_distance, rtol=1e-4)
+        np.testing.assert_array_equal(fast.negative_index, exact.negative_index)
+        assert np.isnan(fast.positive_distance[3])

@@ -88,3 +88,27 @@ def test_the_app_opens_a_file_with_its_stored_projection(
     stored = np.load(sidecar_path(path))
     np.testing.assert_array_equal(opened.umap, stored["test.umap"])
     np.testing.assert_array_equal(opened.pca, stored["test.pca"])
+
+
+def test_project_stores_the_evaluation_the_app_would_compute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leave-one-out split's metrics, AP@R and neighbours are stored, and the app uses them:
+    equal to what it computes without the sidecar."""
+    monkeypatch.setenv("DML_EXPLORER_CHECKPOINT_DIRS", str(tmp_path))
+    path = tmp_path / "model.npz"
+    _write(path, items=120)
+    from app import sources
+    from app.panels import common
+
+    source = sources.resolve_source(path)
+    computed_metrics, computed = common.analysed(common.open_source(source))
+    main(["project", str(path), "--no-umap"])
+    stored = read_file_projection(path, "test", 120)
+    assert stored.report is not None and stored.ks == (1, 2, 4, 8)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
+    metrics, report = common.analysed(common.open_source(source))
+    assert report is not computed
+    np.testing.assert_array_equal(report.neighbor_indices, computed.neighbor_indices)
+    np.testing.assert_allclose(report.average_precision_at_r, computed.average_precision_at_r)
+    assert metrics == pytest.approx(computed_metrics, nan_ok=True)

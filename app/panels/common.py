@@ -77,6 +77,11 @@ def _version(opened: Opened) -> tuple[str, int, int, str, str]:
 def _split_analysis(
     version: tuple[str, int, int, str, str], ks: tuple[int, ...], keep: int, _opened: Opened
 ) -> tuple[dict[str, float], analysis.RetrievalReport]:
+    if _opened.kind == "embeddings":  # `project FILE` stored what would be computed here
+        stored = read_file_projection(_opened.source.path, _opened.split, len(_opened.labels))
+        report = None if stored is None else stored.report
+        if report is not None and stored.ks == ks and report.neighbor_indices.shape[1] == keep:
+            return dict(report.metrics), report
     return analysis.analyse_split(
         _opened.embeddings, _opened.labels, ks, keep, _opened.is_query, _opened.is_gallery
     )
@@ -102,11 +107,15 @@ def analysed(opened: Opened) -> tuple[dict[str, float], analysis.RetrievalReport
 def _nearest_other(
     version: tuple[str, int, int, str, str], _opened: Opened
 ) -> analysis.NearestOther:
+    if _opened.is_query is None and _opened.is_gallery is None:  # leave-one-out: from the kNN
+        report = analysed(_opened)[1]
+        return analysis.nearest_other_from_report(report, _opened.embeddings, _opened.labels)
     return analysis.nearest_other(_opened.embeddings, _opened.labels)
 
 
 def nearest_other(opened: Opened) -> analysis.NearestOther:
-    """:func:`app.analysis.nearest_other` of the split, once per file version."""
+    """The nearest positive and negative of each item (:mod:`app.nearest`), once per file
+    version; read off the retrieval report's neighbours where the protocol allows."""
     return _nearest_other(_version(opened), opened)
 
 
