@@ -171,7 +171,9 @@ def run_worker(task: str, num_items: int) -> None:
 def run_in_subprocess(task: str, num_items: int) -> dict:
     command = [sys.executable, __file__, "--worker", task, "--sizes", str(num_items)]
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    run = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(json.dumps({"task": task, "size": num_items, **run}), file=sys.stderr, flush=True)
+    return run
 
 
 def summarise(runs: list[dict]) -> dict:

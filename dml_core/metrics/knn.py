@@ -70,7 +70,8 @@ def resolve_backend(embeddings: np.ndarray | torch.Tensor, backend: str) -> str:
 
 HNSW_NEIGHBORS = 32
 """HNSW's M (links per node); with efConstruction 40 and efSearch = max(64, 2k) Recall@1 and MAP@R
-stay within 0.005 of exact at 100k and 200k items (BENCHMARKS.md, ``bench/eval_bench.py --scale``)."""
+were within 0.005 of exact at 50k items and about 0.01 below at 100k (BENCHMARKS.md,
+``bench/eval_bench.py --scale``)."""
 HNSW_EF_CONSTRUCTION = 40
 IVF_POINTS_PER_LIST = 64
 """IVF's coarse k-means trains on at most this many items per list (a fixed-seed sample)."""
