@@ -70,7 +70,7 @@ def main() -> None:
     timed = step_times[args.warmup :]
     median = statistics.median(timed)
     started = time.perf_counter()
-    metrics = trainer.evaluate()
+    metrics = trainer.evaluator.evaluate()
     eval_seconds = time.perf_counter() - started
     print(
         json.dumps(

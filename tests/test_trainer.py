@@ -384,7 +384,7 @@ def test_an_eval_k_above_the_test_split_is_refused_before_training(tmp_path: Pat
 def test_dropped_rows_are_filled_from_their_class() -> None:
     import numpy as np
 
-    from dml_core.engine.trainer import fill_dropped_rows
+    from dml_core.engine.run_evaluation import fill_dropped_rows
 
     labels = np.array([0, 0, 1, 1, 2])
     kept = np.array([0, 2, 3])  # items 1 (class 0) and 4 (class 2, all gone)

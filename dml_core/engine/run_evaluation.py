@@ -70,6 +70,12 @@ class RunEvaluator:
             return_indices=return_indices,
         )
 
+    def train_embeddings(self) -> np.ndarray:
+        """The eval_train split's embeddings with one row per item (``fill_dropped_rows``), for
+        samplers that choose batches by embedding (``sampler.needs_embeddings``)."""
+        embeddings, _, kept = self.embed(self.eval_train_set, return_indices=True)
+        return fill_dropped_rows(embeddings, kept, np.asarray(self.eval_train_set.labels))
+
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current model on test, eval_train (as ``train/…``) and val."""
         ks = self.config.eval_ks

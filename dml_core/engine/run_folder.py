@@ -1,6 +1,7 @@
 """The trainer's run folder: where a run may start or resume, and its resumable state.
 
-``check_out_dir`` refuses a new run in a folder that holds one; ``split_class_names`` and
+``check_out_dir`` refuses a new run in a folder that holds one; ``open_run_folder`` takes the
+folder for a run (lock, leftovers, ``config.json``); ``split_class_names`` and
 ``capture_train_state`` give what ``best``/``last`` carry; ``restore_train_state`` loads
 ``last.safetensors`` and ``train_state.pt`` back into a run's parts (``engine/checkpoint.py``
 writes and reads the files, docs/DESIGN.md §6).
@@ -21,7 +22,9 @@ from dml_core.engine.checkpoint import (
     ResumePoint,
     TrainState,
     read_resume_point,
+    settle_pending,
 )
+from dml_core.io import FolderLock, clean_temp_files
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -38,6 +41,24 @@ def check_out_dir(out: Path, resume: bool) -> None:
             f"{out} already holds a run{not_yet}; use --resume {out} to continue it, or "
             "another --out"
         )
+
+
+def open_run_folder(out: Path, lock: FolderLock, config: Any, resume: bool) -> None:
+    """Take ``out`` for a run: ``lock`` refuses a folder a live process trains into; then the
+    folder is checked again under it, what a kill -9 left mid-write is removed, and a resumed run
+    finishes an interrupted checkpoint move (``settle_pending``) while a new one writes its
+    ``config.json``. The lock is released again if any step fails."""
+    lock.acquire()
+    try:
+        check_out_dir(out, resume)
+        clean_temp_files(out)
+        if resume:
+            settle_pending(out)
+        else:
+            config.save(out / "config.json")
+    except BaseException:
+        lock.release()
+        raise
 
 
 def split_class_names(train_set: Any, test_set: Any, val_set: Any | None) -> dict[str, list]:

@@ -20,29 +20,28 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from dml_core.config import TrainConfig
 from dml_core.engine.assembly import assemble_run, open_logs
 from dml_core.engine.batches import TrainBatches
-from dml_core.engine.checkpoint import run_header, save_run_checkpoint, settle_pending
+from dml_core.engine.checkpoint import run_header, save_run_checkpoint
 from dml_core.engine.distributed import DistContext, gather_global_batch
 from dml_core.engine.evaluation import (
     CheckpointEmbeddings,
     autocast_context,
-    compute_embeddings,
     resolve_device,
 )
-from dml_core.engine.run_evaluation import RunEvaluator, fill_dropped_rows, has_converged
+from dml_core.engine.run_evaluation import RunEvaluator, has_converged
 from dml_core.engine.run_folder import (
     capture_train_state,
     check_out_dir,
+    open_run_folder,
     restore_train_state,
     split_class_names,
 )
 from dml_core.engine.terminal import progress_bar, stop_on_signals
-from dml_core.io import FolderLock, clean_temp_files
+from dml_core.io import FolderLock
 from dml_core.metrics._inputs import EmbeddingRangeError
 from dml_core.metrics.direction import improves
 
@@ -123,17 +122,7 @@ class Trainer:
         self.evaluator.check_split_sizes()
 
         if writes:
-            self._lock.acquire()  # refuses a folder a live process trains into
-            try:
-                check_out_dir(self.out_dir, resume)
-                clean_temp_files(self.out_dir)  # left by a kill -9 mid-write
-                if resume:
-                    settle_pending(self.out_dir)
-                else:
-                    self.config.save(self.out_dir / "config.json")
-            except BaseException:
-                self._lock.release()
-                raise
+            open_run_folder(self.out_dir, self._lock, self.config, resume)
         try:
             if resume:
                 # Rank 0 settled an interrupted checkpoint above: no rank reads `last` before.
@@ -229,15 +218,7 @@ class Trainer:
     def _train_epoch(self, bar: Any) -> Iterator[dict[str, Any]]:
         config = self.config
         if self.sampler.needs_embeddings:
-            embeddings, _, kept = compute_embeddings(
-                self.model,
-                self.eval_train_set,
-                device=self.device,
-                batch_size=config.eval_batch_size,
-                return_indices=True,
-            )
-            labels = np.asarray(self.eval_train_set.labels)
-            self.sampler.update_embeddings(fill_dropped_rows(embeddings, kept, labels))
+            self.sampler.update_embeddings(self.evaluator.train_embeddings())
         self.sampler.set_epoch(self.epoch)
         self.model.train()
         non_finite = torch.zeros((), dtype=torch.bool, device=self.device)
@@ -327,16 +308,12 @@ class Trainer:
 
     # --- evaluation, snapshots, checkpoints -----------------------------------------------------
 
-    def evaluate(self) -> dict[str, float]:
-        """Metrics of the current model on test, eval_train (as ``train/…``) and val."""
-        return self.evaluator.evaluate()
-
     def _evaluate(self) -> dict[str, Any]:
         if not self.context.is_main:
             # Rank 0 alone evaluates and writes; the others wait at the next collective.
             return {"kind": "eval", "epoch": self.epoch, "step": self.step, "metrics": {}}
         try:
-            metrics = self.evaluate()
+            metrics = self.evaluator.evaluate()
         except EmbeddingRangeError as error:  # diverged: finite weights, embeddings out of range
             self._raise_non_finite(f"the run diverged ({error})")
         self._test_embedded_at = self.step
