@@ -8,7 +8,6 @@ Command lines run in processes forked from one that imported the CLI once (``for
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import assert_one_line, forked_cli
 from numpy.lib import format as npy_format
 
 from dml_core.io.arrays import (
@@ -31,34 +31,6 @@ pytestmark = pytest.mark.slow
 
 HUGE_SHAPE = (1 << 20, 1 << 16)
 """float32: 256 GiB (268 GB) claimed by a header of a few hundred bytes."""
-
-
-def _forked_cli(cases: list[dict], parallel: int = 2) -> list[dict]:
-    """``{"returncode", "stderr"}`` of ``python -m dml_core`` for each case (``forked_cli.py``)."""
-    forked = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("forked_cli.py")),
-            "--parallel",
-            str(parallel),
-        ],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-    )
-    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
-    return json.loads(forked.stdout)
-
-
-def _assert_one_line(result: dict, *fragments: str) -> None:
-    """A non-zero exit (not a signal) and exactly one ``error: …`` line holding every fragment."""
-    lines = result["stderr"].splitlines()
-    assert result["returncode"] > 0, result
-    assert len(lines) == 1 and lines[0].startswith("error: "), result["stderr"][-2000:]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def _npy_claiming(shape: tuple[int, ...], data: bytes = b"\0" * 64) -> bytes:
@@ -177,10 +149,10 @@ def test_evaluate_export_and_project_refuse_a_huge_header_in_one_line(tmp_path: 
         ["export", str(npz), "--format", "tensorboard", "--out", str(out)],
         ["project", str(npz), "--device", "cpu"],
     ]
-    results = _forked_cli([{"args": args, "cwd": str(tmp_path)} for args in commands])
-    _assert_one_line(results[0], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)
-    _assert_one_line(results[1], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)
-    _assert_one_line(results[2], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)  # a file's sidecar
+    results = forked_cli([{"args": args, "cwd": str(tmp_path)} for args in commands])
+    assert_one_line(results[0], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)
+    assert_one_line(results[1], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)
+    assert_one_line(results[2], str(npz), "256 GiB", MAX_ARRAY_BYTES_VARIABLE)  # a file's sidecar
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.npz"]
 
@@ -299,7 +271,7 @@ def test_project_and_import_remove_what_a_killed_run_left_and_nothing_live(
     project = ["project", str(checkpoint), "--device", "cpu", "--no-umap"]
     import_ = ["import", str(state), "--out", str(imported), "--arch", "mlp"]
     kills = [(project, checkpoint.name), (import_, imported.name)]
-    killed = _forked_cli(
+    killed = forked_cli(
         [
             {
                 "args": args,
@@ -318,7 +290,7 @@ def test_project_and_import_remove_what_a_killed_run_left_and_nothing_live(
         (folder / f".model.safetensors.{live.pid}.abcd1234.tmp").write_bytes(b"live writer")
         (folder / ".tmpAb3xY9").write_bytes(b"safetensors' own, from an older version")
         (folder / ".other.safetensors.1.abcd1234.tmp").write_bytes(b"another target's")
-        again = _forked_cli([{"args": project, "cwd": str(tmp_path)}])[0]
+        again = forked_cli([{"args": project, "cwd": str(tmp_path)}])[0]
         assert again["returncode"] == 0, again
         assert _temps(folder) == sorted(
             [
@@ -327,7 +299,7 @@ def test_project_and_import_remove_what_a_killed_run_left_and_nothing_live(
                 next(name for name in left if name.startswith(".imported")),
             ]
         )
-        again = _forked_cli([{"args": import_, "cwd": str(tmp_path)}])[0]
+        again = forked_cli([{"args": import_, "cwd": str(tmp_path)}])[0]
         assert again["returncode"] == 0, again
         assert imported.is_file()
         assert _temps(folder) == sorted(
@@ -411,9 +383,7 @@ def test_an_export_leaves_a_running_exports_staging_folder_alone(tmp_path: Path)
         os.waitpid(first.pid, os.WUNTRACED)  # returns once it stopped itself, mid-write
         live = list(tmp_path.glob(".projector.*.staging"))
         assert [folder.name.split(".")[2] for folder in live] == [str(first.pid)]
-        [second] = _forked_cli(
-            [{"args": ["export", str(small), *export[3:]], "cwd": str(tmp_path)}]
-        )
+        [second] = forked_cli([{"args": ["export", str(small), *export[3:]], "cwd": str(tmp_path)}])
         assert second["returncode"] == 0, second
         assert _rows(out) == (160, 160) and live[0].is_dir()
     finally:
@@ -425,6 +395,6 @@ def test_an_export_leaves_a_running_exports_staging_folder_alone(tmp_path: Path)
     # A killed export's folder names a dead pid: the next export removes it.
     again = {"args": ["export", str(small), *export[3:]], "cwd": str(tmp_path)}
     killed = {**again, "env": {"DML_EXPLORER_FAULT": "tmp_written@metadata.tsv:1"}}
-    results = _forked_cli([killed, again], parallel=1)  # in this order
+    results = forked_cli([killed, again], parallel=1)  # in this order
     assert [result["returncode"] for result in results] == [-9, 0]
     assert not list(tmp_path.glob(".projector.*")) and _rows(out) == (160, 160)

@@ -17,42 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import assert_one_line, forked_cli
 
 from dml_core.engine.checkpoint import read_metadata
 from dml_core.engine.events import read_events
 from dml_core.metrics._inputs import MAX_EMBEDDING_NORM, EmbeddingRangeError, check_embeddings
 
 pytestmark = pytest.mark.slow
-
-
-def _forked_cli(cases: list[dict], parallel: int = 2) -> list[dict]:
-    """``{"returncode", "stderr"}`` of ``python -m dml_core`` for each case (``args``, ``cwd``,
-    optional ``env``), each in its own forked process (``forked_cli.py``), ``parallel`` at a time."""
-    forked = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("forked_cli.py")),
-            "--parallel",
-            str(parallel),
-        ],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-    )
-    assert forked.returncode == 0 and forked.stderr == "", forked.stderr[-3000:]
-    return json.loads(forked.stdout)
-
-
-def _assert_one_line(result: dict, *fragments: str) -> None:
-    """A non-zero exit (not a signal) and exactly one ``error: …`` line holding every fragment."""
-    lines = result["stderr"].splitlines()
-    assert result["returncode"] > 0, result
-    assert len(lines) == 1 and lines[0].startswith("error: "), result["stderr"][-2000:]
-    assert "Traceback" not in result["stderr"]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def _slow_largest_norm(points: np.ndarray) -> float:
@@ -111,11 +82,11 @@ def test_huge_embedding_files_and_a_diverging_run_end_in_one_line(tmp_path: Path
         [*diverge, "--no-progress", "--out", str(run)],
     ]
     env = {"DML_EXPLORER_CACHE": str(tmp_path / "cache")}
-    results = _forked_cli([{"args": a, "cwd": str(tmp_path), "env": env} for a in cases])
-    _assert_one_line(results[0], "too large")
-    _assert_one_line(results[1], "too large")
+    results = forked_cli([{"args": a, "cwd": str(tmp_path), "env": env} for a in cases])
+    assert_one_line(results[0], "too large")
+    assert_one_line(results[1], "too large")
     assert not (tmp_path / "exported").exists() or not any((tmp_path / "exported").iterdir())
-    _assert_one_line(results[2], "diverged", "last good checkpoint")
+    assert_one_line(results[2], "diverged", "last good checkpoint")
     events, _ = read_events(run / "events.jsonl")
     assert events[-1]["kind"] == "error" and "diverged" in events[-1]["message"]
     evaluated = [e["epoch"] for e in events if e["kind"] == "eval"]
@@ -160,8 +131,8 @@ def test_a_glyphs_config_beyond_the_pixel_bound_is_refused_before_allocating(
         ["export", str(path), "--format", "csv", "--out", str(tmp_path / "out"), "--device", "cpu"],
     ]
     env = {"DML_EXPLORER_CACHE": str(tmp_path / "cache")}
-    for result in _forked_cli([{"args": a, "cwd": str(tmp_path), "env": env} for a in commands]):
-        _assert_one_line(result, "glyphs set too large", MAX_PIXELS_VARIABLE)
+    for result in forked_cli([{"args": a, "cwd": str(tmp_path), "env": env} for a in commands]):
+        assert_one_line(result, "glyphs set too large", MAX_PIXELS_VARIABLE)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
     assert not (tmp_path / "out").exists()
     # The bound is exactly C·S·size² ≤ limit, and the variable moves it.
@@ -203,7 +174,7 @@ def test_a_fifo_named_like_a_run_file_blocks_no_reader(tmp_path: Path) -> None:
     first, second = page.stdout.splitlines()
     assert first.startswith("0 None [") and "not a regular file" in first
     assert second == "2"
-    [result] = _forked_cli(
+    [result] = forked_cli(
         [{"args": ["report", str(runs), "--out", str(tmp_path / "report")], "cwd": str(tmp_path)}]
     )
     assert result["returncode"] == 0, result
@@ -235,7 +206,7 @@ def test_an_export_killed_mid_write_leaves_the_previous_export_whole(tmp_path: P
     small, large = _export_set(tmp_path, "small", 160), _export_set(tmp_path, "large", 3000)
     out = tmp_path / "projector"
     tensorboard = ["--format", "tensorboard", "--out", str(out)]
-    [first] = _forked_cli([{"args": ["export", str(small), *tensorboard], "cwd": str(tmp_path)}])
+    [first] = forked_cli([{"args": ["export", str(small), *tensorboard], "cwd": str(tmp_path)}])
     assert first["returncode"] == 0, first
     assert _projector_rows(out) == (160, 160)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -251,11 +222,11 @@ def test_an_export_killed_mid_write_leaves_the_previous_export_whole(tmp_path: P
     ]
     # One after the other: an export removes the staging folders it finds beside its target,
     # so a second export started meanwhile would remove the first one's live staging folder.
-    for result in _forked_cli(cases, parallel=1):
+    for result in forked_cli(cases, parallel=1):
         assert result["returncode"] == -9, result  # killed, as intended
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert list(tmp_path.glob(".projector.*.staging"))  # what the kills left
-    [again] = _forked_cli([{"args": ["export", str(large), *tensorboard], "cwd": str(tmp_path)}])
+    [again] = forked_cli([{"args": ["export", str(large), *tensorboard], "cwd": str(tmp_path)}])
     assert again["returncode"] == 0, again
     assert _projector_rows(out) == (3000, 3000)
     assert not list(tmp_path.glob(".projector.*"))
@@ -267,8 +238,8 @@ def test_an_export_never_replaces_a_folder_holding_other_files(tmp_path: Path) -
     mine.mkdir()
     (mine / "thesis.tex").write_text("months of work")
     args = ["export", str(source), "--format", "csv", "--out", str(mine)]
-    [result] = _forked_cli([{"args": args, "cwd": str(tmp_path)}])
-    _assert_one_line(result, str(mine), "thesis.tex")
+    [result] = forked_cli([{"args": args, "cwd": str(tmp_path)}])
+    assert_one_line(result, str(mine), "thesis.tex")
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
     assert not list(tmp_path.glob(".mine.*"))
 
@@ -435,9 +406,9 @@ def test_file_messages_name_the_file_and_never_advise_pickles(tmp_path: Path) ->
     cases.append(["evaluate", "--embeddings", str(files["empty.npy"])])
     cases[-1] += ["--labels", str(files["labels.npy"])]
     cases.append(["export", str(files["big.npz"]), "--format", "csv", "--out", str(tmp_path / "x")])
-    results = _forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
+    results = forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
     for args, result in zip(cases, results, strict=True):
-        _assert_one_line(result, args[2] if args[0] == "evaluate" else args[1])
+        assert_one_line(result, args[2] if args[0] == "evaluate" else args[1])
     assert not (tmp_path / "x").exists()
 
 
@@ -459,12 +430,12 @@ def test_options_are_checked_before_the_run_folder_exists(tmp_path: Path) -> Non
         {"args": [*train, *flags, "--out", str(tmp_path / name)], "cwd": str(tmp_path)}
         for name, flags in bad.items()
     ]
-    for name, result in zip(bad, _forked_cli(cases), strict=True):
-        _assert_one_line(result, name)
+    for name, result in zip(bad, forked_cli(cases), strict=True):
+        assert_one_line(result, name)
         assert not (tmp_path / name).exists()
     corrected = [*train, "--max-steps-per-epoch", "2", "--out", str(tmp_path / "seed")]
     corrected += ["--seed", str(2**32 - 1)]
-    [result] = _forked_cli([{"args": corrected, "cwd": str(tmp_path)}])
+    [result] = forked_cli([{"args": corrected, "cwd": str(tmp_path)}])
     assert result["returncode"] == 0, result
     assert read_metadata(tmp_path / "seed" / "last.safetensors")["config"]["seed"] == 2**32 - 1
 
@@ -490,15 +461,15 @@ def test_project_fails_when_it_skipped_everything_and_import_keeps_its_source(
         ["import", str(source), "--out", str(source), "--arch", "mlp"],
         ["import", str(zero), "--out", str(tmp_path / "zero.safetensors"), "--arch", "resnet50"],
     ]
-    results = _forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
-    _assert_one_line(results[0], str(weights[0]))
+    results = forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
+    assert_one_line(results[0], str(weights[0]))
     lines = results[1]["stderr"].splitlines()
     assert results[1]["returncode"] == 2 and len(lines) == 3, results[1]
     assert all(lines[i].startswith("skipped: ") and str(weights[i]) in lines[i] for i in (0, 1))
     assert lines[2].startswith("error: every checkpoint was skipped (2)")
-    _assert_one_line(results[2], str(source), "is the file being imported")
+    assert_one_line(results[2], str(source), "is the file being imported")
     assert source.read_bytes() == before
-    _assert_one_line(results[3], str(zero), "(10000000, 0)", "65536")
+    assert_one_line(results[3], str(zero), "(10000000, 0)", "65536")
     assert not (tmp_path / "zero.safetensors").exists()
 
 
@@ -554,9 +525,9 @@ def test_checkpoints_without_a_runs_config_are_unreadable_in_cli_and_app(
     read_metadata(files["good"])
     cases = [["evaluate", "--checkpoint", str(files[name]), "--device", "cpu"] for name in reasons]
     cases.append(["project", str(files["history"]), "--device", "cpu"])
-    results = _forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
+    results = forked_cli([{"args": a, "cwd": str(tmp_path)} for a in cases])
     for args, result in zip(cases, results, strict=True):
-        _assert_one_line(result, args[2] if args[0] == "evaluate" else args[1])
+        assert_one_line(result, args[2] if args[0] == "evaluate" else args[1])
     monkeypatch.setenv("DML_EXPLORER_CHECKPOINT_DIRS", str(root))
     monkeypatch.setenv("DML_EXPLORER_RUNS_DIR", str(tmp_path / "runs"))
     unreadable: list[str] = []
