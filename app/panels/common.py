@@ -19,6 +19,7 @@ from app.cache import file_version
 from app.figures.density import density_figure
 from app.figures.images import thumbnails_html
 from app.figures.spectrum import spectrum_figure
+from app.format import number_column, rounded
 from app.sources import Opened, Source
 from dml_core.interop.projection_file import read_file_projection
 from dml_core.metrics import per_class_density
@@ -163,17 +164,23 @@ def density_panel(
     rows = analysis.density_table(per_class_density(embeddings, labels), class_names)
     left, right = st.columns([3, 2])
     left.plotly_chart(density_figure(rows), key=f"{key}-density")
+    table = pd.DataFrame(rows)
+    for column in ("pi_intra", "distance to nearest class"):
+        if column in table:
+            table[column] = table[column].map(rounded)  # one formatter (app/format.py)
     right.dataframe(
-        pd.DataFrame(rows),
+        table,
         hide_index=True,
         height=360,
         column_config={
-            "pi_intra": st.column_config.NumberColumn(
-                "π_intra", help="mean intra-class distance (1 − cos)", format="%.3f"
+            "class": st.column_config.TextColumn("class", width=90),
+            "items": st.column_config.NumberColumn("items", width=48),
+            "pi_intra": number_column(
+                "π_intra", help="mean intra-class distance (1 − cos)", width=66
             ),
-            "nearest class": st.column_config.TextColumn("nearest"),
-            "distance to nearest class": st.column_config.NumberColumn(
-                "to nearest", help="distance to the nearest class mean (1 − cos)", format="%.3f"
+            "nearest class": st.column_config.TextColumn("nearest", width=90),
+            "distance to nearest class": number_column(
+                "to nearest", help="distance to the nearest class mean (1 − cos)", width=74
             ),
         },
     )

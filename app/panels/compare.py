@@ -19,7 +19,7 @@ from app.figures.density import per_class_delta_figure
 from app.figures.images import retrieval_grid_html
 from app.figures.labels import wrap_title
 from app.figures.projection import common_extent
-from app.format import COUNT_METRICS, metric_order
+from app.format import COUNT_METRICS, metric_order, number_column, rounded
 from app.panels import common
 from app.panels import projection as projection_panels
 from app.projection import is_cached, procrustes_align, umap_projection
@@ -28,7 +28,7 @@ DISAGREEMENTS_SHOWN = 5
 MEASURES = {"Recall@1 (hit@1)": "hit", "AP@R": "ap"}
 PER_CLASS_SPLIT = (5, 6)
 """Chart : table widths of the per-class row; the table side is about 300 px at 1024 px."""
-PER_CLASS_WIDTHS = {"class": 84, "Δ": 62, "A": 54, "B": 54, "n": 40}
+PER_CLASS_WIDTHS = {"class": 76, "Δ": 66, "A": 56, "B": 56, "n": 40}
 """Pixel widths of the per-class table's columns: 294 in all, under the table side at 1024 px."""
 
 
@@ -63,10 +63,10 @@ def metrics_panel(tables: Mapping[str, Mapping[str, float]], *, key: str) -> Non
     ordered = ["metric", *names, *(f"Δ {n}" for n in names[1:])]
     config: dict[str, object] = {"metric": st.column_config.TextColumn("metric", pinned=True)}
     for name in names:
-        config[name] = st.column_config.NumberColumn(tag[name], help=name, format="%.4f")
+        config[name] = number_column(tag[name], help=name)
     for name in names[1:]:
-        config[f"Δ {name}"] = st.column_config.NumberColumn(
-            f"Δ {tag[name]}−{tag[names[0]]}", help=f"{name} − {names[0]}", format="%+.4f"
+        config[f"Δ {name}"] = number_column(
+            f"Δ {tag[name]}−{tag[names[0]]}", help=f"{name} − {names[0]}", signed=True
         )
     st.caption(" · ".join(f"**{tag[name]}** = {name}" for name in names))
     st.dataframe(frame[ordered], hide_index=True, key=key, column_config=config)
@@ -171,8 +171,11 @@ def per_class_panel(a: Side, b: Side, *, key: str) -> None:
     )
     left, right = st.columns(PER_CLASS_SPLIT)
     left.plotly_chart(per_class_delta_figure(rows, label), key=f"{key}-chart")
+    table = pd.DataFrame(rows)[["class", "Δ (B − A)", "A", "B", "queries"]]
+    for column in ("Δ (B − A)", "A", "B"):
+        table[column] = table[column].map(rounded)
     right.dataframe(
-        pd.DataFrame(rows)[["class", "Δ (B − A)", "A", "B", "queries"]],
+        table,
         hide_index=True,
         key=f"{key}-table",
         column_config=per_class_columns(a.name, b.name, label),
@@ -187,15 +190,11 @@ def per_class_columns(name_a: str, name_b: str, measure: str) -> dict[str, objec
     widths = PER_CLASS_WIDTHS
     return {
         "class": st.column_config.TextColumn("class", width=widths["class"]),
-        "Δ (B − A)": st.column_config.NumberColumn(
-            "Δ", width=widths["Δ"], help=f"B − A: {measure} of B minus that of A", format="%+.3f"
+        "Δ (B − A)": number_column(
+            "Δ", width=widths["Δ"], help=f"B − A: {measure} of B minus that of A", signed=True
         ),
-        "A": st.column_config.NumberColumn(
-            "A", width=widths["A"], help=f"mean {measure} under A = {name_a}", format="%.3f"
-        ),
-        "B": st.column_config.NumberColumn(
-            "B", width=widths["B"], help=f"mean {measure} under B = {name_b}", format="%.3f"
-        ),
+        "A": number_column("A", width=widths["A"], help=f"mean {measure} under A = {name_a}"),
+        "B": number_column("B", width=widths["B"], help=f"mean {measure} under B = {name_b}"),
         "queries": st.column_config.NumberColumn(
             "n",
             width=widths["n"],
