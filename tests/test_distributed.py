@@ -98,17 +98,17 @@ RESUME_WORKER = textwrap.dedent(
     """
     import json, sys, time
     import torch
-    import dml_core.engine.trainer as trainer_module
+    import dml_core.engine.run_folder as run_folder
     from dml_core.config import TrainConfig
     from dml_core.engine.trainer import Trainer
 
-    settle = trainer_module.settle_pending
+    settle = run_folder.settle_pending
 
     def slow_settle(run_dir):
         time.sleep(3)  # a slow disk on rank 0: the other ranks must not read `last` before it
         return settle(run_dir)
 
-    trainer_module.settle_pending = slow_settle
+    run_folder.settle_pending = slow_settle
     out = sys.argv[1]
     config = TrainConfig.from_dict(json.loads(open(out + "/config.json").read()))
     trainer = Trainer(config, out, resume=True, progress=False)
