@@ -102,7 +102,9 @@ def test_side_by_side_modes_and_replay_controls(app: AppUnderTest, page, tmp_pat
     page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
     glossary = page.locator(".st-key-toy-glossary")
     expect(glossary).to_contain_text("π_ratio is the spread inside a class", timeout=30_000)
-    expect(push.locator('input[type="range"]')).to_be_disabled()
+    # the page's own row now (the hidden sidebar's slider may linger in the DOM for a moment)
+    on_page = page.get_by_test_id("stMain").locator('[data-testid="stSlider"]')
+    expect(on_page.filter(has_text="push probability p_ρ").locator("input")).to_be_disabled()
     wait_until_idle(page)
     heading = page.get_by_role("heading", name="Toy lab: diagonal lines")
     screenshot_at_sizes(page, tmp_path, "toy-lab-presentation", heading)  # ends at 1024 px
