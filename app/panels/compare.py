@@ -252,6 +252,8 @@ def _highlight(rows: list[int]) -> None:
 
 def _clear_highlight() -> None:
     st.session_state[HIGHLIGHT] = []
+    # New chart widgets, so selecting the same points again is news to them.
+    st.session_state["compare-cleared"] = st.session_state.get("compare-cleared", 0) + 1
 
 
 @st.fragment
@@ -279,7 +281,7 @@ def linked_projections(
                 shown[label].labels,
                 shown[label].class_names,
                 title=f"{names[label]}{padding}<br><sub>{what}</sub>",
-                key=f"compare-projection-{position}",
+                key=f"compare-projection-{position}-{st.session_state.get('compare-cleared', 0)}",
                 highlight=highlight,
                 extent=extent,
                 on_select=_highlight if same_items else None,

@@ -211,7 +211,9 @@ def explorer(
         key=f"{key}-classes",
         placeholder=f"all {len(class_names)} classes",
     )
-    state_key, seen_key, chart_key = f"{key}-selected", f"{key}-seen", f"{key}-chart"
+    state_key, seen_key = f"{key}-selected", f"{key}-seen"
+    # A cleared selection starts a new chart widget, so clicking the same point again is news.
+    chart_key = f"{key}-chart-{st.session_state.get(f'{key}-cleared', 0)}"
     selected: list[int] = [i for i in st.session_state.get(state_key, []) if i < len(labels)]
     single = selected[0] if len(selected) == 1 else None
     neighbors: list[int] = []
@@ -245,8 +247,10 @@ def explorer(
     selection_details(selected, opened, report, image_uri, key=key)
 
 
-def _clear(state_key: str) -> None:
-    st.session_state[state_key] = []
+def _clear(key: str) -> None:
+    st.session_state[f"{key}-selected"] = []
+    st.session_state.pop(f"{key}-seen", None)
+    st.session_state[f"{key}-cleared"] = st.session_state.get(f"{key}-cleared", 0) + 1
 
 
 def selection_details(
@@ -272,7 +276,7 @@ def selection_details(
         )
         return
     left, right = st.columns([3, 1])  # the button's label fits at 1024 px
-    right.button("clear selection", key=f"{key}-clear", on_click=_clear, args=(f"{key}-selected",))
+    right.button("clear selection", key=f"{key}-clear", on_click=_clear, args=(key,))
     if len(selected) == 1:
         single = int(selected[0])
         row = analysis.retrieval_rows(report, labels, [single], NEIGHBORS_SHOWN)
