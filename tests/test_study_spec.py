@@ -89,6 +89,23 @@ def test_method_seeds_defaults_and_the_protocol_hash(tmp_path: Path) -> None:
         assert load_spec(write(tmp_path, changed)).protocol_hash("margin") != base
 
 
+def test_a_method_may_have_its_own_cap(tmp_path: Path) -> None:
+    """A slower method gets a longer cap: its runs train to it and its summaries say so; the
+    other methods' protocol (and so their finished summaries) stay as they were."""
+    from dml_core.study.page import section
+
+    spec = load_spec(write(tmp_path, TOY))
+    longer = load_spec(
+        write(tmp_path, TOY.replace("{loss: triplet,", "{loss: triplet, epochs: 9,"))
+    )
+    assert (longer.cap("triplet"), longer.cap("margin")) == (9, 4)
+    assert longer.config("triplet", 0).epochs == 9 and longer.config("margin", 0).epochs == 4
+    assert longer.protocol_hash("margin") == spec.protocol_hash("margin")
+    assert longer.protocol_hash("triplet") != spec.protocol_hash("triplet")
+    assert longer.own_caps() == {"triplet": 9} and spec.own_caps() == {}
+    assert "at the latest at epoch 4 (triplet: epoch 9)." in "\n".join(section(longer, {}))
+
+
 BAD = {
     "unknown key": (TOY + "seed: 3\n", "unknown key(s) seed"),
     "unknown method field": (
@@ -123,8 +140,16 @@ BAD = {
         "rho is a probability",
     ),
     "reserved field": (
-        TOY.replace("{loss: margin,", "{loss: margin, epochs: 3,"),
+        TOY.replace("{loss: margin,", "{loss: margin, best_metric: map@r,"),
         "belong to the study",
+    ),
+    "reserved override": (
+        TOY.replace("eval_every: 1}", "eval_every: 1, epochs: 3}"),
+        "belong to the study",
+    ),
+    "method cap": (
+        TOY.replace("{loss: margin,", "{loss: margin, epochs: 0,"),
+        "methods.margin: epochs must be at least 1, got 0",
     ),
     "unknown pair": (
         TOY + "comparisons: {rho_pairs: [[margin, nope]]}\n",

@@ -134,6 +134,12 @@ def study_flags(spec: StudySpec) -> str:
     return shlex.join(flags)
 
 
+def _own_caps(spec: StudySpec) -> str:
+    """`` (softmax: epoch 80)`` for methods with their own cap, "" when none has one."""
+    caps = spec.own_caps()
+    return f" ({', '.join(f'{m}: epoch {c}' for m, c in caps.items())})" if caps else ""
+
+
 def _selection_reason(spec: StudySpec, by_method: Runs) -> str:
     """Why the study selects on MAP@R, in numbers from its own runs ("." if it selects on Recall@1)."""
     recalls = [
@@ -165,7 +171,8 @@ def section(spec: StudySpec, by_method: Runs, figure_link: str | None = None) ->
         f"(`{os.path.basename(spec.path)}`) adds `{study_flags(spec)}` and stops a run when its "
         f"{selection} has set no new best over the last {_fraction(spec)} of its evaluations "
         f"(after at least {spec.stopping.min_epochs} epochs{_rule_options(spec)}), at the latest "
-        f"at epoch {spec.epochs}. Every value below is taken at the epoch of the best {selection}"
+        f"at epoch {spec.epochs}{_own_caps(spec)}. Every value below is taken at the epoch of "
+        f"the best {selection}"
         + _selection_reason(spec, by_method)
         + (f" {spec.page.caveat}" if spec.page.caveat else ""),
         "",

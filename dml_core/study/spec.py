@@ -91,6 +91,8 @@ class Method:
     name: str
     fields: dict[str, Any]
     seeds: tuple[int, ...]
+    epochs: int | None = None
+    """The method's own epoch cap (one that converges more slowly); None: the study's."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,21 @@ class StudySpec:
     runs_dir: Path
     summaries_dir: Path
 
+    def cap(self, method: str) -> int:
+        """The epoch cap of ``method``'s runs: its own, else the study's."""
+        return self.methods[method].epochs or self.epochs
+
+    def own_caps(self) -> dict[str, int]:
+        """The methods whose cap differs from the study's, with their cap."""
+        return {name: self.cap(name) for name in self.methods if self.cap(name) != self.epochs}
+
     def protocol_fields(self, method: str) -> dict[str, Any]:
         """The TrainConfig fields the study sets for ``method`` (all but the seed), in the order
         overrides < method fields < the protocol's own (cap, selection, stopping rule)."""
         metric = self.selection_metric.split("/", 1)[1]
         fields = {**self.overrides, **self.methods[method].fields}
         fields.update(
-            epochs=self.epochs,
+            epochs=self.cap(method),
             best_metric=metric,
             early_stop=True,
             early_stop_min_epochs=self.stopping.min_epochs,
@@ -142,7 +152,7 @@ class StudySpec:
             "selection": self.selection_metric,
             "stopping": [self.stopping.min_epochs, self.stopping.last_fraction],
             "min_delta": self.stopping.min_delta,
-            "epochs": self.epochs,
+            "epochs": self.cap(method),
             **({"from_recovery": True} if self.stopping.from_recovery else {}),
         }
         text = json.dumps(protocol, sort_keys=True, separators=(",", ":"))
@@ -221,7 +231,7 @@ def _train_fields(where: str, values: Any) -> dict[str, Any]:
     if reserved:
         raise StudyError(
             f"{where}: {', '.join(reserved)} belong to the study (seeds, epochs, selection, "
-            "stopping), not to a method or the overrides"
+            "stopping; a method may set its own seeds and epochs), not to the overrides"
         )
     try:
         return checked_fields(values, where)
@@ -344,7 +354,11 @@ def _load(path: Path) -> StudySpec:
     for name, values in document["methods"].items():
         values = dict(values or {})
         own = _seeds(f"methods.{name}.seeds", values.pop("seeds")) if "seeds" in values else seeds
-        methods[str(name)] = Method(str(name), _train_fields(f"methods.{name}", values), own)
+        cap = values.pop("epochs", None)
+        if cap is not None and (_typed(f"methods.{name}", "epochs", cap, int) < 1):
+            raise StudyError(f"methods.{name}: epochs must be at least 1, got {cap}")
+        fields = _train_fields(f"methods.{name}", values)
+        methods[str(name)] = Method(str(name), fields, own, cap)
     stopping_values = document.get("stopping") or {}
     _check_keys(
         "stopping", stopping_values, ("min_epochs", "last_fraction", "min_delta", "from_recovery")

@@ -235,7 +235,7 @@ def write_summary(spec: StudySpec, method: str, seed: int, command: list[str]) -
             "min_delta": spec.stopping.min_delta,
             "from_recovery": spec.stopping.from_recovery,
         },
-        "epoch_cap": spec.epochs,
+        "epoch_cap": spec.cap(method),
         "train_seconds": round(seconds, 1),
         "command": shlex.join(command),
         "config": config,
