@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 Fingerprint = tuple[int, int, int, str]
 """(inode, size, mtime_ns, SHA-256 of the weights): a checkpoint as read."""
 
@@ -23,6 +21,8 @@ EVALUATION_PREFIX = "evaluation."
 def weights_digest(tensors: Mapping[str, Any]) -> str:
     """SHA-256 over every tensor but the evaluation section: name, dtype, shape, bytes, by name
     (0-d tensors too: a BatchNorm's ``num_batches_tracked``)."""
+    import torch  # here: readers of the section import EVALUATION_PREFIX without torch
+
     digest = hashlib.sha256()
     for name in sorted(n for n in tensors if not n.startswith(EVALUATION_PREFIX)):
         tensor = tensors[name]

@@ -8,7 +8,6 @@ and exports for TensorBoard, parquet and CSV.
 - ``export(source, fmt, out_dir)`` → TensorBoard projector files, parquet or CSV.
 """
 
-from dml_core.interop.checkpoint_import import ImportResult, KeyMapping, import_checkpoint
 from dml_core.interop.embeddings_file import (
     EmbeddingSet,
     evaluate_embeddings,
@@ -40,3 +39,15 @@ __all__ = [
     "per_item_values",
     "read_embeddings",
 ]
+
+_IMPORTER = ("ImportResult", "KeyMapping", "import_checkpoint")
+
+
+def __getattr__(name: str) -> object:
+    """The checkpoint importer (torch and the models) is loaded on first use, so reading an
+    embedding file (the app's Inspect page) never loads torch."""
+    if name in _IMPORTER:
+        from dml_core.interop import checkpoint_import
+
+        return getattr(checkpoint_import, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

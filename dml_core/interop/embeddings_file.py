@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dml_core.data.csv_dataset import parse_flag
 from dml_core.interop.numpy_files import read_npy_arrays, read_npz_arrays
 from dml_core.interop.tables import SHOWN, read_table
 from dml_core.io.arrays import ArrayFileError
@@ -166,6 +165,8 @@ def _flags(values: object, name: str, num_items: int) -> np.ndarray | None:
     (OML leaves the columns empty on train rows). Bad cells: one line naming the row."""
     if values is None:
         return None
+    from dml_core.data.csv_dataset import parse_flag  # the data package loads torchvision
+
     column = _column(np.asarray(values, dtype=object), name, num_items)
     flags = np.zeros(num_items, dtype=bool)
     for row, value in enumerate(column.tolist()):

@@ -1,13 +1,28 @@
-"""Validation shared by every metric: one clear ValueError for each way the input can be wrong."""
+"""Validation shared by every metric: one clear ValueError for each way the input can be wrong.
+
+torch is never imported here: a tensor can only exist once torch is loaded, so :func:`is_tensor`
+asks ``sys.modules`` (the app's pages score numpy arrays without loading torch).
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
-import torch
 
-ArrayLike = np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+
+ArrayLike: TypeAlias = "np.ndarray | torch.Tensor"
+
+
+def is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (none exists before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
 
 MAX_EMBEDDING_NORM = 1e15
 """Largest row norm accepted. faiss works in float32 (max 3.4e38), and ``‖x − y‖² ≤ 4·max‖x‖²``
@@ -48,7 +63,7 @@ class MetricInputs:
 
 def as_numpy(array: ArrayLike) -> np.ndarray:
     """A numpy view or copy of a numpy array or a torch tensor on any device."""
-    if isinstance(array, torch.Tensor):
+    if is_tensor(array):
         return array.detach().cpu().numpy()
     return np.asarray(array)
 
@@ -56,7 +71,9 @@ def as_numpy(array: ArrayLike) -> np.ndarray:
 def check_embeddings(embeddings: ArrayLike) -> np.ndarray | torch.Tensor:
     """Checked embeddings (N, d), N ≥ 1, finite, row norms ≤ ``MAX_EMBEDDING_NORM``: float64 if
     given so, else float32."""
-    if isinstance(embeddings, torch.Tensor):
+    if is_tensor(embeddings):
+        import torch
+
         checked: np.ndarray | torch.Tensor = embeddings.detach()
         if checked.is_complex() or checked.dtype == torch.bool:
             raise ValueError(f"embeddings must be real numbers, got dtype {checked.dtype}")
@@ -79,7 +96,9 @@ def check_embeddings(embeddings: ArrayLike) -> np.ndarray | torch.Tensor:
 def _check_range(checked: np.ndarray | torch.Tensor) -> None:
     """Finite, and every row norm ≤ ``MAX_EMBEDDING_NORM`` (norms in float64, so they do not
     overflow themselves); exact norms are computed only when ``max|x|·√d`` exceeds the bound."""
-    if isinstance(checked, torch.Tensor):
+    if is_tensor(checked):
+        import torch
+
         if not bool(torch.isfinite(checked).all()):
             raise EmbeddingRangeError("embeddings contain NaN or infinite values")
         largest = float(checked.abs().max())
@@ -89,7 +108,9 @@ def _check_range(checked: np.ndarray | torch.Tensor) -> None:
         largest = float(max(checked.max(), -checked.min()))  # no N×d temporary
     if largest * np.sqrt(checked.shape[1]) <= MAX_EMBEDDING_NORM:
         return
-    if isinstance(checked, torch.Tensor):
+    if is_tensor(checked):
+        import torch
+
         norms = torch.linalg.vector_norm(checked.to(torch.float64), dim=1).cpu().numpy()
     else:
         norms = np.linalg.norm(checked.astype(np.float64), axis=1)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
-from scipy import sparse
-from sklearn.metrics import normalized_mutual_info_score
 
 from dml_core.metrics._inputs import ArrayLike, MetricInputs, as_numpy
 
@@ -95,6 +93,8 @@ def _centroid_means(
     points: np.ndarray, assignment: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:
     """Each centroid moved to the mean of its items (kept where it has none)."""
+    from scipy import sparse
+
     num_clusters = centroids.shape[0]
     one_hot = sparse.csr_matrix(
         (np.ones(len(assignment)), (assignment, np.arange(len(assignment)))),
@@ -136,6 +136,8 @@ def pair_counting_f1(labels: np.ndarray, clusters: np.ndarray) -> float:
 def clustering_metrics(inputs: MetricInputs, *, approximate: str | None = None) -> dict[str, float]:
     """NMI and pair-counting F1 of k-means with K = number of classes (docs/DESIGN.md §3);
     ``approximate``: the sampled k-means of the module docstring."""
+    from sklearn.metrics import normalized_mutual_info_score  # 1 s to import: only when scoring
+
     clusters = kmeans_clusters(inputs.embeddings, inputs.num_classes, approximate=approximate)
     return {
         "nmi": float(normalized_mutual_info_score(inputs.class_index, clusters)),

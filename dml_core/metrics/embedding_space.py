@@ -24,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy import sparse
-from scipy.special import logsumexp
 
 from dml_core.metrics._inputs import ArrayLike, as_numpy, check_embeddings, check_inputs
 
@@ -89,6 +87,8 @@ def _unit_rows(points: np.ndarray) -> np.ndarray:
 
 def _class_sums(values: np.ndarray, class_index: np.ndarray, num_classes: int) -> np.ndarray:
     """Σ of the rows of each class, (K, d), through a sparse one-hot product: O(N·d)."""
+    from scipy import sparse
+
     one_hot = sparse.csr_matrix(
         (np.ones(class_index.shape[0]), (class_index, np.arange(class_index.shape[0]))),
         shape=(num_classes, class_index.shape[0]),
@@ -184,6 +184,8 @@ def uniformity(
         block_log_sums.append(
             float(largest) + np.log(np.exp(exponents - largest).sum(dtype=np.float64))
         )
+    from scipy.special import logsumexp
+
     num_pairs = num_points * (num_points - 1) / 2
     return float(logsumexp(block_log_sums) - np.log(num_pairs))
 

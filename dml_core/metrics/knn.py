@@ -17,12 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-import torch
 
-from dml_core.metrics._inputs import ArrayLike, as_numpy, check_embeddings
+from dml_core.metrics._inputs import ArrayLike, as_numpy, check_embeddings, is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 KNN_BACKENDS = ("auto", "faiss", "torch")
 APPROXIMATE_INDEXES = ("hnsw", "ivf")
@@ -30,7 +33,7 @@ DEFAULT_CHUNK_SIZE = 4096
 # Largest (queries × items) block of distances the torch backend materialises at once (512 MiB).
 TORCH_DISTANCE_BLOCK_ELEMENTS = 2**27
 
-Search = Callable[[np.ndarray | torch.Tensor], tuple[np.ndarray, np.ndarray]]
+Search = Callable[["np.ndarray | torch.Tensor"], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def resolve_backend(embeddings: np.ndarray | torch.Tensor, backend: str) -> str:
         raise ValueError(f"unknown kNN backend {backend!r}; valid names: {', '.join(KNN_BACKENDS)}")
     if backend != "auto":
         return backend
-    on_accelerator = isinstance(embeddings, torch.Tensor) and embeddings.device.type != "cpu"
+    on_accelerator = is_tensor(embeddings) and embeddings.device.type != "cpu"
     return "torch" if on_accelerator else "faiss"
 
 
@@ -111,6 +114,8 @@ def _faiss_search(gallery: np.ndarray | torch.Tensor, k: int, approximate: str |
 
 
 def _torch_search(gallery: np.ndarray | torch.Tensor, k: int) -> Search:
+    import torch
+
     points = torch.as_tensor(gallery, dtype=torch.float32)
     squared_norms = (points * points).sum(dim=1)
     width = min(k, points.shape[0])
@@ -132,7 +137,9 @@ def _torch_search(gallery: np.ndarray | torch.Tensor, k: int) -> Search:
 def _rows(points: np.ndarray | torch.Tensor, rows: np.ndarray | None) -> np.ndarray | torch.Tensor:
     if rows is None:
         return points
-    if isinstance(points, torch.Tensor):
+    if is_tensor(points):
+        import torch
+
         return points[torch.as_tensor(rows, device=points.device)]
     return points[rows]
 

@@ -28,9 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from dml_core.metrics._inputs import ArrayLike, MetricInputs, as_numpy, check_inputs
+from dml_core.metrics._inputs import ArrayLike, MetricInputs, as_numpy, check_inputs, is_tensor
 from dml_core.metrics.clustering import clustering_metrics
 from dml_core.metrics.knn import DEFAULT_CHUNK_SIZE, neighbor_chunks
 
@@ -163,6 +162,7 @@ def _evaluate(
     approximate: str | None,
     chunk_size: int,
     knn_backend: str,
+    clustering: bool = True,
 ) -> RetrievalReport:
     inputs = check_inputs(embeddings, labels)
     num_items = inputs.num_items
@@ -218,7 +218,8 @@ def _evaluate(
     metrics["map@r"] = float(average_precision_at_r[scored].mean())
     metrics["r_precision"] = float(r_precision[scored].mean())
     metrics["map_c"] = float(average_precision_at_class_size[scored].mean())
-    metrics.update(clustering_metrics(_clustered(inputs, protocol), approximate=approximate))
+    if clustering:
+        metrics.update(clustering_metrics(_clustered(inputs, protocol), approximate=approximate))
     metrics.update(
         num_items=num_items,
         num_classes=inputs.num_classes,
@@ -239,7 +240,9 @@ def _clustered(inputs: MetricInputs, protocol: Protocol) -> MetricInputs:
     if len(rows) == inputs.num_items:
         return inputs
     embeddings = inputs.embeddings
-    if isinstance(embeddings, torch.Tensor):
+    if is_tensor(embeddings):
+        import torch
+
         embeddings = embeddings[torch.as_tensor(rows, device=embeddings.device)]
     else:
         embeddings = embeddings[rows]
@@ -301,12 +304,14 @@ def retrieval_report(
     approximate: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     knn_backend: str = "auto",
+    clustering: bool = True,
 ) -> RetrievalReport:
     """:func:`retrieval_metrics` plus per-query AP@R and the neighbour lists, from one search.
 
     ``keep_neighbors`` columns of indices and distances are kept for every query (default: all
     that were searched); memory is O(N × keep_neighbors), so use it on evaluation-sized sets.
     Under a query/gallery protocol, rows of items that do not query hold NaN, −1 and inf.
+    ``clustering=False`` leaves out NMI and F1 (no k-means), for callers that have them stored.
     """
     return _evaluate(
         embeddings,
@@ -319,4 +324,5 @@ def retrieval_report(
         approximate=approximate,
         chunk_size=chunk_size,
         knn_backend=knn_backend,
+        clustering=clustering,
     )
