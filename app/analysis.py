@@ -42,10 +42,14 @@ def analyse_split(
     keep_neighbors: int,
     is_query: np.ndarray | None = None,
     is_gallery: np.ndarray | None = None,
+    *,
+    scored: bool = True,
 ) -> tuple[dict[str, float], RetrievalReport]:
     """Retrieval metrics, embedding-space metrics and per-query detail of a split: leave-one-out,
     or queries against the gallery under ``is_query``/``is_gallery`` (the source's masks; the
-    other items then have no neighbours and a NaN AP@R, so the per-query views skip them)."""
+    other items then have no neighbours and a NaN AP@R, so the per-query views skip them).
+    ``scored=False``: the per-query detail alone (no k-means, no embedding-space metrics), for a
+    source that stores its metrics; the returned metrics are then the retrieval ones only."""
     protocol = {"is_query": is_query, "is_gallery": is_gallery}
     if is_query is not None or is_gallery is not None:  # fewer items to retrieve: k ≤ available
         query = np.ones(len(labels), bool) if is_query is None else np.asarray(is_query)
@@ -54,8 +58,11 @@ def analyse_split(
         ks = [k for k in ks if k <= available] or [1]
         keep_neighbors = max(0, min(keep_neighbors, available))
     report = retrieval_report(
-        embeddings, labels, ks=tuple(ks), keep_neighbors=keep_neighbors, **protocol
-    )
+        embeddings, labels, ks=tuple(ks), keep_neighbors=keep_neighbors, clustering=scored,
+        **protocol,
+    )  # fmt: skip
+    if not scored:
+        return dict(report.metrics), report
     metrics = {**report.metrics, **embedding_space_metrics(embeddings, labels)}
     return metrics, report
 

@@ -22,14 +22,8 @@ import numpy as np
 from app.cache import cache_key, file_version, read_arrays, write_arrays
 from app.settings import CHECKPOINT_DIRS_VARIABLE, REPO_ROOT, allowed_roots
 from dml_core.config import TrainConfig
-from dml_core.data.splits import build_split
-from dml_core.engine.checkpoint import CheckpointError, WeightsOnlyError, read_metadata
-from dml_core.engine.stored_evaluation import (
-    StoredEvaluation,
-    StoredEvaluationError,
-    open_evaluation,
-    read_evaluation,
-)
+from dml_core.engine.checkpoint_header import CheckpointError, WeightsOnlyError, read_metadata
+from dml_core.engine.stored_section import StoredEvaluation, StoredEvaluationError, read_evaluation
 
 CHECKPOINT_SUFFIX = ".safetensors"
 DATASET_ERRORS = (FileNotFoundError, ValueError, OSError, TypeError, KeyError)
@@ -151,6 +145,8 @@ def discover_checkpoints(*, unreadable: list[str] | None = None) -> list[Checkpo
 
 @functools.lru_cache(maxsize=8)
 def _split_dataset(config_json: str, split: str) -> Any:
+    from dml_core.data.splits import build_split  # torchvision: only when pictures are shown
+
     return build_split(TrainConfig.from_dict(json.loads(config_json)), split)
 
 
@@ -210,6 +206,8 @@ def checkpoint_evaluation(path: str | Path) -> CheckpointView:
     cached = _cached_evaluation(key)
     if cached is not None:
         return CheckpointView(cached, "cache", note)
+    from dml_core.engine.stored_evaluation import open_evaluation  # torch: only to compute
+
     computed, _ = open_evaluation(path, device="cpu")
     masks = {name: getattr(computed, name) for name in MASKS}
     write_arrays(

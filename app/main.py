@@ -28,7 +28,6 @@ if configured_address and configured_address != "localhost" and not is_loopback(
     st.sidebar.warning(
         f"Listening on {configured_address}: anyone who reaches it can start training runs."
     )
-start_warmup()
 
 PAGES = [
     st.Page("views/toy_lab.py", title="Toy lab", icon=":material/science:", default=True),
@@ -37,4 +36,7 @@ PAGES = [
     st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("views/study.py", title="Study", icon=":material/query_stats:", url_path="study"),
 ]
-st.navigation(PAGES).run()
+try:
+    st.navigation(PAGES).run()
+finally:  # UMAP's kernels load once the first page is drawn, never competing with it
+    start_warmup()

@@ -5,7 +5,7 @@ initialisation, 200 epochs; docs/DESIGN.md §6). A checkpoint that carries its e
 UMAP along; only checkpoints without one, snapshots, and Compare's aligned fits are computed here,
 one job at a time in a background thread, and each result goes to the app's on-disk cache
 (:mod:`app.cache`) under its key, so it is computed once. numba's kernels come from its disk cache
-(``make`` fills it); :func:`start_warmup` loads them in the background when the app starts.
+(``make`` fills it); :func:`start_warmup` loads them in the background once the first page is drawn.
 ``DML_EXPLORER_UMAP=off`` turns UMAP off (PCA only).
 """
 

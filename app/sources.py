@@ -35,8 +35,8 @@ from app.checkpoints import (
     resolve_under_roots,
 )
 from app.settings import allowed_roots
-from dml_core.engine.checkpoint import read_metadata
-from dml_core.engine.stored_evaluation import StoredEvaluation
+from dml_core.engine.checkpoint_header import read_metadata
+from dml_core.engine.stored_section import StoredEvaluation
 from dml_core.interop import EmbeddingSet, make_embedding_set, read_embeddings
 from dml_core.interop.numpy_files import npz_problem
 from dml_core.metrics.retrieval import DEFAULT_RECALL_KS

@@ -76,7 +76,11 @@ def _version(opened: Opened) -> tuple[str, int, int, str, str]:
 
 @st.cache_resource(show_spinner="Scoring retrieval…", max_entries=16)
 def _split_analysis(
-    version: tuple[str, int, int, str, str], ks: tuple[int, ...], keep: int, _opened: Opened
+    version: tuple[str, int, int, str, str],
+    ks: tuple[int, ...],
+    keep: int,
+    scored: bool,
+    _opened: Opened,
 ) -> tuple[dict[str, float], analysis.RetrievalReport]:
     if _opened.kind == "embeddings":  # `project FILE` stored what would be computed here
         stored = read_file_projection(_opened.source.path, _opened.split, len(_opened.labels))
@@ -84,7 +88,13 @@ def _split_analysis(
         if report is not None and stored.ks == ks and report.neighbor_indices.shape[1] == keep:
             return dict(report.metrics), report
     return analysis.analyse_split(
-        _opened.embeddings, _opened.labels, ks, keep, _opened.is_query, _opened.is_gallery
+        _opened.embeddings,
+        _opened.labels,
+        ks,
+        keep,
+        _opened.is_query,
+        _opened.is_gallery,
+        scored=scored,
     )
 
 
@@ -93,11 +103,11 @@ def analysed(opened: Opened) -> tuple[dict[str, float], analysis.RetrievalReport
     keys without the split) and the per-query retrieval report (its kNN), each under the source's
     protocol (queries against the gallery when it has ``is_query``/``is_gallery``, else
     leave-one-out). Computed once per file version and kept in memory: a click recomputes none of
-    it."""
+    it; a checkpoint's stored metrics are not scored again (its kNN report alone is computed)."""
     labels = opened.labels
     ks = tuple(k for k in opened.ks if k < len(labels))
     keep = min(analysis.RETRIEVAL_COLUMNS, len(labels) - 1)
-    scored, report = _split_analysis(_version(opened), ks, keep, opened)
+    scored, report = _split_analysis(_version(opened), ks, keep, opened.metrics is None, opened)
     if opened.metrics is None:
         return scored, report
     prefix = f"{opened.split}/"

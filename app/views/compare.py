@@ -19,7 +19,7 @@ from app.panels import common
 from app.panels import compare as compare_panels
 from app.panels import projection as projection_panels
 from app.settings import umap_enabled
-from dml_core.engine.checkpoint import CheckpointError
+from dml_core.engine.checkpoint_header import CheckpointError
 from dml_core.metrics import singular_value_spectrum
 
 st.title("Compare")

@@ -15,7 +15,7 @@ from app.panels import common
 from app.panels import inspect as inspect_panels
 from app.panels import projection as projection_panels
 from app.panels.player import snapshot_paths
-from dml_core.engine.checkpoint import CheckpointError
+from dml_core.engine.checkpoint_header import CheckpointError
 from dml_core.metrics import singular_value_spectrum
 
 KEY = "inspect"
