@@ -69,7 +69,7 @@ method = st.radio(
     ["UMAP", "PCA"],
     index=0 if opened.umap is not None else 1,  # a stored UMAP at once; else asked for
     horizontal=True,
-    key=f"{KEY}-method",
+    key=f"{KEY}-method-{source.path}",  # per file: another file starts from its own default
     label_visibility="collapsed",
 )
 coordinates, shown = projection_panels.layout(opened, method)
