@@ -23,10 +23,8 @@ def _isolated_cache(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist's ``--dist loadgroup``: each test module runs in one worker, so its
-    module-scoped fixtures (test_faults' 14 faulted runs, test_cli's toy runs) are built once, and
-    every test of ``tests/e2e`` in one worker, so they share one app server (``e2e/conftest.py``)."""
-    e2e = Path(__file__).parent / "e2e"
+    module-scoped fixtures (test_faults' 14 faulted runs, test_cli's toy runs) are built once. The
+    browser modules of ``tests/e2e`` are spread too: each worker that runs one starts one app server
+    for its session (``e2e/conftest.py``), so the browser tests no longer queue in one worker."""
     for item in items:
-        path = Path(str(item.fspath))
-        group = "e2e" if path.is_relative_to(e2e) else path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(Path(str(item.fspath)).stem))

@@ -1,4 +1,4 @@
-"""One app server and one browser for the whole e2e session (see ``README.md`` beside this file).
+"""One app server and one browser per pytest session, or per xdist worker (see ``README.md`` here).
 
 Starting ``streamlit run`` costs seconds of import and the first page run more; every browser test
 used to pay both. Now the ``app`` fixture starts one server for the session and the ``browser``
