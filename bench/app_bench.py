@@ -75,7 +75,7 @@ def worker_before(checkpoint: str, started: float) -> dict[str, float]:
 
 
 def worker_stored(checkpoint: str, started: float) -> dict[str, float]:
-    from dml_core.engine.stored_evaluation import read_evaluation
+    from dml_core.engine.stored_section import read_evaluation
 
     stored = read_evaluation(checkpoint)
     assert stored is not None and stored.umap is not None, f"{checkpoint} has no stored UMAP"
@@ -104,7 +104,7 @@ def worker_no_section(checkpoint: str, started: float) -> dict[str, float]:
 
 def worker_compare(first: str, second: str, started: float) -> dict[str, float]:
     from dml_core.engine.projection import umap_2d
-    from dml_core.engine.stored_evaluation import read_evaluation
+    from dml_core.engine.stored_section import read_evaluation
 
     reference, other = read_evaluation(first), read_evaluation(second)
     points = other.embeddings.astype("float32")
@@ -129,7 +129,7 @@ def worker_quality(checkpoint: str) -> dict[str, float]:
         trustworthiness,
         umap_2d,
     )
-    from dml_core.engine.stored_evaluation import read_evaluation
+    from dml_core.engine.stored_section import read_evaluation
 
     stored = read_evaluation(checkpoint)
     points = stored.embeddings.astype("float32")
@@ -158,7 +158,7 @@ def without_section(checkpoint: Path, folder: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from dml_core.engine.stored_evaluation import PREFIX, SECTION_KEY
+    from dml_core.engine.stored_section import PREFIX, SECTION_KEY
 
     copy = folder / f"{checkpoint.stem}-no-section.safetensors"
     with safe_open(str(checkpoint), framework="pt") as handle:

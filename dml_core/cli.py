@@ -241,7 +241,7 @@ def _project(args: argparse.Namespace) -> int:
     (``<file>.projection.npz``) for each embedding file; files that are not DML Explorer
     checkpoints (a bare backbone) are skipped with one line each. One file, or every file
     skipped: an error (status 2)."""
-    from dml_core.engine.checkpoint import CheckpointError
+    from dml_core.engine.checkpoint_header import CheckpointError
     from dml_core.engine.projection import INTERACTIVE
     from dml_core.engine.stored_evaluation import evaluate_and_store
 

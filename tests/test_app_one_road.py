@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from dml_core.cli import main
 from dml_core.config import TrainConfig
-from dml_core.engine.stored_evaluation import read_evaluation
+from dml_core.engine.stored_section import read_evaluation
 from dml_core.engine.trainer import Trainer
 from dml_core.metrics import retrieval_metrics
 from dml_core.presets import preset

@@ -10,7 +10,7 @@ import pytest
 
 from app import runs
 from dml_core.cli import _parser
-from dml_core.engine.checkpoint import read_metadata
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.presets import config_from_args
 
 

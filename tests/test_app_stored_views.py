@@ -16,7 +16,8 @@ from streamlit.testing.v1 import AppTest
 from dml_core.config import TrainConfig
 from dml_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from dml_core.engine.projection import procrustes_align
-from dml_core.engine.stored_evaluation import SECTION_KEY, read_evaluation, write_evaluation
+from dml_core.engine.stored_evaluation import write_evaluation
+from dml_core.engine.stored_section import SECTION_KEY, read_evaluation
 from dml_core.engine.trainer import Trainer
 from dml_core.presets import preset
 

@@ -10,13 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dml_core.engine.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
-    load_checkpoint,
-    read_metadata,
-    save_checkpoint,
-)
+from dml_core.engine.checkpoint import load_checkpoint, save_checkpoint
+from dml_core.engine.checkpoint_header import FORMAT_VERSION, CheckpointError, read_metadata
 from dml_core.models import build_model
 
 

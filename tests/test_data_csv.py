@@ -17,9 +17,9 @@ from app.analysis import analyse_split, random_queries
 from app.sources import opened_from_evaluation
 from dml_core.cli import main
 from dml_core.data import build_dataset
-from dml_core.engine.checkpoint import read_metadata
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.evaluation import embed_checkpoint
-from dml_core.engine.stored_evaluation import read_evaluation
+from dml_core.engine.stored_section import read_evaluation
 from dml_core.interop import read_embeddings
 from dml_core.metrics import retrieval_metrics
 

@@ -12,7 +12,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from dml_core.cli import main
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import read_metadata
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.trainer import Trainer
 from dml_core.metrics import clustering, kmeans_clusters, pair_counting_f1, retrieval_metrics
 from dml_core.presets import preset

@@ -27,13 +27,8 @@ from forked_cli import run_forked
 
 from dml_core.cli import main
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import (
-    PENDING_LAST,
-    STATE_FILE,
-    load_tensors,
-    read_metadata,
-    save_checkpoint,
-)
+from dml_core.engine.checkpoint import PENDING_LAST, STATE_FILE, load_tensors, save_checkpoint
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.events import read_events
 from dml_core.engine.trainer import Trainer
 from dml_core.io import FolderInUseError

@@ -218,11 +218,8 @@ def bad_sections(folder: Path) -> dict[str, tuple[Path, str]]:
 def test_a_stored_evaluation_outside_its_schema_is_one_line_naming_the_file(
     tmp_path: Path,
 ) -> None:
-    from dml_core.engine.stored_evaluation import (
-        StoredEvaluationError,
-        open_evaluation,
-        read_evaluation,
-    )
+    from dml_core.engine.stored_evaluation import open_evaluation
+    from dml_core.engine.stored_section import StoredEvaluationError, read_evaluation
 
     made = bad_sections(tmp_path)
     assert len(read_evaluation(made["good"][0])) > 10

@@ -19,7 +19,7 @@ import pytest
 import torch
 from cli_support import assert_one_line, forked_cli
 
-from dml_core.engine.checkpoint import read_metadata
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.events import read_events
 from dml_core.metrics._inputs import MAX_EMBEDDING_NORM, EmbeddingRangeError, check_embeddings
 
@@ -275,9 +275,9 @@ def test_project_never_stores_one_files_evaluation_beside_anothers_weights(
         CheckpointChangedError,
         checkpoint_fingerprint,
         evaluate_and_store,
-        read_evaluation,
         write_evaluation,
     )
+    from dml_core.engine.stored_section import read_evaluation
 
     path = _toy_checkpoint(tmp_path / "raced.safetensors", seed=1)
     old = _toy_checkpoint(tmp_path / "old.safetensors", seed=1)
@@ -508,7 +508,7 @@ def test_checkpoints_without_a_runs_config_are_unreadable_in_cli_and_app(
     config as ``TrainConfig.from_dict`` takes it, history rows of numbers): the CLI says one line
     naming the file, the app lists them as unreadable with that reason and opens the good one."""
     from app.checkpoints import discover_checkpoints
-    from dml_core.engine.checkpoint import CheckpointError
+    from dml_core.engine.checkpoint_header import CheckpointError
 
     root = tmp_path / "extra"
     files = _configless(root)

@@ -19,7 +19,8 @@ import torchvision
 from torch import nn
 
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import load_checkpoint, read_metadata
+from dml_core.engine.checkpoint import load_checkpoint
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.interop import UnsafePickleError, import_checkpoint, load_restricted
 from dml_core.interop.official import official_config_values
 from dml_core.models import build_model

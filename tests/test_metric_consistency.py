@@ -12,13 +12,9 @@ import pytest
 
 from dml_core.cli import main
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import read_metadata
-from dml_core.engine.stored_evaluation import (
-    StoredEvaluationError,
-    build_evaluation,
-    read_evaluation,
-    write_evaluation,
-)
+from dml_core.engine.checkpoint_header import read_metadata
+from dml_core.engine.stored_evaluation import build_evaluation, write_evaluation
+from dml_core.engine.stored_section import StoredEvaluationError, read_evaluation
 from dml_core.engine.trainer import Trainer
 from dml_core.presets import preset
 

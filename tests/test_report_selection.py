@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import read_metadata
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.stopping import best_index
 from dml_core.metrics.direction import improves
 from dml_core.presets import preset

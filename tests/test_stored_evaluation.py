@@ -16,17 +16,20 @@ from safetensors.torch import load_file, save_file
 
 from dml_core.cli import main
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import load_checkpoint, load_tensors, read_metadata
+from dml_core.engine.checkpoint import load_checkpoint, load_tensors
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.evaluation import embed_checkpoint
 from dml_core.engine.stored_evaluation import (
-    SECTION_KEY,
-    StoredEvaluationError,
     build_evaluation,
     evaluate_and_store,
-    has_evaluation,
     open_evaluation,
-    read_evaluation,
     write_evaluation,
+)
+from dml_core.engine.stored_section import (
+    SECTION_KEY,
+    StoredEvaluationError,
+    has_evaluation,
+    read_evaluation,
 )
 from dml_core.engine.trainer import Trainer
 from dml_core.metrics import retrieval_metrics

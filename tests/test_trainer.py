@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dml_core.config import TrainConfig
-from dml_core.engine.checkpoint import load_checkpoint, load_tensors, read_metadata
+from dml_core.engine.checkpoint import load_checkpoint, load_tensors
+from dml_core.engine.checkpoint_header import read_metadata
 from dml_core.engine.events import read_events
 from dml_core.engine.trainer import NonFiniteLossError, Trainer
 from dml_core.presets import preset

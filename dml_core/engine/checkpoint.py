@@ -25,11 +25,10 @@ import torch
 from safetensors.torch import load_file
 
 from dml_core import __version__
-from dml_core.engine.checkpoint_header import (  # noqa: F401 (re-exported: the header's API)
+from dml_core.engine.checkpoint_header import (
     FORMAT_VERSION,
     METADATA_KEY,
     CheckpointError,
-    WeightsOnlyError,
     read_metadata,
     refusal,
 )

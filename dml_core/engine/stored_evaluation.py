@@ -1,6 +1,6 @@
 """Computing and storing the evaluation a checkpoint carries (docs/DESIGN.md §6): its test split
 embedded, scored and projected, written into the ``.safetensors`` file beside the weights. The
-section's format and its reader (no torch): :mod:`dml_core.engine.stored_section`, re-exported here.
+section's format and its reader (no torch) live in :mod:`dml_core.engine.stored_section`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from dml_core.engine.fingerprint import (
     weights_digest,
 )
 from dml_core.engine.projection import INTERACTIVE, UmapSettings, pca_2d, umap_2d
-from dml_core.engine.stored_section import (  # noqa: F401 (re-exported: the section's API)
+from dml_core.engine.stored_section import (
     PREFIX,
     SECTION_KEY,
     SECTION_VERSION,
     StoredEvaluation,
     StoredEvaluationError,
-    has_evaluation,
     read_evaluation,
 )
 from dml_core.io import atomic_write, clean_stale_temp_files, fault_point, write_safetensors

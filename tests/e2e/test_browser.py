@@ -137,4 +137,5 @@ def test_a_run_failing_at_launch_appears_with_its_error(app: AppUnderTest, page)
     alert.wait_for(timeout=RUN_TIMEOUT_MS)
     assert "no-cub" in alert.inner_text()
     assert "error: dataset 'cub200' needs root" in alert.inner_text()
+    wait_until_idle(page)  # the overlay is drawn below the alert, later in the same script run
     assert overlay_names(page) == sorted({*before, "no-cub"})
