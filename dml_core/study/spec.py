@@ -255,9 +255,7 @@ def _known(where: str, name: Any, methods: dict[str, Method]) -> str:
 
 
 def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
-    allowed = ("target", "alike", "equivalence_margin", "rho_pairs", "extra_rho_pairs")
-    allowed += ("correlations", "context_metrics", "paper_correlations", "sampling_error", "rules")
-    _check_keys("comparisons", values, allowed)
+    _check_keys("comparisons", values, Comparisons.__dataclass_fields__)
     correlations = values.get("correlations") or {}
     for metric, sign in correlations.items():
         if sign not in ("negative", "positive"):
@@ -266,6 +264,9 @@ def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
             )
     paper = {k: _typed("comparisons.paper_correlations", k, v, float)
              for k, v in (values.get("paper_correlations") or {}).items()}  # fmt: skip
+    error = _typed("comparisons", "sampling_error", values.get("sampling_error", 0.0), float)
+    if not math.isfinite(error) or error < 0:
+        raise StudyError(f"comparisons.sampling_error must be a finite number >= 0, got {error!r}")
     return Comparisons(
         target=_typed("comparisons", "target", values.get("target", "test/recall@1"), str),
         alike=tuple(_known("comparisons.alike", m, methods) for m in values.get("alike") or []),
@@ -279,16 +280,9 @@ def _comparisons(values: dict, methods: dict[str, Method]) -> Comparisons:
         correlations=dict(correlations),
         context_metrics=tuple(values.get("context_metrics") or ()),
         paper_correlations=paper,
-        sampling_error=_non_negative("sampling_error", values.get("sampling_error", 0.0)),
+        sampling_error=error,
         rules=_typed("comparisons", "rules", values.get("rules", 2), int),
     )
-
-
-def _non_negative(key: str, value: Any) -> float:
-    number = _typed("comparisons", key, value, float)
-    if not math.isfinite(number) or number < 0:
-        raise StudyError(f"comparisons.{key} must be a finite number >= 0, got {value!r}")
-    return number
 
 
 def _selection(metric: Any, base: dict[str, Any]) -> str:
@@ -310,6 +304,17 @@ def _selection(metric: Any, base: dict[str, Any]) -> str:
             "(val needs val_classes > 0 in the overrides)"
         )
     return f"{split}/{name}"
+
+
+def _stopping(values: dict) -> Stopping:
+    """The ``stopping`` mapping, each key of ``Stopping`` with its type; min_delta finite, >= 0."""
+    kinds = {"min_epochs": int, "last_fraction": float, "min_delta": float, "from_recovery": bool}
+    _check_keys("stopping", values, kinds)
+    given = {k: values.get(k, getattr(Stopping(), k)) for k in kinds}
+    stopping = Stopping(**{k: _typed("stopping", k, given[k], t) for k, t in kinds.items()})
+    if not math.isfinite(stopping.min_delta) or stopping.min_delta < 0:
+        raise StudyError(f"stopping.min_delta must be >= 0, got {stopping.min_delta}")
+    return stopping
 
 
 def _near(study_file: Path, folder: str) -> Path:
@@ -359,20 +364,7 @@ def _load(path: Path) -> StudySpec:
             raise StudyError(f"methods.{name}: epochs must be at least 1, got {cap}")
         fields = _train_fields(f"methods.{name}", values)
         methods[str(name)] = Method(str(name), fields, own, cap)
-    stopping_values = document.get("stopping") or {}
-    _check_keys(
-        "stopping", stopping_values, ("min_epochs", "last_fraction", "min_delta", "from_recovery")
-    )
-    stopping = Stopping(
-        min_epochs=_typed("stopping", "min_epochs", stopping_values.get("min_epochs", 0), int),
-        last_fraction=_typed(
-            "stopping", "last_fraction", stopping_values.get("last_fraction", 0.25), float
-        ),
-        min_delta=_typed("stopping", "min_delta", stopping_values.get("min_delta", 0.0), float),
-        from_recovery=_typed(
-            "stopping", "from_recovery", stopping_values.get("from_recovery", False), bool
-        ),
-    )
+    stopping = _stopping(document.get("stopping") or {})
     output = document.get("output") or {}
     _check_keys("output", output, ("runs", "summaries"))
     page = document.get("page") or {}
@@ -396,14 +388,12 @@ def _load(path: Path) -> StudySpec:
         if "summaries" in output
         else runs_dir / "summaries",
     )
+    _selection(spec.selection_metric, {**PRESETS.get(preset or "", {}), **overrides})
     for method in methods:
-        _selection(spec.selection_metric, {**PRESETS.get(preset or "", {}), **overrides})
         try:
             spec.config(method, methods[method].seeds[0])
         except ValueError as error:
             raise StudyError(f"methods.{method}: {str(error).splitlines()[0]}") from None
-    if not math.isfinite(spec.stopping.min_delta) or spec.stopping.min_delta < 0:
-        raise StudyError(f"stopping.min_delta must be >= 0, got {spec.stopping.min_delta}")
     if spec.comparisons.rules not in (1, 2):
         raise StudyError(f"comparisons.rules must be 1 or 2, got {spec.comparisons.rules}")
     return spec
