@@ -107,12 +107,16 @@ def test_missing_dataset_shows_the_notice_and_stored_metrics(app_env: dict[str, 
     assert "test/recall@1" in history["metric"].tolist()
 
 
-def test_inspect_refuses_a_path_outside_the_roots(app_env: dict[str, Path], tmp_path: Path) -> None:
+def test_inspect_refuses_a_path_outside_the_roots_and_the_list_yields_to_a_path(
+    app_env: dict[str, Path], tmp_path: Path
+) -> None:
     outside = tmp_path / "x.safetensors"
     outside.write_bytes(b"\x00" * 16)
     app = open_page("inspect")
+    assert not app.selectbox(key="inspect-checkpoint").disabled
     app.text_input(key="inspect-path").input(str(outside)).run()
     assert any("outside the checkpoint folders" in error.value for error in app.error)
+    assert app.selectbox(key="inspect-checkpoint").disabled  # the typed path is what is open
     app.text_input(key="inspect-path").input(str(app_env["runs"] / "norho" / "config.json")).run()
     assert any("not a .safetensors file" in error.value for error in app.error)
 

@@ -26,8 +26,16 @@ unreadable: list[str] = []
 entries = sources.discover_sources(unreadable=unreadable)  # checkpoints, then embedding files
 common.unreadable_files(unreadable)
 labels = [entry.label for entry in entries]
+path_entered = bool(st.session_state.get("inspect-path", "").strip())  # the field below wins
 picked = st.selectbox(
-    "checkpoint or embedding file", labels, index=0 if labels else None, key="inspect-checkpoint"
+    "checkpoint or embedding file",
+    labels,
+    index=0 if labels else None,
+    key="inspect-checkpoint",
+    disabled=path_entered,
+    help="Not used while a path is entered below: clear the path to pick from this list."
+    if path_entered
+    else None,
 )
 typed = st.text_input(
     "…or a path (under the allowed folders)",
