@@ -93,6 +93,20 @@ def wait_until_idle(page, timeout_ms: int = 90_000, quiet_ms: int = 1_500) -> No
     raise AssertionError(f"the app was still running after {timeout_ms / 1000:.0f} s")
 
 
+def open_compare(page, url: str, names, timeout_ms: int = 90_000) -> None:
+    """Compare with exactly ``names`` chosen (the page's default choice removed first)."""
+    page.goto(f"{url}/compare", wait_until="domcontentloaded")
+    picker = page.locator('[data-testid="stMultiSelect"] input').first
+    picker.wait_for(timeout=timeout_ms)
+    picker.click()
+    for _ in range(8):  # the default chips, one Backspace each
+        picker.press("Backspace")
+    for name in names:
+        picker.fill(name)
+        page.get_by_role("option", name=name).click()
+    picker.press("Escape")
+
+
 def open_tab(page, name: str, content, timeout_ms: int = 90_000) -> None:
     """Select the tab ``name`` and wait for ``content`` (a locator) inside it to be visible; the
     click is repeated if a rerun of the page put the first tab back."""

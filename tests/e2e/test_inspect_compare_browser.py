@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import AppUnderTest, open_tab, screenshot_at_sizes, wait_until_idle
+from browser_support import (
+    AppUnderTest,
+    open_compare,
+    open_tab,
+    screenshot_at_sizes,
+    wait_until_idle,
+)
 from PIL import Image, ImageDraw
 
 PAGE_TIMEOUT_MS = 90_000
@@ -101,16 +107,9 @@ def test_compare_shows_per_class_delta_and_disagreements(
     served: tuple[str, Path], page, tmp_path: Path
 ) -> None:
     url, _ = served
-    page.goto(f"{url}/compare", wait_until="domcontentloaded")
-    picker = page.locator('[data-testid="stMultiSelect"] input').first
-    picker.wait_for(timeout=PAGE_TIMEOUT_MS)
-    picker.click()
-    for _ in range(6):
-        picker.press("Backspace")
-    for name in (f"files/{FOLDER}/model_a.npz", f"files/{FOLDER}/model_b.npz"):
-        picker.fill(name)
-        page.get_by_role("option", name=name).click()
-    picker.press("Escape")
+    open_compare(
+        page, url, (f"files/{FOLDER}/model_a.npz", f"files/{FOLDER}/model_b.npz"), PAGE_TIMEOUT_MS
+    )
     page.get_by_role("heading", name="Per-class Δ (B − A)").wait_for(timeout=PAGE_TIMEOUT_MS)
     page.get_by_text("classes got better").wait_for(timeout=PAGE_TIMEOUT_MS)
     # UMAP is on: the files hold the same items, so B's UMAP is fitted from A's layout in the

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import AppUnderTest, screenshot_at_sizes, wait_until_idle
+from browser_support import AppUnderTest, open_compare, screenshot_at_sizes, wait_until_idle
 
 from dml_core.interop.projection_file import store_file_projection
 
@@ -88,16 +88,9 @@ def test_a_many_class_file_is_one_trace_and_answers_clicks(
 def test_compare_links_a_selection_across_many_class_files(
     app: AppUnderTest, files: Path, page
 ) -> None:
-    page.goto(f"{app.url}/compare", wait_until="domcontentloaded")
-    picker = page.locator('[data-testid="stMultiSelect"] input').first
-    picker.wait_for(timeout=TIMEOUT_MS)
-    picker.click()
-    for _ in range(8):
-        picker.press("Backspace")
-    for name in (f"files/{FOLDER}/big_a.npz", f"files/{FOLDER}/big_b.npz"):
-        picker.fill(name)
-        page.get_by_role("option", name=name).click()
-    picker.press("Escape")
+    open_compare(
+        page, app.url, (f"files/{FOLDER}/big_a.npz", f"files/{FOLDER}/big_b.npz"), TIMEOUT_MS
+    )
     # The stored PCA, rotated: no UMAP to wait for (the radio's input lies under its label).
     page.get_by_test_id("stRadio").get_by_text("PCA", exact=True).click()
     plots = page.locator(".js-plotly-plot").filter(has_text="PCA, rotated onto #1")
